@@ -1,0 +1,278 @@
+"""The `cascade` command line: thin wrappers over the library.
+
+User mistakes (bad input, missing files, unknown names) print one line on stderr and exit
+with status 1; only a bug in Cascade shows a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cascade.errors import CascadeError, DataError
+
+app = typer.Typer(
+    help="Cascade: multi-stage retrieval — index, search and evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn CascadeError and Ctrl-C into one line and a non-zero exit."""
+    try:
+        yield
+    except DataError as exc:
+        hint = "" if exc.line is None else " (--skip-bad skips such records)"
+        err.print(f"[bold red]error:[/] {exc}{hint}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except CascadeError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def progress_bar() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+
+def analyzer_from(stopwords: str, stemmer: str, lowercase: bool):  # type: ignore[no-untyped-def]
+    from cascade.text.analyzer import Analyzer
+
+    none = ("none", "")
+    return Analyzer(lowercase=lowercase, stopwords=None if stopwords in none else stopwords,
+                    stemmer=None if stemmer in none else stemmer)
+
+
+def count_lines(path: Path) -> int | None:
+    """Cheap total for a progress bar over a JSONL file."""
+    try:
+        with open(path, "rb") as f:
+            return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+    except OSError:
+        return None
+
+
+StopwordsOpt = typer.Option("english", help="Stopword list: english (Lucene's), snowball, none.")
+StemmerOpt = typer.Option("english", help="Snowball stemmer language (PyStemmer), or none.")
+LowercaseOpt = typer.Option(True, "--lowercase/--no-lowercase", help="Fold case.")
+SkipBadOpt = typer.Option(False, "--skip-bad", help="Skip bad records (counted in the summary) instead of stopping.")
+
+
+@app.command()
+def index(
+    source: Path = typer.Argument(..., help="BEIR dataset dir, JSONL file, or folder of .txt/.md files."),
+    output: Path = typer.Option(..., "-o", "--output", help="Index directory to create."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index at OUTPUT."),
+    skip_bad: bool = SkipBadOpt,
+    stopwords: str = StopwordsOpt,
+    stemmer: str = StemmerOpt,
+    lowercase: bool = LowercaseOpt,
+    fields: str = typer.Option("title,text", help="Fields indexed as one: title,text | text | title."),
+) -> None:
+    """Build an on-disk index from SOURCE."""
+    from cascade.data import ReadReport, open_corpus
+    from cascade.index.index import Index
+
+    with user_errors():
+        analyzer = analyzer_from(stopwords, stemmer, lowercase)
+        report = ReadReport()
+        docs = open_corpus(source, skip_bad=skip_bad, report=report)
+        corpus_file = source / "corpus.jsonl" if source.is_dir() else source
+        total = count_lines(corpus_file) if corpus_file.is_file() else None
+        start = time.perf_counter()
+        with progress_bar() as bar:
+            task = bar.add_task(f"indexing {source.name}", total=total)
+            idx = Index.build(docs, output, analyzer=analyzer, fields=[f.strip() for f in fields.split(",")],
+                              overwrite=overwrite, progress=lambda n: bar.update(task, completed=n),
+                              source={"path": str(source)})
+        seconds = time.perf_counter() - start
+        skipped = f", {report.skipped} bad records skipped" if report.skipped else ""
+        err.print(f"indexed {idx.n_docs:,} documents into {output} in {seconds:.2f} s "
+                  f"({idx.n_docs / seconds:,.0f} docs/s){skipped}", highlight=False)
+        for problem in report.problems[:5]:
+            err.print(f"  skipped: {problem}", highlight=False)
+
+
+@app.command()
+def search(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    query: str = typer.Argument(..., help="Query text."),
+    k: int = typer.Option(10, "-k", help="Number of hits."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    k1: float = typer.Option(0.9, help="BM25 k1."),
+    b: float = typer.Option(0.4, help="BM25 b."),
+) -> None:
+    """Search an index with BM25 and print the hits."""
+    from cascade.index.index import Index
+
+    with user_errors():
+        if k < 1:
+            raise CascadeError("-k must be at least 1")
+        start = time.perf_counter()
+        hits = Index.open(index_dir).bm25(k1=k1, b=b).search(query, k=k)
+        seconds = time.perf_counter() - start
+        if as_json:
+            print(json.dumps({"query": query, "hits": [{"id": h.id, "score": round(h.score, 4), "title": h.title}
+                                                       for h in hits], "seconds": round(seconds, 4)}))
+            return
+        print_hits(query, hits, seconds)
+
+
+def print_hits(query: str, hits: list[Any], seconds: float) -> None:
+    table = Table(title=f"{query!r}: {len(hits)} hits in {seconds * 1000:.1f} ms", title_justify="left", expand=True)
+    table.add_column("#", justify="right", no_wrap=True, min_width=2)
+    table.add_column("score", justify="right", no_wrap=True, min_width=6)
+    table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=45)
+    table.add_column("text", overflow="ellipsis", no_wrap=True, ratio=1)
+    for rank, h in enumerate(hits, 1):
+        snippet = " ".join((h.text or h.title).split())
+        table.add_row(str(rank), f"{h.score:.3f}", h.id, snippet)
+    out.print(table)
+
+
+@app.command("eval")
+def eval_(
+    dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir (corpus.jsonl, queries.jsonl, qrels/)."),
+    index_dir: Optional[Path] = typer.Option(None, "--index", help="Use this index instead of the cached one."),
+    pipeline: list[str] = typer.Option([], "--pipeline", "-p", help="Pipeline to evaluate (repeatable): bm25."),
+    run: list[str] = typer.Option([], "--run", help="Evaluate a stored TREC run (repeatable; may be relative to DATASET)."),
+    metrics: str = typer.Option("nDCG@10,R@100", help="Comma-separated ir_measures names."),
+    split: str = typer.Option("test", help="qrels split (qrels/<split>.tsv)."),
+    save_run: Optional[Path] = typer.Option(None, "--save-run", help="Write the pipeline's run in TREC format."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+    per_query: bool = typer.Option(False, "--per-query", help="Include per-query values in --json output."),
+    k: int = typer.Option(1000, "-k", help="Results per query."),
+    k1: float = typer.Option(0.9, help="BM25 k1."),
+    b: float = typer.Option(0.4, help="BM25 b."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Build a fresh index instead of using the cache."),
+    skip_bad: bool = SkipBadOpt,
+    stopwords: str = StopwordsOpt,
+    stemmer: str = StemmerOpt,
+    lowercase: bool = LowercaseOpt,
+) -> None:
+    """Evaluate pipelines (default: bm25) or stored runs on a dataset."""
+    from cascade.evaluate.experiment import EvalOptions, Progress as Hooks, run_eval
+
+    with user_errors():
+        pipelines = pipeline or ([] if run else ["bm25"])
+        opts = EvalOptions(metrics=metrics, split=split, k=k, k1=k1, b=b, skip_bad=skip_bad,
+                           analyzer=analyzer_from(stopwords, stemmer, lowercase), use_cache=not no_cache,
+                           save_run=save_run)
+        with progress_bar() as bar:
+            task = bar.add_task("reading", total=None)
+
+            def phase(description: str, total: int | None) -> None:
+                bar.update(task, description=description, total=total, completed=0)
+
+            hooks = Hooks(indexing=lambda n: bar.update(task, completed=n),
+                          searching=lambda n: bar.update(task, completed=n), phase=phase)
+            report = run_eval(dataset, pipelines=pipelines, runs=run, index_dir=index_dir, opts=opts,
+                              progress=hooks)
+        if not per_query:
+            for r in report["results"]:
+                r.pop("per_query")
+        if report["skipped"]:
+            err.print(f"{report['skipped']} bad records skipped, e.g. {report['problems'][0]}", highlight=False)
+        report.pop("problems")
+        if as_json:
+            print(json.dumps(report))
+        else:
+            print_eval(report)
+
+
+def print_eval(report: dict[str, Any]) -> None:
+    names = list(report["results"][0]["metrics"]) if report["results"] else []
+    table = Table(title=f"{report['dataset']}: {report['queries']} queries", title_justify="left")
+    table.add_column("pipeline")
+    for n in names:
+        table.add_column(n, justify="right")
+    table.add_column("seconds", justify="right")
+    for r in report["results"]:
+        secs = ", ".join(f"{k} {v:.2f}" for k, v in r["seconds"].items())
+        table.add_row(r["pipeline"], *(f"{r['metrics'][n]:.4f}" for n in names), secs)
+    out.print(table)
+
+
+@app.command()
+def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+    """Show an index's size, analyzer and segments."""
+    from cascade.index.index import Index
+
+    with user_errors():
+        idx = Index.open(index_dir)
+        m = idx.manifest
+        out.print(f"{index_dir}: {idx.n_docs:,} documents, {len(m.segments)} segment(s), generation {m.generation}")
+        out.print(f"analyzer: {m.analyzer}", highlight=False)
+        out.print(f"fields: {', '.join(m.fields)}; average length {idx.avg_doc_length:.1f} terms")
+        for s in m.segments:
+            size = sum(f.size for f in s.files.values())
+            out.print(f"  {s.name}: {s.n_docs:,} docs, {s.n_terms:,} terms, {s.n_postings:,} postings, "
+                      f"{size / 1e6:.1f} MB")
+
+
+@app.command()
+def check(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+    """Verify every index file against the checksums in its manifest."""
+    from cascade.index.index import Index
+
+    with user_errors():
+        problems = Index.open(index_dir).verify()
+        for p in problems:
+            err.print(f"damaged: {p}", highlight=False)
+        if problems:
+            raise typer.Exit(1)
+        out.print(f"{index_dir}: ok")
+
+
+@app.command()
+def demo(
+    query: list[str] = typer.Option([], "--query", "-q", help="Query to run (repeatable); a few defaults otherwise."),
+    k: int = typer.Option(5, "-k", help="Hits per query."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to put the demo index."),
+) -> None:
+    """Index the docstrings of Python's standard library, then search them."""
+    import tempfile
+
+    from cascade.data.pydocs import python_docstrings
+    from cascade.index.index import Index
+
+    with user_errors():
+        path = output or Path(tempfile.mkdtemp(prefix="cascade-demo-")) / "stdlib.idx"
+        start = time.perf_counter()
+        with progress_bar() as bar:
+            task = bar.add_task("indexing Python's standard library docstrings", total=None)
+            idx = Index.build(python_docstrings(), path, overwrite=True,
+                              progress=lambda n: bar.update(task, completed=n))
+        seconds = time.perf_counter() - start
+        out.print(f"indexed {idx.n_docs:,} docstrings into {path} in {seconds:.2f} s", highlight=False)
+        bm25 = idx.bm25()
+        for q in query or ["parse a json string", "temporary directory cleanup", "compare two sequences of lines",
+                           "thread safe queue"]:
+            start = time.perf_counter()
+            hits = bm25.search(q, k=k)
+            print_hits(q, hits, time.perf_counter() - start)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Reading corpora, queries, qrels and runs: BEIR, JSONL, TREC and plain folders."""
+
+from cascade.data.beir import BeirDataset
+from cascade.data.folder import folder_files, read_folder
+from cascade.data.readers import (
+    corpus_fingerprint,
+    hash_file,
+    open_corpus,
+    read_jsonl_docs,
+    read_jsonl_queries,
+    read_qrels,
+)
+from cascade.data.trec import read_trec_run, read_trec_topics, write_trec_run
+from cascade.data.types import Doc, Qrels, Query, ReadReport, Run
+
+__all__ = [
+    "BeirDataset",
+    "Doc",
+    "Qrels",
+    "Query",
+    "ReadReport",
+    "Run",
+    "corpus_fingerprint",
+    "folder_files",
+    "hash_file",
+    "open_corpus",
+    "read_folder",
+    "read_jsonl_docs",
+    "read_jsonl_queries",
+    "read_qrels",
+    "read_trec_run",
+    "read_trec_topics",
+    "write_trec_run",
+]

@@ -1,0 +1,50 @@
+"""Plain data types shared by every part of Cascade."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# query id -> doc id -> graded relevance
+Qrels = dict[str, dict[str, int]]
+# query id -> doc id -> score
+Run = dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """One document: a unique id, its text, an optional title and metadata."""
+
+    id: str
+    text: str
+    title: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One query: a unique id and its text."""
+
+    id: str
+    text: str
+
+
+@dataclass(slots=True)
+class ReadReport:
+    """Counts what a reader read and skipped (with ``skip_bad=True``)."""
+
+    read: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    max_kept: int = 20
+
+    def skip(self, problem: str) -> None:
+        self.skipped += 1
+        if len(self.problems) < self.max_kept:
+            self.problems.append(problem)
+
+    def summary(self) -> str:
+        text = f"{self.read} read"
+        if self.skipped:
+            text += f", {self.skipped} skipped"
+        return text

@@ -1,0 +1,88 @@
+"""Effectiveness measures through ir_measures (trec_eval-compatible definitions).
+
+Measures are named in ir_measures syntax: ``nDCG@10``, ``R@100``, ``P@10``, ``AP``,
+``RR``, ``R(rel=2)@1000``. Names are matched case-insensitively (``ndcg@10`` works).
+
+>>> from cascade.evaluate import evaluate
+>>> qrels = {"q1": {"d1": 1, "d2": 0}}
+>>> run = {"q1": {"d2": 2.0, "d1": 1.0}}
+>>> round(evaluate(run, qrels, ["RR", "P@1"]).mean["RR"], 2)
+0.5
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from cascade.data.types import Qrels, Run
+from cascade.errors import CascadeError
+
+DEFAULT_METRICS = ("nDCG@10", "R@100", "AP", "RR")
+
+
+def parse_metrics(names: str | Iterable[str]) -> list[tuple[str, Any]]:
+    """(display name, ir_measures measure) pairs from "nDCG@10,R@100" or a list of names."""
+    if isinstance(names, str):
+        names = [n for n in re.split(r",(?![^()]*\))", names) if n.strip()]
+    parsed = [(n.strip(), _parse_one(n.strip())) for n in names]
+    if not parsed:
+        raise CascadeError("no metrics given; for example: nDCG@10,R@100,AP,RR")
+    return parsed
+
+
+def _parse_one(name: str) -> Any:
+    import ir_measures
+
+    try:
+        return ir_measures.parse_measure(name)
+    except (NameError, ValueError, TypeError, SyntaxError):
+        pass
+    canonical = {k.lower(): k for k in ir_measures.measures.registry}
+    head = re.match(r"[^@(]+", name)
+    if head and head.group(0).lower() in canonical:
+        fixed = canonical[head.group(0).lower()] + name[len(head.group(0)):]
+        try:
+            return ir_measures.parse_measure(fixed)
+        except (NameError, ValueError, TypeError, SyntaxError):
+            pass
+    raise CascadeError(f"unknown metric {name!r}; examples: nDCG@10, R@100, P@10, AP, RR, R(rel=2)@1000")
+
+
+@dataclass
+class Evaluation:
+    """Mean and per-query values of each metric, keyed by the names asked for."""
+
+    mean: dict[str, float]
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.per_query)
+
+
+def evaluate(run: Run, qrels: Qrels, metrics: str | Sequence[str] = DEFAULT_METRICS,
+             queries: Iterable[str] | None = None) -> Evaluation:
+    """Evaluate a run against qrels.
+
+    Averages over the queries that have both results and judgements, as trec_eval does.
+    Pass ``queries`` (the ids that were searched) to count a judged query with no results
+    as 0 instead of leaving it out, as ``trec_eval -c`` does for them.
+    """
+    import ir_measures
+
+    parsed = parse_metrics(metrics)
+    by_measure = {m: name for name, m in parsed}
+    per_query: dict[str, dict[str, float]] = {}
+    judged_run = {q: docs for q, docs in run.items() if q in qrels and docs}
+    if judged_run:
+        for row in ir_measures.iter_calc([m for _, m in parsed], qrels, judged_run):
+            per_query.setdefault(row.query_id, {})[by_measure[row.measure]] = float(row.value)
+    if queries is not None:
+        for qid in queries:
+            if qid in qrels and qid not in per_query:
+                per_query[qid] = {name: 0.0 for name, _ in parsed}
+    names = [name for name, _ in parsed]
+    mean = {n: (sum(v[n] for v in per_query.values()) / len(per_query) if per_query else 0.0) for n in names}
+    return Evaluation(mean=mean, per_query=per_query)

@@ -1,0 +1,176 @@
+"""One immutable index segment: CSR postings, document lengths, ids and docstore.
+
+Files in a segment directory::
+
+    terms.json          sorted list of terms; a term's position is its term number
+    post_indptr.npy     int64[T+1]: postings of term t are [indptr[t], indptr[t+1])
+    post_docs.npy       int32[P]: segment-local doc numbers, ascending within a term
+    post_tfs.npy        int32[P]: term frequencies
+    doclens.npy         int32[N]: document lengths in terms
+    ids.bin, ids_offsets.npy   utf-8 doc ids, concatenated, and int64[N+1] offsets
+    docstore.sqlite     id, title, text, metadata
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from collections import Counter
+from functools import cached_property
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cascade.data.types import Doc
+from cascade.errors import BadIndexError, CascadeError
+from cascade.index.docstore import DOCSTORE_NAME, Docstore, DocstoreWriter
+from cascade.index.fsutil import file_digest
+from cascade.index.manifest import FileEntry, SegmentEntry
+from cascade.text.analyzer import Analyzer
+
+INDEXABLE_FIELDS = ("title", "text")
+
+
+def doc_text(doc: Doc, fields: Sequence[str]) -> str:
+    """The text of ``doc`` that gets indexed: the chosen fields joined by a space."""
+    return " ".join(getattr(doc, f) for f in fields if getattr(doc, f))
+
+
+class SegmentWriter:
+    """Builds a segment from a stream of documents; postings are accumulated in compact arrays."""
+
+    def __init__(self, directory: Path, analyzer: Analyzer, fields: Sequence[str]) -> None:
+        bad = [f for f in fields if f not in INDEXABLE_FIELDS]
+        if bad or not fields:
+            raise CascadeError(f"cannot index fields {bad or fields}; choose from {', '.join(INDEXABLE_FIELDS)}")
+        self.dir = directory
+        self.dir.mkdir(parents=True)
+        self.analyzer = analyzer
+        self.fields = list(fields)
+        self._vocab: dict[str, int] = {}
+        self._term = array("i")
+        self._tf = array("i")
+        self._doc = array("i")
+        self._lengths = array("i")
+        self._ids = bytearray()
+        self._id_offsets = array("q", [0])
+        self._docstore = DocstoreWriter(self.dir / DOCSTORE_NAME)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self._lengths)
+
+    def add(self, doc: Doc) -> None:
+        vocab = self._vocab
+        terms = self.analyzer.terms(doc_text(doc, self.fields))
+        counts = Counter(vocab.setdefault(t, len(vocab)) for t in terms)
+        num = len(self._lengths)
+        self._term.extend(counts.keys())
+        self._tf.extend(counts.values())
+        self._doc.extend([num] * len(counts))
+        self._lengths.append(len(terms))
+        self._ids += doc.id.encode()
+        self._id_offsets.append(len(self._ids))
+        self._docstore.add(doc)
+
+    def finish(self, name: str) -> SegmentEntry:
+        """Write the arrays and return the segment's manifest entry."""
+        self._docstore.close()
+        sorted_terms = sorted(self._vocab)
+        remap = np.empty(len(sorted_terms), dtype=np.int32)
+        remap[[self._vocab[t] for t in sorted_terms]] = np.arange(len(sorted_terms), dtype=np.int32)
+        term = remap[np.frombuffer(self._term, dtype=np.int32)] if len(self._term) else np.empty(0, np.int32)
+        order = np.argsort(term, kind="stable")  # doc numbers stay ascending within a term
+        indptr = np.zeros(len(sorted_terms) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term, minlength=len(sorted_terms)), out=indptr[1:])
+        arrays = {
+            "post_indptr.npy": indptr,
+            "post_docs.npy": np.frombuffer(self._doc, dtype=np.int32)[order],
+            "post_tfs.npy": np.frombuffer(self._tf, dtype=np.int32)[order],
+            "doclens.npy": np.frombuffer(self._lengths, dtype=np.int32),
+            "ids_offsets.npy": np.frombuffer(self._id_offsets, dtype=np.int64),
+        }
+        for fname, arr in arrays.items():
+            np.save(self.dir / fname, arr)
+        (self.dir / "ids.bin").write_bytes(bytes(self._ids))
+        (self.dir / "terms.json").write_text(json.dumps(sorted_terms, ensure_ascii=False), encoding="utf-8")
+        files = {p.name: FileEntry(p.stat().st_size, file_digest(p)) for p in sorted(self.dir.iterdir())}
+        return SegmentEntry(
+            name=name,
+            n_docs=self.n_docs,
+            total_length=int(arrays["doclens.npy"].sum()),
+            n_terms=len(sorted_terms),
+            n_postings=len(term),
+            files=files,
+        )
+
+
+class Segment:
+    """Read side of a segment; arrays are memory-mapped."""
+
+    def __init__(self, directory: Path, entry: SegmentEntry) -> None:
+        self.dir = directory
+        self.entry = entry
+        self.n_docs = entry.n_docs
+        self._check_sizes()
+        self.indptr = self._load("post_indptr.npy")
+        self.docs = self._load("post_docs.npy")
+        self.tfs = self._load("post_tfs.npy")
+        self.doclens = self._load("doclens.npy")
+        self._id_offsets = self._load("ids_offsets.npy")
+        self.docstore = Docstore(self.dir / DOCSTORE_NAME)
+
+    def _check_sizes(self) -> None:
+        for name, meta in self.entry.files.items():
+            path = self.dir / name
+            if not path.exists():
+                raise BadIndexError(f"{path}: file missing from index")
+            if path.stat().st_size != meta.size:
+                raise BadIndexError(f"{path}: size {path.stat().st_size}, manifest says {meta.size}; the index is damaged")
+
+    def _load(self, name: str) -> np.ndarray:
+        try:
+            return np.load(self.dir / name, mmap_mode="r")
+        except (ValueError, OSError) as err:
+            raise BadIndexError(f"{self.dir / name}: unreadable ({err})") from None
+
+    def verify(self) -> list[str]:
+        """Problems found by re-hashing every file (empty when the segment is intact)."""
+        problems = []
+        for name, meta in self.entry.files.items():
+            path = self.dir / name
+            if not path.exists():
+                problems.append(f"{path}: missing")
+            elif file_digest(path) != meta.blake2b:
+                problems.append(f"{path}: checksum mismatch")
+        return problems
+
+    @cached_property
+    def term_numbers(self) -> dict[str, int]:
+        terms = json.loads((self.dir / "terms.json").read_text(encoding="utf-8"))
+        return {t: i for i, t in enumerate(terms)}
+
+    @cached_property
+    def _ids_blob(self) -> bytes:
+        return (self.dir / "ids.bin").read_bytes()
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        t = self.term_numbers.get(term)
+        if t is None:
+            return None
+        start, end = self.indptr[t], self.indptr[t + 1]
+        return self.docs[start:end], self.tfs[start:end]
+
+    def df(self, term: str) -> int:
+        t = self.term_numbers.get(term)
+        return 0 if t is None else int(self.indptr[t + 1] - self.indptr[t])
+
+    def doc_ids(self, nums: np.ndarray | Sequence[int]) -> list[str]:
+        blob, off = self._ids_blob, self._id_offsets
+        return [blob[off[n] : off[n + 1]].decode() for n in nums]
+
+    @cached_property
+    def id_numbers(self) -> dict[str, int]:
+        """Doc id -> segment-local number (built on first use)."""
+        return {id_: i for i, id_ in enumerate(self.doc_ids(range(self.n_docs)))}

@@ -1,0 +1,5 @@
+"""Text analysis."""
+
+from cascade.text.analyzer import Analyzer
+
+__all__ = ["Analyzer"]

@@ -1,0 +1,102 @@
+"""Turning text into index terms: tokenize, lowercase, drop stopwords, stem.
+
+The settings are stored in the index manifest, so queries are analysed exactly as the
+documents were.
+
+>>> from cascade.text import Analyzer
+>>> Analyzer().terms("The runners were running quickly")
+['runner', 'run', 'quick']
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+from cascade.errors import CascadeError
+from cascade.text.stopwords import stopword_set
+
+# Words of two or more word characters (the scikit-learn / bm25s default).
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """Text analysis settings and the function that applies them.
+
+    Args:
+        lowercase: fold case before anything else.
+        stopwords: name of a stopword list ("english") or None to keep every word.
+        stemmer: a Snowball language known to PyStemmer ("english", "porter", ...) or None.
+        token_pattern: regular expression whose matches are the tokens.
+    """
+
+    lowercase: bool = True
+    stopwords: str | None = "english"
+    stemmer: str | None = "english"
+    token_pattern: str = DEFAULT_TOKEN_PATTERN
+    _cache: dict[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.token_pattern)
+        except re.error as err:
+            raise CascadeError(f"bad token_pattern {self.token_pattern!r}: {err}") from None
+        stopword_set(self.stopwords)  # validates the name
+        self._stem_words  # validates the stemmer name
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str]:
+        return re.compile(self.token_pattern)
+
+    @cached_property
+    def _stopset(self) -> frozenset[str]:
+        return stopword_set(self.stopwords)
+
+    @cached_property
+    def _stem_words(self):  # type: ignore[no-untyped-def]
+        if self.stemmer is None:
+            return None
+        import Stemmer
+
+        try:
+            return Stemmer.Stemmer(self.stemmer).stemWords
+        except KeyError:
+            langs = ", ".join(Stemmer.algorithms())
+            raise CascadeError(f"unknown stemmer {self.stemmer!r}; PyStemmer knows: {langs}") from None
+
+    def tokens(self, text: str) -> list[str]:
+        """Tokens after lowercasing and stopword removal, before stemming."""
+        if self.lowercase:
+            text = text.lower()
+        stop = self._stopset
+        return [t for t in self._regex.findall(text) if t not in stop]
+
+    def terms(self, text: str) -> list[str]:
+        """Index terms of ``text``, in order, with repeats."""
+        tokens = self.tokens(text)
+        stem = self._stem_words
+        if stem is None:
+            return tokens
+        cache = self._cache
+        missing = [t for t in set(tokens) if t not in cache]
+        if missing:
+            if len(cache) > 1_000_000:
+                cache.clear()
+            cache.update(zip(missing, stem(missing)))
+        return [cache[t] for t in tokens]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("_cache", None)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Analyzer":
+        known = {"lowercase", "stopwords", "stemmer", "token_pattern"}
+        unknown = set(data) - known
+        if unknown:
+            raise CascadeError(f"unknown analyzer settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
