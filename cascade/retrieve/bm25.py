@@ -121,6 +121,8 @@ class BM25:
 
     def rank(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Global doc numbers and scores of the top ``k`` documents for ``text``."""
+        if k < 1:
+            raise CascadeError(f"k must be at least 1 (got {k})")
         weights = self.query_weights(text)
         if not weights:
             return np.empty(0, np.int32), np.empty(0, np.float32)
