@@ -77,7 +77,10 @@ def evaluate(run: Run, qrels: Qrels, metrics: str | Sequence[str] = DEFAULT_METR
     per_query: dict[str, dict[str, float]] = {}
     judged_run = {q: docs for q, docs in run.items() if q in qrels and docs}
     if judged_run:
-        for row in ir_measures.iter_calc([m for _, m in parsed], qrels, judged_run):
+        # qrels cut to the run's queries: ir_measures would otherwise score every judged query missing
+        # from the run as 0, which is what ``queries`` is for
+        judged_qrels = {q: qrels[q] for q in judged_run}
+        for row in ir_measures.iter_calc([m for _, m in parsed], judged_qrels, judged_run):
             per_query.setdefault(row.query_id, {})[by_measure[row.measure]] = float(row.value)
     if queries is not None:
         for qid in queries:

@@ -31,6 +31,7 @@ from cascade.data.types import Query
 from cascade.errors import CascadeError
 from cascade.index.index import Index
 from cascade.index.segment import Segment
+from cascade.pipeline.base import Pipeline, format_call
 from cascade.pipeline.candidates import Candidates
 
 # -- kernels ------------------------------------------------------------------------------
@@ -74,8 +75,8 @@ class Hit:
     num: int
 
 
-class BM25:
-    """Exact BM25 top-k over an :class:`~cascade.Index`; a first-stage :class:`Stage`.
+class BM25(Pipeline):
+    """Exact BM25 top-k over an :class:`~cascade.Index`; a first-stage pipeline node.
 
     Args:
         index: the index to search.
@@ -85,6 +86,7 @@ class BM25:
     """
 
     name = "bm25"
+    cacheable = True
 
     def __init__(self, index: Index, k1: float = 0.9, b: float = 0.4, k: int = 1000) -> None:
         if k1 < 0 or not 0 <= b <= 1:
@@ -96,6 +98,26 @@ class BM25:
     def key(self) -> tuple:
         return (self.name, ("k1", self.k1), ("b", self.b), ("k", self.k), ("index", self.index.version))
 
+    @property
+    def depth(self) -> int:  # type: ignore[override]
+        return self.k
+
+    def with_depth(self, k: int) -> "BM25":
+        return type(self)(self.index, self.k1, self.b, k)
+
+    @property
+    def space(self) -> Index:
+        return self.index
+
+    def params(self) -> dict[str, float | int]:
+        """Settings that differ from the defaults (what ``str()`` prints)."""
+        defaults = {"k1": 0.9, "b": 0.4, "k": 1000}
+        current = {"k1": self.k1, "b": self.b, "k": self.k}
+        return {name: v for name, v in current.items() if v != defaults[name]}
+
+    def __str__(self) -> str:
+        return format_call(self.name, (), self.params())
+
     @cached_property
     def _doc_norms(self) -> list[np.ndarray]:
         avgdl = self.index.avg_doc_length or 1.0
@@ -106,10 +128,13 @@ class BM25:
 
     def query_weights(self, text: str) -> dict[str, float]:
         """Analysed query terms present in the index -> qtf * idf."""
-        counts = Counter(self.index.analyzer.terms(text))
-        dfs = {t: self.index.df(t) for t in counts}
+        return self.term_weights(Counter(self.index.analyzer.terms(text)))
+
+    def term_weights(self, boosts: dict[str, float]) -> dict[str, float]:
+        """Index terms with a query weight (boost) -> boost * idf; absent terms dropped."""
+        dfs = {t: self.index.df(t) for t in boosts}
         n = self.index.n_docs
-        return {t: c * float(bm25_idf(n, dfs[t])) for t, c in counts.items() if dfs[t] > 0}
+        return {t: w * float(bm25_idf(n, dfs[t])) for t, w in boosts.items() if dfs[t] > 0}
 
     def _score_segment(self, seg: Segment, doc_norm: np.ndarray, weights: dict[str, float]) -> np.ndarray:
         acc = np.zeros(seg.n_docs, dtype=np.float32)
@@ -149,20 +174,21 @@ class BM25:
                      progress: Callable[[int], None] | None = None) -> Candidates:
         """Top ``k`` for every query; ``progress(n_done)`` is called as queries finish."""
         k = self.k if k is None else k
-        start = time.perf_counter()
         docs, scores = [], []
-        for i, q in enumerate(queries, 1):
+        seconds = np.zeros(len(queries))
+        for i, q in enumerate(queries):
+            start = time.perf_counter()
             d, s = self.rank(q.text, k)
+            seconds[i] = time.perf_counter() - start
             docs.append(d)
             scores.append(s)
             if progress is not None:
-                progress(i)
+                progress(i + 1)
         cands = Candidates.from_lists([q.id for q in queries], docs, scores, self.index)
-        cands.seconds[self.name] = time.perf_counter() - start
+        cands.seconds[self.name] = float(seconds.sum())
+        cands.query_seconds = seconds
         return cands
 
-    def __call__(self, queries: Sequence[Query], candidates: Candidates | None = None) -> Candidates:
+    def execute(self, executor: object, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
         return self.search_batch(queries)
 
-    def __repr__(self) -> str:
-        return f"BM25(k1={self.k1}, b={self.b}, k={self.k})"

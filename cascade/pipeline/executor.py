@@ -1,0 +1,102 @@
+"""Running pipelines: shared sub-pipelines run once, outputs cached, every stage timed.
+
+Within one executor, a node fed the same input (identified by the key of the chain that
+produced it) is computed once; an experiment runs all its pipelines through one executor, so
+``bm25 % 1000`` shared by three pipelines runs once. Stages with ``cacheable = True`` also go
+through the on-disk :class:`~cascade.pipeline.cache.StageCache`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from cascade.data.types import Query
+from cascade.pipeline.base import Pipeline
+from cascade.pipeline.cache import StageCache, query_set_hash
+from cascade.pipeline.candidates import Candidates
+
+
+@dataclass
+class StageRecord:
+    """What one node cost and produced."""
+
+    label: str
+    seconds: float  # wall time including the children it needed (even when they were shared)
+    query_seconds: np.ndarray  # per-query latency
+    candidates: Candidates
+    cached: bool = False
+
+
+class Executor:
+    def __init__(self, cache: StageCache | None = None) -> None:
+        self.cache = cache
+        self.memo: dict[Any, Candidates] = {}
+        self.records: dict[Any, StageRecord] = {}
+        self.calls: dict[Any, int] = {}  # memo key -> times actually computed (for tests and reports)
+        self._borrowed: list[float] = []
+        self._queries_hash: str | None = None
+        self._queries: Sequence[Query] | None = None
+
+    def run(self, node: Pipeline, queries: Sequence[Query], candidates: Candidates | None = None) -> Candidates:
+        """Output of ``node`` on ``queries`` given ``candidates`` (memoised by key and input)."""
+        if self._queries is not queries:
+            self._queries, self._queries_hash = queries, query_set_hash(queries)
+            self.memo.clear()
+        memo_key = (getattr(candidates, "origin", None), node.key())
+        hit = self.memo.get(memo_key)
+        if hit is not None:
+            if self._borrowed:
+                self._borrowed[-1] += self.records[memo_key].seconds
+            return hit
+        out = self._compute(node, memo_key, queries, candidates)
+        if out.origin is not None:  # a node passed its input through unchanged: don't relabel that
+            out = replace(out)
+        out.origin = memo_key
+        self.memo[memo_key] = out
+        return out
+
+    def _compute(self, node: Pipeline, memo_key: Any, queries: Sequence[Query],
+                 candidates: Candidates | None) -> Candidates:
+        cacheable = self.cache is not None and getattr(node, "cacheable", False)
+        if cacheable:
+            found = self.cache.get(memo_key, self._queries_hash, node.space)  # type: ignore[union-attr, attr-defined]
+            if found is not None:
+                out, seconds = found
+                self._record(memo_key, node, out, seconds, cached=True)
+                return out
+        self._borrowed.append(0.0)
+        start = time.perf_counter()
+        try:
+            out = node.execute(self, queries, candidates)
+        finally:
+            wall = time.perf_counter() - start
+            borrowed = self._borrowed.pop()
+        self.calls[memo_key] = self.calls.get(memo_key, 0) + 1
+        if out.query_ids != [q.id for q in queries]:
+            raise RuntimeError(f"stage {node} returned results for other queries than it was given")
+        seconds = wall + borrowed
+        self._record(memo_key, node, out, seconds, cached=False)
+        if cacheable:
+            self.cache.put(memo_key, self._queries_hash, out, seconds)  # type: ignore[union-attr]
+        return out
+
+    def _record(self, memo_key: Any, node: Pipeline, out: Candidates, seconds: float, cached: bool) -> None:
+        n = max(len(out), 1)
+        per_query = out.query_seconds if out.query_seconds is not None and len(out.query_seconds) == len(out) \
+            else np.full(len(out), seconds / n)
+        self.records[memo_key] = StageRecord(str(node), seconds, per_query, out, cached)
+
+    def record_of(self, out: Candidates) -> StageRecord:
+        return self.records[out.origin]
+
+
+def run_pipeline(pipeline: Pipeline, queries: Sequence[Query], *, cache: StageCache | None = None,
+                 executor: Executor | None = None) -> Candidates:
+    """Compile and run ``pipeline`` on ``queries``."""
+    executor = executor or Executor(cache)
+    return executor.run(pipeline.compile(), queries)
+

@@ -1,0 +1,68 @@
+"""Turn a plain function into a pipeline stage.
+
+>>> import numpy as np
+>>> from cascade.pipeline.function import stage
+>>> @stage(name="halve")
+... def halve(queries, candidates):
+...     candidates.score = candidates.score / 2
+...     return candidates
+>>> str(halve)
+'halve'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from cascade.data.types import Query
+from cascade.errors import CascadeError
+from cascade.pipeline.base import Pipeline, format_call
+from cascade.pipeline.candidates import Candidates
+
+StageFn = Callable[[Sequence[Query], "Candidates | None"], Candidates]
+
+
+class FunctionStage(Pipeline):
+    """A stage made from ``fn(queries, candidates) -> Candidates``.
+
+    ``params`` are keyword arguments passed to ``fn`` and become part of the stage's key;
+    ``version`` lets you change the key when the function's behaviour changes.
+    """
+
+    def __init__(self, fn: Callable[..., Candidates], name: str | None = None, params: dict[str, Any] | None = None,
+                 version: str = "") -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.params = dict(params or {})
+        self.version = version
+
+    def key(self) -> tuple[Any, ...]:
+        return ("fn", self.name, self.version, tuple(sorted(self.params.items())))
+
+    def execute(self, executor: Any, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
+        out = self.fn(queries, candidates, **self.params)
+        if not isinstance(out, Candidates):
+            raise CascadeError(f"stage {self.name} returned {type(out).__name__}, not Candidates")
+        return out
+
+    def with_params(self, **params: Any) -> "FunctionStage":
+        return FunctionStage(self.fn, self.name, {**self.params, **params}, self.version)
+
+    def __str__(self) -> str:
+        return format_call(self.name, (), self.params)
+
+
+def stage(fn: Callable[..., Candidates] | None = None, *, name: str | None = None, version: str = "",
+          register: bool = True) -> Any:
+    """Decorator: make ``fn`` a stage and (by default) register its name for pipeline strings."""
+
+    def make(f: Callable[..., Candidates]) -> FunctionStage:
+        st = FunctionStage(f, name=name, version=version)
+        if register:
+            from cascade.pipeline.registry import register_stage
+
+            register_stage(st.name, lambda ctx, *args, **params: st.with_params(**params),
+                           help=(f.__doc__ or "").strip().split("\n")[0], replace=True)
+        return st
+
+    return make(fn) if fn is not None else make

@@ -1,0 +1,230 @@
+"""Parse pipeline strings: the same grammar and precedence as the Python operators.
+
+    pipeline := union
+    union    := then ('|' then)*
+    then     := plus ('>>' plus)*
+    plus     := mul ('+' mul)*
+    mul      := (NUMBER '*' atom | atom) ('%' INT | '*' NUMBER)*
+    atom     := NAME ['(' [arg (',' arg)*] ')'] | '(' pipeline ')'
+    arg      := NAME '=' value | pipeline | value        value := NUMBER | WORD | STRING
+
+>>> from cascade.pipeline.parse import tokenize
+>>> [t.text for t in tokenize("rrf(bm25, run(runs/a.trec)) % 100")]
+['rrf', '(', 'bm25', ',', 'run', '(', 'runs/a.trec', ')', ')', '%', '100', '']
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cascade.errors import CascadeError
+from cascade.pipeline.base import Pipeline
+from cascade.pipeline.registry import Context, stage_entry, stage_names
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<op>>>|[%|+*(),=])
+    | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+    | (?P<word>[\w./~:-]+)
+    )""",
+    re.VERBOSE,
+)
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_INT = re.compile(r"\d+")
+
+
+class PipelineSyntaxError(CascadeError):
+    """A pipeline string that does not parse; the message points at the offending token."""
+
+    def __init__(self, text: str, pos: int, message: str) -> None:
+        self.text, self.pos = text, pos
+        caret = " " * pos + "^"
+        super().__init__(f"{message}\n  {text}\n  {caret}")
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # op, string, word, end
+    text: str
+    pos: int
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens, pos = [], 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            bad = pos + len(text[pos:]) - len(text[pos:].lstrip())
+            raise PipelineSyntaxError(text, bad, f"unexpected character {text[bad]!r}")
+        kind = m.lastgroup or "word"
+        tokens.append(Token(kind, m.group(kind), m.start(kind)))
+        pos = m.end()
+    tokens.append(Token("end", "", len(text)))
+    return tokens
+
+
+def _value(token: Token) -> Any:
+    if token.kind == "string":
+        return re.sub(r"\\(.)", r"\1", token.text[1:-1])
+    if token.text in ("true", "false"):
+        return token.text == "true"
+    if _NUMBER.fullmatch(token.text):
+        return int(token.text) if _INT.fullmatch(token.text.lstrip("+-")) else float(token.text)
+    return token.text
+
+
+class Parser:
+    def __init__(self, text: str, ctx: Context) -> None:
+        self.text, self.ctx = text, ctx
+        self.tokens = tokenize(text)
+        self.i = 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def peek(self, ahead: int = 1) -> Token:
+        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
+
+    def take(self) -> Token:
+        t = self.tokens[self.i]
+        self.i += 1
+        return t
+
+    def expect(self, text: str) -> Token:
+        if self.tok.text != text or self.tok.kind not in ("op",):
+            self.fail(f"expected {text!r}")
+        return self.take()
+
+    def fail(self, message: str, token: Token | None = None) -> None:
+        token = token or self.tok
+        found = "end of input" if token.kind == "end" else repr(token.text)
+        raise PipelineSyntaxError(self.text, token.pos, f"{message}, found {found}")
+
+    def is_op(self, text: str) -> bool:
+        return self.tok.kind == "op" and self.tok.text == text
+
+    # -- grammar --------------------------------------------------------------------------
+
+    def parse(self) -> Pipeline:
+        if self.tok.kind == "end":
+            raise PipelineSyntaxError(self.text, 0, "empty pipeline")
+        node = self.union()
+        if self.tok.kind != "end":
+            self.fail("expected an operator (>>, %, |, +, *) or the end")
+        return node
+
+    def union(self) -> Pipeline:
+        node = self.then()
+        while self.is_op("|"):
+            self.take()
+            node = node | self.then()
+        return node
+
+    def then(self) -> Pipeline:
+        node = self.plus()
+        while self.is_op(">>"):
+            self.take()
+            node = node >> self.plus()
+        return node
+
+    def plus(self) -> Pipeline:
+        node = self.mul()
+        while self.is_op("+"):
+            self.take()
+            node = node + self.mul()
+        return node
+
+    def mul(self) -> Pipeline:
+        if self.tok.kind == "word" and _NUMBER.fullmatch(self.tok.text) and self.peek().text == "*":
+            weight = float(self.take().text)
+            self.take()
+            node = weight * self.atom()
+        else:
+            node = self.atom()
+        while self.is_op("%") or self.is_op("*"):
+            op = self.take()
+            arg = self.tok
+            if op.text == "%":
+                if arg.kind != "word" or not _INT.fullmatch(arg.text) or int(arg.text) < 1:
+                    self.fail("a cutoff needs a positive integer after '%'")
+                node = node % int(self.take().text)
+            else:
+                if arg.kind != "word" or not _NUMBER.fullmatch(arg.text):
+                    self.fail("a weight needs a number after '*'")
+                node = node * float(self.take().text)
+        return node
+
+    def atom(self) -> Pipeline:
+        if self.is_op("("):
+            self.take()
+            node = self.union()
+            self.expect(")")
+            return node
+        token = self.tok
+        if token.kind != "word" or not token.text.isidentifier():
+            self.fail("expected a stage name or '('")
+        self.take()
+        entry = stage_entry(token.text)
+        if entry is None:
+            self.unknown_stage(token)
+        positional: list[Any] = []
+        params: dict[str, Any] = {}
+        if self.is_op("("):
+            self.take()
+            while not self.is_op(")"):
+                self.argument(entry.takes_pipelines, positional, params)
+                if not self.is_op(","):
+                    break
+                self.take()
+            self.expect(")")
+        try:
+            return entry.build(self.ctx, *positional, **params)
+        except PipelineSyntaxError:
+            raise
+        except (CascadeError, TypeError, ValueError) as exc:
+            raise PipelineSyntaxError(self.text, token.pos, f"{token.text}: {exc}") from None
+
+    def argument(self, takes_pipelines: bool, positional: list[Any], params: dict[str, Any]) -> None:
+        if self.tok.kind == "word" and self.tok.text.isidentifier() and self.peek().text == "=":
+            name = self.take().text
+            self.take()
+            if name in params:
+                self.fail(f"parameter {name!r} given twice")
+            value = self.take()
+            if value.kind not in ("word", "string"):
+                self.fail(f"expected a value for {name}", value)
+            params[name] = _value(value)
+        elif params:
+            self.fail("positional arguments must come before name=value parameters")
+        elif takes_pipelines:
+            positional.append(self.union())
+        else:
+            value = self.take()
+            if value.kind not in ("word", "string"):
+                self.fail("expected a value", value)
+            positional.append(_value(value))
+
+    def unknown_stage(self, token: Token) -> None:
+        names = stage_names()
+        close = difflib.get_close_matches(token.text, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise PipelineSyntaxError(
+            self.text, token.pos, f"unknown stage {token.text!r}{hint} (stages: {', '.join(names)})"
+        )
+
+
+def parse(text: str, ctx: Context | None = None, *, index: Any = None, root: Any = None) -> Pipeline:
+    """Build a pipeline from its string form.
+
+    Stages that need an index (``bm25``, ``rm3``) take it from ``index`` or ``ctx``; paths
+    in stage arguments (``run(runs/x.trec)``) may be relative to ``root``.
+    """
+    if not isinstance(text, str):
+        raise CascadeError(f"a pipeline string is needed (got {type(text).__name__})")
+    return Parser(text, ctx or Context.of(index=index, root=root)).parse()

@@ -1,0 +1,287 @@
+"""BM25 against hand-computed Lucene scores; ranking, ties, batches and segments."""
+
+from __future__ import annotations
+
+from math import log
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cascade.data.types import Doc, Query
+from cascade.errors import CascadeError
+from cascade.index.index import Index
+from cascade.index.manifest import Manifest
+from cascade.index.segment import SegmentWriter
+from cascade.pipeline.candidates import Candidates
+from cascade.retrieve.bm25 import BM25, Hit
+from cascade.text.analyzer import Analyzer
+
+RAW = Analyzer(stopwords=None, stemmer=None)
+
+# Term statistics of this corpus, worked out by hand:
+#   N = 4, dl = 3, 2, 5, 2, total length 12, avgdl = 3.0
+#   df: apple 2, banana 2, cherry 2, durian 1, elderberry 1, fig 1
+DOCS = [
+    Doc("d0", "apple banana apple"),
+    Doc("d1", "banana cherry"),
+    Doc("d2", "apple cherry cherry cherry durian"),
+    Doc("d3", "elderberry fig", title="", meta={"x": 1}),
+]
+
+
+def idf(N: float, df: float) -> float:
+    """Lucene: ln(1 + (N - df + 0.5) / (df + 0.5))."""
+    return log(1 + (N - df + 0.5) / (df + 0.5))
+
+
+def tf_part(tf: float, dl: float, avgdl: float, k1: float, b: float) -> float:
+    """tf / (tf + k1 * (1 - b + b * dl / avgdl))."""
+    return tf / (tf + k1 * (1 - b + b * dl / avgdl))
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
+    return Index.build(DOCS, tmp_path_factory.mktemp("bm25") / "hand.idx", analyzer=RAW)
+
+
+def scores(bm25: BM25, query: str) -> dict[str, float]:
+    return {h.id: h.score for h in bm25.search(query, k=10)}
+
+
+def test_index_statistics_match_the_hand_count(index: Index) -> None:
+    assert index.n_docs == 4
+    assert index.avg_doc_length == 3.0
+    assert [index.df(t) for t in ("apple", "banana", "cherry", "durian", "fig", "zebra")] == [2, 2, 2, 1, 1, 0]
+
+
+def test_single_term_default_parameters(index: Index) -> None:
+    bm25 = index.bm25()  # k1 = 0.9, b = 0.4
+    got = scores(bm25, "apple")
+    expected = {
+        "d0": 1 * idf(4, 2) * tf_part(2, 3, 3.0, 0.9, 0.4),
+        "d2": 1 * idf(4, 2) * tf_part(1, 5, 3.0, 0.9, 0.4),
+    }
+    assert list(got) == ["d0", "d2"]
+    for doc_id, value in expected.items():
+        assert got[doc_id] == pytest.approx(value, abs=1e-5)
+    # the same numbers, fully spelled out: ln(2) * 2 / 2.9 and ln(2) / 2.14
+    assert got["d0"] == pytest.approx(log(2) * 2 / 2.9, abs=1e-5)
+    assert got["d2"] == pytest.approx(log(2) / 2.14, abs=1e-5)
+
+
+def test_multi_term_query_sums_terms(index: Index) -> None:
+    got = scores(index.bm25(), "cherry durian")
+    expected = {
+        "d2": idf(4, 2) * tf_part(3, 5, 3.0, 0.9, 0.4) + idf(4, 1) * tf_part(1, 5, 3.0, 0.9, 0.4),
+        "d1": idf(4, 2) * tf_part(1, 2, 3.0, 0.9, 0.4),
+    }
+    assert list(got) == ["d2", "d1"]
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("k1,b", [(1.2, 0.75), (2.0, 1.0), (0.5, 0.0), (0.0, 0.5)])
+def test_non_default_parameters(index: Index, k1: float, b: float) -> None:
+    got = scores(index.bm25(k1=k1, b=b), "banana cherry fig")
+    expected = {
+        "d0": idf(4, 2) * tf_part(1, 3, 3.0, k1, b),
+        "d1": idf(4, 2) * tf_part(1, 2, 3.0, k1, b) + idf(4, 2) * tf_part(1, 2, 3.0, k1, b),
+        "d2": idf(4, 2) * tf_part(3, 5, 3.0, k1, b),
+        "d3": idf(4, 1) * tf_part(1, 2, 3.0, k1, b),
+    }
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert list(got) == sorted(expected, key=lambda d: (-expected[d], d))
+
+
+def test_k1_zero_ignores_term_frequency(index: Index) -> None:
+    got = scores(index.bm25(k1=0.0, b=0.4), "cherry")
+    assert got == pytest.approx({"d1": idf(4, 2), "d2": idf(4, 2)}, abs=1e-5)
+    assert list(got) == ["d1", "d2"]  # tie broken by doc number
+
+
+def test_parameters_change_the_scores(index: Index) -> None:
+    assert scores(index.bm25(k1=1.2, b=0.75), "apple") != pytest.approx(scores(index.bm25(), "apple"))
+
+
+def test_repeated_query_terms_count(index: Index) -> None:
+    bm25 = index.bm25()
+    got = scores(bm25, "apple apple banana")
+    expected = {
+        "d0": 2 * idf(4, 2) * tf_part(2, 3, 3.0, 0.9, 0.4) + 1 * idf(4, 2) * tf_part(1, 3, 3.0, 0.9, 0.4),
+        "d1": 1 * idf(4, 2) * tf_part(1, 2, 3.0, 0.9, 0.4),
+        "d2": 2 * idf(4, 2) * tf_part(1, 5, 3.0, 0.9, 0.4),
+    }
+    assert got == pytest.approx(expected, abs=1e-5)
+    once = scores(bm25, "apple banana")
+    assert got["d2"] == pytest.approx(2 * once["d2"], abs=1e-5)
+    assert bm25.query_weights("apple apple banana") == pytest.approx({"apple": 2 * idf(4, 2), "banana": idf(4, 2)})
+
+
+def test_query_weights_drop_oov_terms(index: Index) -> None:
+    assert index.bm25().query_weights("zebra durian") == pytest.approx({"durian": idf(4, 1)})
+
+
+def test_top_k_ordering_and_cut(index: Index) -> None:
+    bm25 = index.bm25()
+    hits = bm25.search("apple banana cherry durian fig", k=10)
+    assert len(hits) == 4
+    values = [h.score for h in hits]
+    assert values == sorted(values, reverse=True)
+    assert [h.id for h in bm25.search("cherry", k=1)] == ["d2"]
+    assert [h.id for h in bm25.search("apple banana cherry durian fig", k=2)] == [h.id for h in hits[:2]]
+
+
+def test_hits_carry_stored_fields(index: Index) -> None:
+    [hit] = index.bm25().search("fig", k=1)
+    assert isinstance(hit, Hit)
+    assert (hit.id, hit.title, hit.text, hit.num) == ("d3", "", "elderberry fig", 3)
+    assert isinstance(hit.score, float)
+
+
+def test_ties_broken_by_doc_number(tmp_path: Path) -> None:
+    # identical documents inserted as c, a, b: ties go to the lower doc number, not the lower id
+    docs = [Doc("low", "omega filler filler filler filler filler"), Doc("c", "omega x1"),
+            Doc("a", "omega x1"), Doc("b", "omega x1")]
+    idx = Index.build(docs, tmp_path / "ties", analyzer=RAW)
+    hits = idx.bm25().search("omega", k=10)
+    assert [h.id for h in hits] == ["c", "a", "b", "low"]
+    assert hits[0].score == hits[1].score == hits[2].score > hits[3].score
+    assert [h.id for h in idx.bm25().search("omega", k=2)] == ["c", "a"]
+
+
+def test_oov_query_gives_no_hits(index: Index) -> None:
+    bm25 = index.bm25()
+    assert bm25.search("zebra") == []
+    assert bm25.search("") == []
+    assert bm25.search("a b c") == []  # single characters are not tokens
+    nums, vals = bm25.rank("zebra", 5)
+    assert len(nums) == 0 and len(vals) == 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(k1=-0.1), dict(b=1.5), dict(b=-0.1), dict(k=0), dict(k=-3)])
+def test_invalid_parameters(index: Index, kwargs: dict) -> None:
+    with pytest.raises(CascadeError):
+        index.bm25(**kwargs)
+    with pytest.raises(CascadeError):
+        BM25(index, **kwargs)
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_invalid_k_per_call(index: Index, k: int) -> None:
+    with pytest.raises(CascadeError, match="k must be at least 1"):
+        index.bm25().search("apple", k=k)
+    with pytest.raises(CascadeError, match="k must be at least 1"):
+        index.bm25().search_batch([Query("q", "apple")], k=k)
+
+
+def test_search_batch_shape_and_to_run(index: Index) -> None:
+    bm25 = index.bm25()
+    queries = [Query("q1", "apple"), Query("q2", "zebra"), Query("q3", "banana cherry fig")]
+    cands = bm25.search_batch(queries)
+    assert isinstance(cands, Candidates)
+    assert len(cands) == 3
+    assert cands.query_ids == ["q1", "q2", "q3"]
+    assert cands.offsets.tolist() == [0, 2, 2, 6]
+    assert cands.doc.dtype == np.int32 and cands.score.dtype == np.float32
+    assert cands.doc[:2].tolist() == [0, 2]
+    assert "bm25" in cands.seconds and cands.seconds["bm25"] >= 0
+    run = cands.to_run()
+    assert list(run) == ["q1", "q2", "q3"]
+    assert run["q2"] == {}
+    assert run["q1"] == pytest.approx(scores(bm25, "apple"), abs=1e-6)
+    assert run["q3"] == pytest.approx(scores(bm25, "banana cherry fig"), abs=1e-6)
+    per_query = list(cands.per_query())
+    assert [q for q, _, _ in per_query] == ["q1", "q2", "q3"]
+    assert [len(d) for _, d, _ in per_query] == [2, 0, 4]
+    # k from the call, else from the retriever
+    assert index.bm25(k=1).search_batch(queries).offsets.tolist() == [0, 1, 1, 2]
+    assert bm25.search_batch(queries, k=1).offsets.tolist() == [0, 1, 1, 2]
+    done: list[int] = []
+    bm25.search_batch(queries, progress=done.append)
+    assert done == [1, 2, 3]
+    # a BM25 is a first stage: calling it is search_batch
+    staged = bm25(queries)
+    assert staged.to_run() == run
+
+
+def test_empty_batch(index: Index) -> None:
+    cands = index.bm25().search_batch([])
+    assert len(cands) == 0 and cands.offsets.tolist() == [0] and cands.to_run() == {}
+
+
+def test_candidates_validate_lengths(index: Index) -> None:
+    with pytest.raises(ValueError):
+        Candidates(["q"], np.array([0]), np.empty(0, np.int32), np.empty(0, np.float32), index)
+    with pytest.raises(ValueError):
+        Candidates(["q"], np.array([0, 2]), np.array([0], np.int32), np.array([1.0], np.float32), index)
+
+
+def test_key_names_settings_and_index_version(index: Index) -> None:
+    assert index.bm25().key() == index.bm25().key()
+    assert index.bm25(k1=1.2).key() != index.bm25().key()
+    assert index.version in str(index.bm25().key())
+
+
+# -- multi-segment ------------------------------------------------------------------------
+
+
+def build_two_segments(path: Path, first: list[Doc], second: list[Doc]) -> Index:
+    path.mkdir()
+    entries = []
+    for name, docs in (("seg-000001", first), ("seg-000002", second)):
+        writer = SegmentWriter(path / name, RAW, ["title", "text"])
+        for doc in docs:
+            writer.add(doc)
+        entries.append(writer.finish(name))
+    Manifest(analyzer=RAW.to_dict(), fields=["title", "text"], segments=entries).write(path)
+    return Index.open(path)
+
+
+QUERIES = ["apple", "banana", "cherry durian", "apple apple banana", "banana cherry fig", "elderberry",
+           "apple banana cherry durian elderberry fig", "zebra"]
+
+
+def test_two_segments_score_like_one(index: Index, tmp_path: Path) -> None:
+    multi = build_two_segments(tmp_path / "multi.idx", DOCS[:2], DOCS[2:])
+    assert len(multi.segments) == 2
+    assert multi.n_docs == 4 and multi.avg_doc_length == 3.0
+    assert multi.df("apple") == 2 and multi.df("cherry") == 2
+    for k1, b in [(0.9, 0.4), (1.2, 0.75)]:
+        one, two = index.bm25(k1=k1, b=b), multi.bm25(k1=k1, b=b)
+        for q in QUERIES:
+            h1, h2 = one.search(q, k=10), two.search(q, k=10)
+            assert [h.id for h in h2] == [h.id for h in h1], q
+            assert [h.num for h in h2] == [h.num for h in h1], q
+            assert [h.score for h in h2] == pytest.approx([h.score for h in h1], abs=1e-6), q
+    # and against the hand computation, which uses global N and avgdl
+    got = scores(multi.bm25(), "cherry durian")
+    assert got == pytest.approx({
+        "d2": idf(4, 2) * tf_part(3, 5, 3.0, 0.9, 0.4) + idf(4, 1) * tf_part(1, 5, 3.0, 0.9, 0.4),
+        "d1": idf(4, 2) * tf_part(1, 2, 3.0, 0.9, 0.4)}, abs=1e-5)
+    queries = [Query(str(i), q) for i, q in enumerate(QUERIES)]
+    run_multi, run_one = multi.bm25().search_batch(queries).to_run(), index.bm25().search_batch(queries).to_run()
+    assert list(run_multi) == list(run_one)
+    for qid in run_one:
+        assert run_multi[qid] == pytest.approx(run_one[qid], abs=1e-6)
+
+
+def test_two_segments_documents_and_ids(tmp_path: Path) -> None:
+    multi = build_two_segments(tmp_path / "multi.idx", DOCS[:2], DOCS[2:])
+    assert multi.doc_ids([0, 1, 2, 3]) == ["d0", "d1", "d2", "d3"]
+    assert multi.doc_ids([3, 0, 2]) == ["d3", "d0", "d2"]
+    assert multi.docs([3, 1, 2, 0]) == [DOCS[3], DOCS[1], DOCS[2], DOCS[0]]
+    assert [multi.doc_number(d.id) for d in DOCS] == [0, 1, 2, 3]
+    assert multi.get("d3") == DOCS[3]
+    assert multi.verify() == []
+    with pytest.raises(CascadeError):
+        multi.doc_ids([4])
+
+
+def test_two_segments_ties_and_cut(tmp_path: Path) -> None:
+    same = [Doc(f"t{i}", "omega x1") for i in range(6)]
+    multi = build_two_segments(tmp_path / "ties.idx", [Doc("pad", "padding words here")] + same[:3], same[3:])
+    single = Index.build([Doc("pad", "padding words here")] + same, tmp_path / "one.idx", analyzer=RAW)
+    for k in (1, 2, 3, 4, 5, 6, 10):
+        expect = [f"t{i}" for i in range(min(k, 6))]
+        assert [h.id for h in multi.bm25().search("omega", k=k)] == expect
+        assert [h.id for h in single.bm25().search("omega", k=k)] == expect
