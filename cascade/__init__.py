@@ -36,6 +36,15 @@ _EXPORTS = {
     "Hit": "cascade.retrieve.bm25",
     "Candidates": "cascade.pipeline.candidates",
     "Stage": "cascade.pipeline.stage",
+    "Pipeline": "cascade.pipeline.base",
+    "parse": "cascade.pipeline.parse",
+    "stage": "cascade.pipeline.function",
+    "register_stage": "cascade.pipeline.registry",
+    "Context": "cascade.pipeline.registry",
+    "Executor": "cascade.pipeline.executor",
+    "StageCache": "cascade.pipeline.cache",
+    "RunStage": "cascade.retrieve.run",
+    "RM3": "cascade.retrieve.rm3",
     "evaluate": "cascade.evaluate.metrics",
     "Evaluation": "cascade.evaluate.metrics",
     "CascadeError": "cascade.errors",
@@ -67,6 +76,14 @@ if TYPE_CHECKING:
     from cascade.evaluate.metrics import Evaluation, evaluate
     from cascade.index.index import Index
     from cascade.pipeline.candidates import Candidates
+    from cascade.pipeline.base import Pipeline
+    from cascade.pipeline.cache import StageCache
+    from cascade.pipeline.executor import Executor
+    from cascade.pipeline.function import stage
+    from cascade.pipeline.parse import parse
+    from cascade.pipeline.registry import Context, register_stage
     from cascade.pipeline.stage import Stage
+    from cascade.retrieve.rm3 import RM3
+    from cascade.retrieve.run import RunStage
     from cascade.retrieve.bm25 import BM25, Hit
     from cascade.text.analyzer import Analyzer

@@ -151,30 +151,35 @@ def print_hits(query: str, hits: list[Any], seconds: float) -> None:
 def eval_(
     dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir (corpus.jsonl, queries.jsonl, qrels/)."),
     index_dir: Optional[Path] = typer.Option(None, "--index", help="Use this index instead of the cached one."),
-    pipeline: list[str] = typer.Option([], "--pipeline", "-p", help="Pipeline to evaluate (repeatable): bm25."),
+    pipeline: list[str] = typer.Option([], "--pipeline", "-p",
+                                       help="Pipeline to evaluate (repeatable), e.g. 'bm25 % 100', 'rrf(bm25, bm25_rm3)'."),
     run: list[str] = typer.Option([], "--run", help="Evaluate a stored TREC run (repeatable; may be relative to DATASET)."),
     metrics: str = typer.Option("nDCG@10,R@100", help="Comma-separated ir_measures names."),
     split: str = typer.Option("test", help="qrels split (qrels/<split>.tsv)."),
-    save_run: Optional[Path] = typer.Option(None, "--save-run", help="Write the pipeline's run in TREC format."),
+    baseline: Optional[int] = typer.Option(None, "--baseline", help="Test every other pipeline against this one (0 = first)."),
+    save_run: Optional[Path] = typer.Option(None, "--save-run", help="Write each pipeline's run in TREC format (FILE, or FILE-<i> for several)."),
+    report_file: Optional[Path] = typer.Option(None, "--report", help="Write a Markdown report."),
+    plot_file: Optional[Path] = typer.Option(None, "--plot", help="Write an effectiveness-vs-latency plot (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     per_query: bool = typer.Option(False, "--per-query", help="Include per-query values in --json output."),
-    k: int = typer.Option(1000, "-k", help="Results per query."),
-    k1: float = typer.Option(0.9, help="BM25 k1."),
-    b: float = typer.Option(0.4, help="BM25 b."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Build a fresh index instead of using the cache."),
+    k1: float = typer.Option(0.9, help="BM25 k1 for a bare 'bm25' pipeline."),
+    b: float = typer.Option(0.4, help="BM25 b for a bare 'bm25' pipeline."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the index and stage caches."),
+    permutations: int = typer.Option(10_000, help="Randomisation-test permutations."),
     skip_bad: bool = SkipBadOpt,
     stopwords: str = StopwordsOpt,
     stemmer: str = StemmerOpt,
     lowercase: bool = LowercaseOpt,
 ) -> None:
-    """Evaluate pipelines (default: bm25) or stored runs on a dataset."""
-    from cascade.evaluate.experiment import EvalOptions, Progress as Hooks, run_eval
+    """Evaluate pipelines (default: bm25) and stored runs on a dataset, stage by stage."""
+    from cascade.evaluate.experiment import EvalOptions, Progress as Hooks, run_experiment, strip_per_query
+    from cascade.evaluate.report import markdown, plot_tradeoff
 
     with user_errors():
         pipelines = pipeline or ([] if run else ["bm25"])
-        opts = EvalOptions(metrics=metrics, split=split, k=k, k1=k1, b=b, skip_bad=skip_bad,
+        opts = EvalOptions(metrics=metrics, split=split, k1=k1, b=b, skip_bad=skip_bad, baseline=baseline,
                            analyzer=analyzer_from(stopwords, stemmer, lowercase), use_cache=not no_cache,
-                           save_run=save_run)
+                           save_run=save_run, permutations=permutations)
         with progress_bar() as bar:
             task = bar.add_task("reading", total=None)
 
@@ -183,14 +188,18 @@ def eval_(
 
             hooks = Hooks(indexing=lambda n: bar.update(task, completed=n),
                           searching=lambda n: bar.update(task, completed=n), phase=phase)
-            report = run_eval(dataset, pipelines=pipelines, runs=run, index_dir=index_dir, opts=opts,
-                              progress=hooks)
+            report = run_experiment(dataset, pipelines, runs=run, index_dir=index_dir, opts=opts, progress=hooks)
         if not per_query:
-            for r in report["results"]:
-                r.pop("per_query")
+            strip_per_query(report)
         if report["skipped"]:
             err.print(f"{report['skipped']} bad records skipped, e.g. {report['problems'][0]}", highlight=False)
         report.pop("problems")
+        if report_file is not None:
+            report_file.write_text(markdown(report, command=" ".join(["cascade"] + sys.argv[1:])), encoding="utf-8")
+            err.print(f"wrote {report_file}", highlight=False)
+        if plot_file is not None:
+            plot_tradeoff(report, plot_file)
+            err.print(f"wrote {plot_file}", highlight=False)
         if as_json:
             print(json.dumps(report))
         else:
@@ -198,16 +207,73 @@ def eval_(
 
 
 def print_eval(report: dict[str, Any]) -> None:
-    names = list(report["results"][0]["metrics"]) if report["results"] else []
+    from cascade.evaluate.report import SIGNIFICANT, mean_latency_ms, significant
+
+    results = report["results"]
+    names = list(results[0]["metrics"]) if results else []
     table = Table(title=f"{report['dataset']}: {report['queries']} queries", title_justify="left")
-    table.add_column("pipeline")
+    table.add_column("#", justify="right")
+    table.add_column("pipeline", overflow="fold")
     for n in names:
         table.add_column(n, justify="right")
-    table.add_column("seconds", justify="right")
-    for r in report["results"]:
-        secs = ", ".join(f"{k} {v:.2f}" for k, v in r["seconds"].items())
-        table.add_row(r["pipeline"], *(f"{r['metrics'][n]:.4f}" for n in names), secs)
+    table.add_column("ms/query", justify="right")
+    for i, r in enumerate(results):
+        cells = [f"{r['metrics'][n]:.4f}{SIGNIFICANT if significant(r, n) else ''}" for n in names]
+        table.add_row(str(i), r["pipeline"], *cells, f"{mean_latency_ms(r):.2f}")
     out.print(table)
+    if any(significant(r, n) for r in results for n in names):
+        out.print(f"{SIGNIFICANT} p < 0.05 against the baseline in both the paired t-test and the randomisation "
+                  "test, Holm-corrected", highlight=False)
+    multi = [r for r in results if len(r["stages"]) > 1]
+    for r in multi:
+        stages = Table(title=f"stages of {r['pipeline']}", title_justify="left")
+        for col in ("stage", "cand/query", "recall@cutoff", "oracle", "ms mean", "p50", "p95"):
+            stages.add_column(col, justify="left" if col == "stage" else "right", overflow="fold")
+        for s in r["stages"]:
+            lat = s["latency_ms"]
+            recall = " ".join(f"{v:.3f}" for v in s.get("recall", {}).values())
+            oracle = " ".join(f"{v:.3f}" for v in s.get("oracle", {}).values())
+            stages.add_row(s["stage"], f"{s['candidates']:.0f}", recall, oracle, f"{lat['mean']:.2f}",
+                           f"{lat['p50']:.2f}", f"{lat['p95']:.2f}")
+        out.print(stages)
+
+
+cache_app = typer.Typer(help="Manage Cascade's caches (indexes built by eval, stage outputs).", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    stages_only: bool = typer.Option(False, "--stages-only", help="Keep cached indexes; clear stage outputs only."),
+) -> None:
+    """Delete cached stage outputs and (unless --stages-only) cached indexes."""
+    import shutil
+
+    from cascade.index.cache import cache_root
+    from cascade.pipeline.cache import StageCache
+
+    with user_errors():
+        n = StageCache().clear()
+        msg = f"cleared {n} cached stage outputs"
+        indexes = cache_root() / "indexes"
+        if not stages_only and indexes.exists():
+            count = sum(1 for _ in indexes.iterdir())
+            shutil.rmtree(indexes)
+            msg += f" and {count} cached indexes"
+        out.print(f"{msg} ({cache_root()})", highlight=False)
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Show where the caches are and how big they are."""
+    from cascade.index.cache import cache_root
+
+    root = cache_root()
+    for name in ("indexes", "stages"):
+        path = root / name
+        files = [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+        size = sum(p.stat().st_size for p in files)
+        out.print(f"{path}: {len(files)} files, {size / 1e6:.1f} MB", highlight=False)
 
 
 @app.command()

@@ -214,7 +214,13 @@ def test_eval_unknown_metric(beir: Path) -> None:
 
 
 def test_eval_unknown_pipeline(beir: Path, cache_dir: Path) -> None:
-    assert_user_error(invoke("eval", beir, "-p", "splade"), "unknown pipeline 'splade'", "bm25")
+    result = invoke("eval", beir, "-p", "bm25 >> splade % 10")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    first, echoed, caret = nonblank(result.stderr)
+    assert first.startswith("error: unknown stage 'splade'") and "bm25" in first  # lists what exists
+    assert echoed.strip() == "bm25 >> splade % 10"
+    assert caret.index("^") == echoed.index("splade")  # points at the offending token
     assert not (cache_dir / "indexes").exists()  # failed before any work
 
 
@@ -317,12 +323,12 @@ def test_eval_with_given_index(beir: Path, cache_dir: Path, tmp_path: Path) -> N
 
 def test_save_run_writes_trec(beir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs" / "bm25.trec"
-    eval_json(beir, "--save-run", out, "-k", "2")
+    eval_json(beir, "--save-run", out, "-p", "bm25 % 2")
     lines = out.read_text().splitlines()
     assert lines
     for line in lines:
         qid, q0, doc, rank, score, tag = line.split()
-        assert q0 == "Q0" and tag == "bm25" and qid in {"q1", "q2", "q3"}
+        assert q0 == "Q0" and tag == "cascade-0" and qid in {"q1", "q2", "q3"}
         float(score)
     run = read_trec_run(out)
     assert sorted(run) == ["q1", "q2", "q3"]
@@ -344,7 +350,7 @@ def test_eval_stored_run_relative_to_dataset(beir: Path, cache_dir: Path, tmp_pa
     [res] = report["results"]  # a stored run only: no bm25 unless asked
     assert res["pipeline"] == "run(runs/my.trec)"
     assert res["metrics"] == pytest.approx({"RR": 0.5, "P@1": 1 / 3})
-    assert "read" in res["seconds"]
+    assert "search" in res["seconds"]
     assert not (cache_dir / "indexes").exists()  # nothing was indexed
     both = eval_json(beir, "--run", "runs/my.trec", "-p", "bm25", "--metrics", "RR")
     assert [r["pipeline"] for r in both["results"]] == ["run(runs/my.trec)", "bm25"]

@@ -1,4 +1,13 @@
-"""Evaluate pipelines or stored runs on a BEIR-layout dataset; the engine of `cascade eval`."""
+"""Experiments: several pipelines on one dataset, measured stage by stage; the engine of `cascade eval`.
+
+All pipelines run through one :class:`~cascade.pipeline.executor.Executor`, so a prefix they
+share (``bm25 % 1000``) runs once. For each pipeline the result holds its metrics, its
+per-stage latency (mean / p50 / p95 per query), candidates per stage, each stage's recall
+at its cutoff and oracle bound, and significance against a baseline pipeline.
+
+>>> from cascade.evaluate.experiment import run_experiment   # doctest: +SKIP
+>>> run_experiment("../shared/datasets/scifact", ["bm25", "bm25_rm3"], baseline=0)  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
@@ -7,29 +16,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from cascade.data.beir import BeirDataset
-from cascade.data.trec import read_trec_run, write_trec_run
+from cascade.data.trec import write_trec_run
 from cascade.data.types import Qrels, Query, ReadReport, Run
 from cascade.errors import CascadeError
-from cascade.evaluate.metrics import evaluate, parse_metrics
+from cascade.evaluate.metrics import Evaluation, evaluate, parse_metrics
+from cascade.evaluate.significance import holm_bonferroni, paired_randomization_test, paired_t_test
 from cascade.index.cache import cached_index
 from cascade.index.index import Index
+from cascade.pipeline.base import Pipeline
+from cascade.pipeline.cache import StageCache
+from cascade.pipeline.candidates import Candidates
+from cascade.pipeline.executor import Executor
+from cascade.pipeline.operators import Then
+from cascade.pipeline.parse import parse
+from cascade.pipeline.registry import Context
 from cascade.text.analyzer import Analyzer
 
-PIPELINES = ("bm25",)
+ALPHA = 0.05
 
 
 @dataclass
 class EvalOptions:
     metrics: str | Sequence[str] = "nDCG@10,R@100"
     split: str = "test"
-    k: int = 1000
     k1: float = 0.9
     b: float = 0.4
     analyzer: Analyzer = field(default_factory=Analyzer)
     skip_bad: bool = False
     use_cache: bool = True
     save_run: Path | None = None
+    baseline: int | None = None
+    permutations: int = 10_000
 
 
 @dataclass
@@ -41,78 +61,189 @@ class Progress:
     phase: Callable[[str, int | None], None] | None = None  # (description, total or None)
 
 
-def resolve_run_path(dataset: BeirDataset, run: str | Path) -> Path:
-    """A run path as given, or relative to the dataset directory."""
-    path = Path(run)
-    if not path.exists() and (dataset.root / path).exists():
-        return dataset.root / path
-    if not path.exists():
-        raise CascadeError(f"{run}: no such run file (looked here and in {dataset.root})")
-    return path
+def _index_provider(dataset: BeirDataset, index_dir: Path | None, opts: EvalOptions, progress: Progress,
+                    report: ReadReport, seconds: dict[str, float]) -> Callable[[], Index]:
+    def provide() -> Index:
+        start = time.perf_counter()
+        if index_dir is not None:
+            index = Index.open(index_dir)
+        else:
+            if progress.phase:
+                progress.phase(f"indexing {dataset.name}", None)
+            corpus = lambda: dataset.corpus(skip_bad=opts.skip_bad, report=report)  # noqa: E731
+            if opts.use_cache:
+                index, _, _ = cached_index(dataset.name, dataset.content_hash(), corpus, analyzer=opts.analyzer,
+                                           skip_bad=opts.skip_bad, progress=progress.indexing)
+            else:
+                import tempfile
+
+                tmp = Path(tempfile.mkdtemp(prefix="cascade-eval-")) / "index"
+                index = Index.build(corpus(), tmp, analyzer=opts.analyzer, progress=progress.indexing)
+        seconds["index"] = time.perf_counter() - start
+        return index
+
+    return provide
 
 
-def _open_or_build(dataset: BeirDataset, index_dir: Path | None, opts: EvalOptions,
-                   progress: Progress, report: ReadReport) -> tuple[Index, float]:
-    start = time.perf_counter()
-    if index_dir is not None:
-        return Index.open(index_dir), time.perf_counter() - start
-    if progress.phase:
-        progress.phase(f"indexing {dataset.name}", None)
-    corpus = lambda: dataset.corpus(skip_bad=opts.skip_bad, report=report)  # noqa: E731
-    if opts.use_cache:
-        index, seconds, _ = cached_index(dataset.name, dataset.content_hash(), corpus, analyzer=opts.analyzer,
-                                         skip_bad=opts.skip_bad, progress=progress.indexing)
-        return index, seconds
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix="cascade-eval-")) / "index"
-    index = Index.build(corpus(), tmp, analyzer=opts.analyzer, progress=progress.indexing)
-    return index, time.perf_counter() - start
+def _bm25_defaults(text: str, opts: EvalOptions) -> str:
+    """Apply --k1/--b to a bare ``bm25`` pipeline (the CLI's shorthand)."""
+    if text.strip() == "bm25" and (opts.k1, opts.b) != (0.9, 0.4):
+        return f"bm25(k1={opts.k1!r}, b={opts.b!r})"
+    return text
 
 
-def _score(name: str, run: Run, qrels: Qrels, metrics: Any, queries: list[str] | None,
-           seconds: dict[str, float]) -> dict[str, Any]:
-    result = evaluate(run, qrels, metrics, queries=queries)
-    return {"pipeline": name, "metrics": result.mean, "seconds": {k: round(v, 4) for k, v in seconds.items()},
-            "per_query": result.per_query}
+def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] = ("bm25",), *,
+                   runs: Sequence[str | Path] = (), index_dir: Path | None = None, opts: EvalOptions | None = None,
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """Evaluate pipelines (strings in the pipeline grammar, or Pipeline objects) and stored runs.
 
-
-def run_eval(dataset_dir: str | Path, *, pipelines: Sequence[str] = (), runs: Sequence[str | Path] = (),
-             index_dir: Path | None = None, opts: EvalOptions | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
-    """Evaluate each pipeline and stored run on a dataset's queries and qrels.
-
-    Returns ``{"dataset", "queries", "results": [{"pipeline", "metrics", "seconds",
-    "per_query"}], "skipped"}``; the CLI prints it without ``per_query``.
+    Returns ``{"dataset", "queries", "results": [...], "skipped", "problems"}``; each result
+    has ``pipeline``, ``metrics``, ``seconds``, ``stages``, ``per_query`` and, with a
+    baseline, ``significance``.
     """
     opts = opts or EvalOptions()
     progress = progress or Progress()
-    parse_metrics(opts.metrics)  # fail on a bad metric before any work
-    unknown = [p for p in pipelines if p not in PIPELINES]
-    if unknown:
-        raise CascadeError(f"unknown pipeline {unknown[0]!r}; available: {', '.join(PIPELINES)}")
+    metric_names = [name for name, _ in parse_metrics(opts.metrics)]
     dataset = BeirDataset(dataset_dir)
     report = ReadReport()
+    seconds: dict[str, float] = {}
+    ctx = Context(index_provider=_index_provider(dataset, index_dir, opts, progress, report, seconds),
+                  root=dataset.root)
+    texts = [f"run({_quote(r)})" for r in runs] + [p if isinstance(p, Pipeline) else _bm25_defaults(p, opts)
+                                                   for p in pipelines]
+    if not texts:
+        raise CascadeError("nothing to evaluate: give a pipeline or a run")
+    parsed = [p if isinstance(p, Pipeline) else parse(p, ctx) for p in texts]
+    if opts.baseline is not None and not 0 <= opts.baseline < len(parsed):
+        raise CascadeError(f"--baseline {opts.baseline}: there are only {len(parsed)} pipelines (numbered from 0)")
     qrels = dataset.qrels(opts.split, skip_bad=opts.skip_bad, report=report)
-    queries: list[Query] = [q for q in dataset.queries(skip_bad=opts.skip_bad, report=report) if q.id in qrels]
+    queries = [q for q in dataset.queries(skip_bad=opts.skip_bad, report=report) if q.id in qrels]
     if not queries:
         raise CascadeError(f"{dataset.root}: no query has judgements in qrels/{opts.split}.tsv")
+    executor = Executor(StageCache() if opts.use_cache else None)
     results = []
-    for run_file in runs:
-        start = time.perf_counter()
-        run = read_trec_run(resolve_run_path(dataset, run_file), skip_bad=opts.skip_bad, report=report)
-        results.append(_score(f"run({run_file})", run, qrels, opts.metrics, None,
-                              {"read": time.perf_counter() - start}))
-    if pipelines:
-        index, index_seconds = _open_or_build(dataset, index_dir, opts, progress, report)
-        for name in pipelines:
-            if progress.phase:
-                progress.phase(f"searching {len(queries)} queries ({name})", len(queries))
-            cands = index.bm25(k1=opts.k1, b=opts.b, k=opts.k).search_batch(queries, progress=progress.searching)
-            run = cands.to_run()
-            if opts.save_run is not None:
-                write_trec_run(run, opts.save_run, tag=name)
-            results.append(_score(name, run, qrels, opts.metrics, [q.id for q in queries],
-                                  {"index": index_seconds, "search": sum(cands.seconds.values())}))
+    for text, pipeline in zip(texts, parsed):
+        if progress.phase:
+            progress.phase(f"running {text}", None)
+        results.append(_measure(str(text), pipeline, executor, queries, qrels, opts, metric_names, seconds))
+    for i, r in enumerate(results):
+        run = r.pop("_run")
+        if opts.save_run is not None:
+            path = opts.save_run if len(results) == 1 else \
+                opts.save_run.with_name(f"{opts.save_run.stem}-{i}{opts.save_run.suffix}")
+            write_trec_run(run, path, tag=f"cascade-{i}")
+    if opts.baseline is not None:
+        add_significance(results, opts.baseline, metric_names, opts.permutations)
     return {"dataset": dataset.name, "queries": len(queries), "results": results,
             "skipped": report.skipped, "problems": report.problems}
+
+
+def _quote(path: str | Path) -> str:
+    from cascade.pipeline.base import format_value
+
+    return format_value(str(path))
+
+
+def _measure(label: str, pipeline: Pipeline, executor: Executor, queries: list[Query], qrels: Qrels,
+             opts: EvalOptions, metric_names: list[str], seconds: dict[str, float]) -> dict[str, Any]:
+    compiled = pipeline.compile()
+    executor.run(compiled, queries)
+    steps = list(compiled.steps) if isinstance(compiled, Then) else [compiled]
+    outputs = _step_outputs(executor, steps, queries)
+    final = outputs[-1]
+    run = final.to_run()
+    result = evaluate(run, qrels, opts.metrics, queries=[q.id for q in queries])
+    stages = [_stage_row(str(step), executor, out, qrels, metric_names[0]) for step, out in zip(steps, outputs)]
+    total = float(sum(s["seconds"] for s in stages))
+    secs = {"search": round(total, 4)}
+    if "index" in seconds:
+        secs = {"index": round(seconds["index"], 4), **secs}
+    return {"pipeline": label, "metrics": result.mean, "seconds": secs, "stages": stages,
+            "per_query": result.per_query, "_run": run}
+
+
+def _step_outputs(executor: Executor, steps: list[Pipeline], queries: list[Query]) -> list[Candidates]:
+    """Each step's output, from the executor's memo (the run above computed them all)."""
+    outs = [executor.run(steps[0], queries)]
+    for step in steps[1:]:
+        outs.append(executor.run(step, queries, outs[-1]))
+    return outs
+
+
+def _stage_row(label: str, executor: Executor, out: Candidates, qrels: Qrels, metric: str) -> dict[str, Any]:
+    record = executor.record_of(out)
+    ms = record.query_seconds * 1000
+    counts = np.diff(out.offsets)
+    depth = int(counts.max()) if len(counts) else 0
+    run = out.to_run()
+    row: dict[str, Any] = {
+        "stage": label,
+        "seconds": round(record.seconds, 4),
+        "latency_ms": {"mean": _r(ms.mean()), "p50": _r(np.percentile(ms, 50)), "p95": _r(np.percentile(ms, 95))},
+        "candidates": _r(counts.mean()) if len(counts) else 0.0,
+        "cached": record.cached,
+    }
+    if depth:
+        row["recall"] = {f"R@{depth}": evaluate(run, qrels, [f"R@{depth}"]).mean[f"R@{depth}"]}
+        row["oracle"] = {metric: evaluate(oracle_run(run, qrels), qrels, [metric]).mean[metric]}
+    return row
+
+
+def _r(x: float) -> float:
+    return round(float(x), 3)
+
+
+def oracle_run(run: Run, qrels: Qrels) -> Run:
+    """The run reordered perfectly within its own candidates: judged relevance first."""
+    out: Run = {}
+    for qid, docs in run.items():
+        judged = qrels.get(qid, {})
+        n = len(docs)
+        # keep the original order among equally relevant documents
+        ranked = sorted(docs.items(), key=lambda item: -item[1])
+        out[qid] = {d: judged.get(d, 0) * n + (n - i) / (n + 1) for i, (d, _) in enumerate(ranked)}
+    return out
+
+
+def add_significance(results: list[dict[str, Any]], baseline: int, metric_names: list[str],
+                     permutations: int) -> None:
+    """Paired t-test and randomisation test against the baseline, Holm-corrected across pipelines."""
+    base = results[baseline]["per_query"]
+    others = [i for i in range(len(results)) if i != baseline]
+    for metric in metric_names:
+        for test in ("t_test", "randomization"):
+            raw = []
+            for i in others:
+                a, b = _aligned(base, results[i]["per_query"], metric)
+                raw.append(paired_t_test(a, b) if test == "t_test" else
+                           paired_randomization_test(a, b, n_permutations=permutations))
+            for i, p, (adj, reject) in zip(others, raw, holm_bonferroni(raw, ALPHA)):
+                sig = results[i].setdefault("significance", {}).setdefault(metric, {})
+                sig[test] = p
+                sig[f"{test}_holm"] = adj
+                sig[f"{test}_significant"] = reject
+    results[baseline]["significance"] = "baseline"
+
+
+def _aligned(base: dict[str, dict[str, float]], other: dict[str, dict[str, float]],
+             metric: str) -> tuple[np.ndarray, np.ndarray]:
+    qids = sorted(set(base) | set(other))
+    a = np.array([base.get(q, {}).get(metric, 0.0) for q in qids])
+    b = np.array([other.get(q, {}).get(metric, 0.0) for q in qids])
+    return a, b
+
+
+def strip_per_query(report: dict[str, Any]) -> dict[str, Any]:
+    for r in report["results"]:
+        r.pop("per_query", None)
+    return report
+
+
+# kept for callers of the first API
+def run_eval(dataset_dir: str | Path, *, pipelines: Sequence[str] = (), runs: Sequence[str | Path] = (),
+             index_dir: Path | None = None, opts: EvalOptions | None = None,
+             progress: Progress | None = None) -> dict[str, Any]:
+    return run_experiment(dataset_dir, pipelines, runs=runs, index_dir=index_dir, opts=opts, progress=progress)
+
+
+__all__ = ["EvalOptions", "Progress", "run_experiment", "run_eval", "oracle_run", "add_significance", "Evaluation"]

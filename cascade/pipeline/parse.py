@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cascade.errors import CascadeError
+from cascade.errors import BadIndexError, CascadeError, DataError
 from cascade.pipeline.base import Pipeline
 from cascade.pipeline.registry import Context, stage_entry, stage_names
 
@@ -78,9 +78,22 @@ def _value(token: Token) -> Any:
     return token.text
 
 
+class _Placeholder(Pipeline):
+    """Stands in for a stage during the syntax-only pass."""
+
+    def __init__(self, name: str, pos: int) -> None:
+        self.name, self.pos = name, pos
+
+    def key(self) -> tuple[Any, ...]:
+        return ("placeholder", self.name, self.pos)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Parser:
-    def __init__(self, text: str, ctx: Context) -> None:
-        self.text, self.ctx = text, ctx
+    def __init__(self, text: str, ctx: Context, dry: bool = False) -> None:
+        self.text, self.ctx, self.dry = text, ctx, dry
         self.tokens = tokenize(text)
         self.i = 0
 
@@ -183,10 +196,12 @@ class Parser:
                     break
                 self.take()
             self.expect(")")
+        if self.dry and not entry.takes_pipelines:  # fusion needs no context: check its parameters now
+            return _Placeholder(token.text, token.pos)
         try:
             return entry.build(self.ctx, *positional, **params)
-        except PipelineSyntaxError:
-            raise
+        except (PipelineSyntaxError, DataError, BadIndexError):
+            raise  # syntax errors carry their own position; data and index errors are not about the text
         except (CascadeError, TypeError, ValueError) as exc:
             raise PipelineSyntaxError(self.text, token.pos, f"{token.text}: {exc}") from None
 
@@ -227,4 +242,6 @@ def parse(text: str, ctx: Context | None = None, *, index: Any = None, root: Any
     """
     if not isinstance(text, str):
         raise CascadeError(f"a pipeline string is needed (got {type(text).__name__})")
-    return Parser(text, ctx or Context.of(index=index, root=root)).parse()
+    ctx = ctx or Context.of(index=index, root=root)
+    Parser(text, ctx, dry=True).parse()  # syntax and names first, before building anything
+    return Parser(text, ctx).parse()

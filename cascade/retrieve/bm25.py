@@ -146,9 +146,12 @@ class BM25(Pipeline):
 
     def rank(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Global doc numbers and scores of the top ``k`` documents for ``text``."""
+        return self.rank_weighted(self.query_weights(text), k)
+
+    def rank_weighted(self, weights: dict[str, float], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` for a query given as index terms -> weight (boost * idf)."""
         if k < 1:
             raise CascadeError(f"k must be at least 1 (got {k})")
-        weights = self.query_weights(text)
         if not weights:
             return np.empty(0, np.int32), np.empty(0, np.float32)
         nums, scores = [], []
