@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cascade
 from cascade.data.types import ReadReport
-from cascade.evaluate import evaluate
+from cascade.evaluation import evaluate
 
 METRICS = ["nDCG@10", "R@100"]
 RESULTS = Path(__file__).resolve().parent / "results"

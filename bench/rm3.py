@@ -13,8 +13,8 @@ import datetime
 import sys
 from pathlib import Path
 
-from cascade.evaluate.experiment import EvalOptions, run_experiment, strip_per_query
-from cascade.evaluate.report import markdown
+from cascade.evaluation.experiment import EvalOptions, run_experiment, strip_per_query
+from cascade.evaluation.report import markdown
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

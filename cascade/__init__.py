@@ -45,8 +45,8 @@ _EXPORTS = {
     "StageCache": "cascade.pipeline.cache",
     "RunStage": "cascade.retrieve.run",
     "RM3": "cascade.retrieve.rm3",
-    "evaluate": "cascade.evaluate.metrics",
-    "Evaluation": "cascade.evaluate.metrics",
+    "evaluate": "cascade.evaluation.metrics",
+    "Evaluation": "cascade.evaluation.metrics",
     "CascadeError": "cascade.errors",
     "DataError": "cascade.errors",
     "BadIndexError": "cascade.errors",
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
                               read_qrels, read_trec_run, read_trec_topics, write_trec_run)
     from cascade.data.types import Doc, Qrels, Query, ReadReport, Run
     from cascade.errors import BadIndexError, CascadeError, DataError
-    from cascade.evaluate.metrics import Evaluation, evaluate
+    from cascade.evaluation.metrics import Evaluation, evaluate
     from cascade.index.index import Index
     from cascade.pipeline.candidates import Candidates
     from cascade.pipeline.base import Pipeline

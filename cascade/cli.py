@@ -172,8 +172,8 @@ def eval_(
     lowercase: bool = LowercaseOpt,
 ) -> None:
     """Evaluate pipelines (default: bm25) and stored runs on a dataset, stage by stage."""
-    from cascade.evaluate.experiment import EvalOptions, Progress as Hooks, run_experiment, strip_per_query
-    from cascade.evaluate.report import markdown, plot_tradeoff
+    from cascade.evaluation.experiment import EvalOptions, Progress as Hooks, run_experiment, strip_per_query
+    from cascade.evaluation.report import markdown, plot_tradeoff
 
     with user_errors():
         pipelines = pipeline or ([] if run else ["bm25"])
@@ -195,7 +195,8 @@ def eval_(
             err.print(f"{report['skipped']} bad records skipped, e.g. {report['problems'][0]}", highlight=False)
         report.pop("problems")
         if report_file is not None:
-            report_file.write_text(markdown(report, command=" ".join(["cascade"] + sys.argv[1:])), encoding="utf-8")
+            command = eval_command(dataset, pipeline, run, metrics, baseline, split)
+            report_file.write_text(markdown(report, command=command), encoding="utf-8")
             err.print(f"wrote {report_file}", highlight=False)
         if plot_file is not None:
             plot_tradeoff(report, plot_file)
@@ -206,8 +207,21 @@ def eval_(
             print_eval(report)
 
 
+def eval_command(dataset: Path, pipelines: list[str], runs: list[str], metrics: str, baseline: Optional[int],
+                 split: str) -> str:
+    """The `cascade eval` command line that reproduces an experiment (for reports)."""
+    import shlex
+
+    parts = ["cascade", "eval", str(dataset)]
+    parts += [f"--run {shlex.quote(r)}" for r in runs] + [f"--pipeline {shlex.quote(p)}" for p in pipelines]
+    parts += [f"--metrics {shlex.quote(metrics)}", f"--split {split}"]
+    if baseline is not None:
+        parts.append(f"--baseline {baseline}")
+    return " ".join(parts)
+
+
 def print_eval(report: dict[str, Any]) -> None:
-    from cascade.evaluate.report import SIGNIFICANT, mean_latency_ms, significant
+    from cascade.evaluation.report import SIGNIFICANT, mean_latency_ms, significant
 
     results = report["results"]
     names = list(results[0]["metrics"]) if results else []

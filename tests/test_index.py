@@ -22,7 +22,8 @@ DOCS = [
 ]
 
 SEGMENT_FILES = {"terms.json", "post_indptr.npy", "post_docs.npy", "post_tfs.npy", "doclens.npy",
-                 "ids.bin", "ids_offsets.npy", "docstore.sqlite"}
+                 "ids.bin", "ids_offsets.npy", "docstore.sqlite", "imp_values.npy", "imp_block_indptr.npy",
+                 "imp_block_max.npy", "imp_block_last.npy", "imp_term_max.npy"}
 
 
 def blake2b_128(path: Path) -> str:

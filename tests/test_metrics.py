@@ -7,7 +7,7 @@ from math import log2
 import pytest
 
 from cascade.errors import CascadeError
-from cascade.evaluate.metrics import DEFAULT_METRICS, Evaluation, evaluate, parse_metrics
+from cascade.evaluation.metrics import DEFAULT_METRICS, Evaluation, evaluate, parse_metrics
 
 QRELS = {
     "q1": {"d1": 1, "d2": 0, "d3": 2},

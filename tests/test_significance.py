@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cascade.errors import CascadeError
-from cascade.evaluate import significance
-from cascade.evaluate.significance import (
+from cascade.evaluation import significance
+from cascade.evaluation.significance import (
     compare,
     holm_bonferroni,
     paired_randomization_test,
@@ -155,7 +155,7 @@ def test_bad_input_raises_cascade_error(test) -> None:
 
 
 def test_scipy_is_imported_lazily() -> None:
-    code = "import sys, cascade.evaluate.significance; print('scipy' in sys.modules)"
+    code = "import sys, cascade.evaluation.significance; print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -36,6 +36,8 @@ class SegmentEntry:
     n_terms: int
     n_postings: int
     files: dict[str, FileEntry] = field(default_factory=dict)
+    # settings the stored impacts were computed with, e.g. {"kind": "bm25", "k1": 0.9, "b": 0.4, "avgdl": 120.5}
+    impacts: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SegmentEntry":

@@ -7,6 +7,8 @@ Files in a segment directory::
     post_docs.npy       int32[P]: segment-local doc numbers, ascending within a term
     post_tfs.npy        int32[P]: term frequencies
     doclens.npy         int32[N]: document lengths in terms
+    imp_values.npy      float32[P]: BM25 impacts for the settings in the manifest entry
+    imp_block_*.npy, imp_term_max.npy   block maxima / last docs / offsets, term maxima
     ids.bin, ids_offsets.npy   utf-8 doc ids, concatenated, and int64[N+1] offsets
     docstore.sqlite     id, title, text, metadata
 """
@@ -26,10 +28,15 @@ from cascade.data.types import Doc
 from cascade.errors import BadIndexError, CascadeError
 from cascade.index.docstore import DOCSTORE_NAME, Docstore, DocstoreWriter
 from cascade.index.fsutil import file_digest
+from cascade.index.impacts import Impacts, bm25_impacts, build_blocks
 from cascade.index.manifest import FileEntry, SegmentEntry
 from cascade.text.analyzer import Analyzer
 
 INDEXABLE_FIELDS = ("title", "text")
+DEFAULT_BM25 = {"kind": "bm25", "k1": 0.9, "b": 0.4}
+_IMPACT_FILES = {"values": "imp_values.npy", "block_indptr": "imp_block_indptr.npy",
+                 "block_max": "imp_block_max.npy", "block_last": "imp_block_last.npy",
+                 "term_max": "imp_term_max.npy"}
 
 
 def doc_text(doc: Doc, fields: Sequence[str]) -> str:
@@ -91,6 +98,13 @@ class SegmentWriter:
             "doclens.npy": np.frombuffer(self._lengths, dtype=np.int32),
             "ids_offsets.npy": np.frombuffer(self._id_offsets, dtype=np.int64),
         }
+        lengths = arrays["doclens.npy"]
+        avgdl = float(lengths.mean()) if len(lengths) else 0.0
+        impacts = build_blocks(indptr, arrays["post_docs.npy"],
+                               bm25_impacts(arrays["post_tfs.npy"], lengths, arrays["post_docs.npy"],
+                                            DEFAULT_BM25["k1"], DEFAULT_BM25["b"], avgdl))
+        for attr, fname in _IMPACT_FILES.items():
+            arrays[fname] = getattr(impacts, attr)
         for fname, arr in arrays.items():
             np.save(self.dir / fname, arr)
         (self.dir / "ids.bin").write_bytes(bytes(self._ids))
@@ -103,6 +117,7 @@ class SegmentWriter:
             n_terms=len(sorted_terms),
             n_postings=len(term),
             files=files,
+            impacts={**DEFAULT_BM25, "avgdl": avgdl},
         )
 
 
@@ -146,6 +161,12 @@ class Segment:
                 problems.append(f"{path}: checksum mismatch")
         return problems
 
+    def stored_impacts(self) -> Impacts | None:
+        """The impacts written at build time (memory-mapped), if this segment has them."""
+        if not all(name in self.entry.files for name in _IMPACT_FILES.values()):
+            return None
+        return Impacts(**{attr: self._load(fname) for attr, fname in _IMPACT_FILES.items()})
+
     @cached_property
     def term_numbers(self) -> dict[str, int]:
         terms = json.loads((self.dir / "terms.json").read_text(encoding="utf-8"))
@@ -174,3 +195,15 @@ class Segment:
     def id_numbers(self) -> dict[str, int]:
         """Doc id -> segment-local number (built on first use)."""
         return {id_: i for i, id_ in enumerate(self.doc_ids(range(self.n_docs)))}
+
+
+def segment_impacts(seg: Segment, k1: float, b: float, avgdl: float) -> Impacts:
+    """BM25 impacts for ``seg``: the stored ones when they were made with these settings."""
+    wanted = {**DEFAULT_BM25, "k1": k1, "b": b, "avgdl": avgdl}
+    stored = seg.entry.impacts
+    if stored and {k: stored.get(k) for k in wanted} == wanted:
+        found = seg.stored_impacts()
+        if found is not None:
+            return found
+    values = bm25_impacts(seg.tfs, seg.doclens, seg.docs, k1, b, avgdl)
+    return build_blocks(seg.indptr, seg.docs, values)

@@ -148,9 +148,10 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value)
+        return repr(value).replace("e+", "e")  # 1e+20 -> 1e20: '+' would be an operator
     text = str(value)
-    if re.fullmatch(r"[A-Za-z_./~][\w./~:-]*", text) and text not in ("true", "false"):
+    if re.fullmatch(r"[A-Za-z_./~][\w./~:-]*", text) and text not in ("true", "false") \
+            and not re.fullmatch(r"\.\d+([eE][+-]?\d+)?", text):  # '.5' would read back as a number
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,8 +47,8 @@ class StageCache:
                 cands = Candidates(meta["query_ids"], data["offsets"], data["doc"], data["score"], space,
                                    query_seconds=data["query_seconds"])
                 return cands, float(meta["seconds"])
-        except (OSError, KeyError, ValueError):
-            return None  # absent, or written by an incompatible version: recompute
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return None  # absent, damaged, or written by an incompatible version: recompute
 
     def put(self, key: Any, queries_hash: str, cands: Candidates, seconds: float) -> None:
         path = self._path(key, queries_hash)

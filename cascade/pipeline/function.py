@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from cascade.data.types import Query
@@ -40,6 +41,9 @@ class FunctionStage(Pipeline):
         return ("fn", self.name, self.version, tuple(sorted(self.params.items())))
 
     def execute(self, executor: Any, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
+        if candidates is not None:  # a copy: the input may be shared (memoised) with other pipelines
+            candidates = replace(candidates, offsets=candidates.offsets.copy(), doc=candidates.doc.copy(),
+                                 score=candidates.score.copy(), seconds=dict(candidates.seconds))
         out = self.fn(queries, candidates, **self.params)
         if not isinstance(out, Candidates):
             raise CascadeError(f"stage {self.name} returned {type(out).__name__}, not Candidates")

@@ -8,7 +8,7 @@ import numpy as np
 
 from cascade.data.types import Query
 from cascade.errors import CascadeError
-from cascade.pipeline.base import ATOM, MUL, PLUS, THEN, UNION, Pipeline, format_call, wrap
+from cascade.pipeline.base import ATOM, MUL, PLUS, THEN, UNION, Pipeline, format_call, format_value, wrap
 from cascade.pipeline.candidates import Candidates, common_space, cut, sort_within_queries
 
 
@@ -87,7 +87,7 @@ class Weighted(Pipeline):
                           out.space)
 
     def __str__(self) -> str:
-        return f"{self.weight!r} * {wrap(self.inner, ATOM)}"
+        return f"{format_value(self.weight)} * {wrap(self.inner, ATOM)}"
 
 
 class Union(Pipeline):

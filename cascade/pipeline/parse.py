@@ -33,7 +33,7 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_INT = re.compile(r"\d+")
+_INT = re.compile(r"\d{1,4300}")  # longer: not an int (Python refuses to convert it)
 
 
 class PipelineSyntaxError(CascadeError):
@@ -207,10 +207,11 @@ class Parser:
 
     def argument(self, takes_pipelines: bool, positional: list[Any], params: dict[str, Any]) -> None:
         if self.tok.kind == "word" and self.tok.text.isidentifier() and self.peek().text == "=":
-            name = self.take().text
+            name_token = self.take()
+            name = name_token.text
             self.take()
             if name in params:
-                self.fail(f"parameter {name!r} given twice")
+                self.fail(f"parameter {name!r} given twice", name_token)
             value = self.take()
             if value.kind not in ("word", "string"):
                 self.fail(f"expected a value for {name}", value)
@@ -243,5 +244,8 @@ def parse(text: str, ctx: Context | None = None, *, index: Any = None, root: Any
     if not isinstance(text, str):
         raise CascadeError(f"a pipeline string is needed (got {type(text).__name__})")
     ctx = ctx or Context.of(index=index, root=root)
-    Parser(text, ctx, dry=True).parse()  # syntax and names first, before building anything
-    return Parser(text, ctx).parse()
+    try:
+        Parser(text, ctx, dry=True).parse()  # syntax and names first, before building anything
+        return Parser(text, ctx).parse()
+    except RecursionError:
+        raise PipelineSyntaxError(text, 0, "pipeline nested too deeply") from None

@@ -19,6 +19,7 @@ the documents are split into segments.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -29,36 +30,22 @@ import numpy as np
 
 from cascade.data.types import Query
 from cascade.errors import CascadeError
+from cascade.index.impacts import Impacts
 from cascade.index.index import Index
-from cascade.index.segment import Segment
+from cascade.index.segment import segment_impacts
+from cascade.retrieve import impact_search
 from cascade.pipeline.base import Pipeline, format_call
 from cascade.pipeline.candidates import Candidates
 
 # -- kernels ------------------------------------------------------------------------------
+# The top-k kernels (block-max MaxScore and the exhaustive check path) live in
+# cascade/retrieve/maxscore.py; BM25 contributes its term weights and impacts.
 
 
 def bm25_idf(n_docs: int, df: np.ndarray | int) -> np.ndarray:
     """Lucene's BM25 idf: ln(1 + (N - df + 0.5) / (df + 0.5))."""
     df = np.asarray(df, dtype=np.float64)
     return np.log1p((n_docs - df + 0.5) / (df + 0.5))
-
-
-def accumulate_term(acc: np.ndarray, docs: np.ndarray, tfs: np.ndarray, doc_norm: np.ndarray,
-                    weight: float) -> None:
-    """Term-at-a-time: add one term's BM25 contribution to the score accumulator."""
-    tf = tfs.astype(np.float32)
-    acc[docs] += np.float32(weight) * tf / (tf + doc_norm[docs])
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the k highest positive scores, best first, ties by index."""
-    nonzero = np.flatnonzero(scores > 0)
-    if len(nonzero) > k:
-        kth = np.partition(scores[nonzero], len(nonzero) - k)[len(nonzero) - k]
-        nonzero = nonzero[scores[nonzero] >= kth]
-    order = np.lexsort((nonzero, -scores[nonzero]))[:k]
-    chosen = nonzero[order]
-    return chosen, scores[chosen]
 
 
 # -- public API ---------------------------------------------------------------------------
@@ -94,6 +81,7 @@ class BM25(Pipeline):
         if k < 1:
             raise CascadeError(f"k must be at least 1 (got {k})")
         self.index, self.k1, self.b, self.k = index, float(k1), float(b), int(k)
+        impact_search.warm_up()
 
     def key(self) -> tuple:
         return (self.name, ("k1", self.k1), ("b", self.b), ("k", self.k), ("index", self.index.version))
@@ -119,12 +107,10 @@ class BM25(Pipeline):
         return format_call(self.name, (), self.params())
 
     @cached_property
-    def _doc_norms(self) -> list[np.ndarray]:
-        avgdl = self.index.avg_doc_length or 1.0
-        return [
-            (self.k1 * (1 - self.b + self.b * seg.doclens.astype(np.float32) / avgdl)).astype(np.float32)
-            for seg in self.index.segments
-        ]
+    def impacts(self) -> list[Impacts]:
+        """Per-segment impacts for these k1, b and the index's current average length."""
+        avgdl = self.index.avg_doc_length
+        return [segment_impacts(seg, self.k1, self.b, avgdl) for seg in self.index.segments]
 
     def query_weights(self, text: str) -> dict[str, float]:
         """Analysed query terms present in the index -> qtf * idf."""
@@ -132,40 +118,29 @@ class BM25(Pipeline):
 
     def term_weights(self, boosts: dict[str, float]) -> dict[str, float]:
         """Index terms with a query weight (boost) -> boost * idf; absent terms dropped."""
-        dfs = {t: self.index.df(t) for t in boosts}
         n = self.index.n_docs
-        return {t: w * float(bm25_idf(n, dfs[t])) for t, w in boosts.items() if dfs[t] > 0}
-
-    def _score_segment(self, seg: Segment, doc_norm: np.ndarray, weights: dict[str, float]) -> np.ndarray:
-        acc = np.zeros(seg.n_docs, dtype=np.float32)
-        for term, weight in weights.items():
-            postings = seg.postings(term)
-            if postings is not None:
-                accumulate_term(acc, postings[0], postings[1], doc_norm, weight)
-        return acc
+        out = {}
+        for term, boost in boosts.items():
+            df = self.index.df(term)
+            if df > 0:
+                out[term] = boost * math.log1p((n - df + 0.5) / (df + 0.5))
+        return out
 
     def rank(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Global doc numbers and scores of the top ``k`` documents for ``text``."""
         return self.rank_weighted(self.query_weights(text), k)
 
-    def rank_weighted(self, weights: dict[str, float], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def rank_weighted(self, weights: dict[str, float], k: int, exhaustive: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` for a query given as index terms -> weight (boost * idf)."""
+        return self.rank_many([weights], k, exhaustive=exhaustive)[0]
+
+    def rank_many(self, queries: Sequence[dict[str, float]], k: int, *, exhaustive: bool = False,
+                  threads: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top ``k`` for many weighted queries (rank-safe pruning unless ``exhaustive``)."""
         if k < 1:
             raise CascadeError(f"k must be at least 1 (got {k})")
-        if not weights:
-            return np.empty(0, np.int32), np.empty(0, np.float32)
-        nums, scores = [], []
-        for base, seg, norm in zip(self.index.bases, self.index.segments, self._doc_norms):
-            local, s = top_k(self._score_segment(seg, norm, weights), k)
-            nums.append(local + base)
-            scores.append(s)
-        if len(nums) == 1:
-            return nums[0].astype(np.int32), scores[0]
-        all_scores = np.concatenate(scores)
-        all_nums = np.concatenate(nums)
-        pick, _ = top_k(np.where(all_scores > 0, all_scores, 0), k)
-        order = np.lexsort((all_nums[pick], -all_scores[pick]))
-        return all_nums[pick][order].astype(np.int32), all_scores[pick][order]
+        return impact_search.search(self.index.segments, self.impacts, self.index.bases, queries, k,
+                                    exhaustive=exhaustive, threads=threads)
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """Top ``k`` hits for one query string, with stored titles and texts."""
@@ -174,20 +149,35 @@ class BM25(Pipeline):
         return [Hit(d.id, float(s), d.title, d.text, int(n)) for d, s, n in zip(docs, scores, nums)]
 
     def search_batch(self, queries: Sequence[Query], k: int | None = None,
-                     progress: Callable[[int], None] | None = None) -> Candidates:
-        """Top ``k`` for every query; ``progress(n_done)`` is called as queries finish."""
+                     progress: Callable[[int], None] | None = None, threads: int = 1,
+                     exhaustive: bool = False) -> Candidates:
+        """Top ``k`` for every query (``progress(n_done)`` is called as queries finish).
+
+        ``threads`` > 1 answers queries in parallel, one query per thread; per-query latency
+        is then the batch time shared out. ``exhaustive=True`` scores every posting (the
+        check path for pruning; same results, slower).
+        """
         k = self.k if k is None else k
-        docs, scores = [], []
+        if k < 1:
+            raise CascadeError(f"k must be at least 1 (got {k})")
         seconds = np.zeros(len(queries))
-        for i, q in enumerate(queries):
+        results: list[tuple[np.ndarray, np.ndarray]] = []
+        if threads > 1:
             start = time.perf_counter()
-            d, s = self.rank(q.text, k)
-            seconds[i] = time.perf_counter() - start
-            docs.append(d)
-            scores.append(s)
+            results = self.rank_many([self.query_weights(q.text) for q in queries], k, exhaustive=exhaustive,
+                                     threads=threads)
+            seconds[:] = (time.perf_counter() - start) / max(len(queries), 1)
             if progress is not None:
-                progress(i + 1)
-        cands = Candidates.from_lists([q.id for q in queries], docs, scores, self.index)
+                progress(len(queries))
+        else:
+            for i, q in enumerate(queries):
+                start = time.perf_counter()
+                results.append(self.rank_weighted(self.query_weights(q.text), k, exhaustive=exhaustive))
+                seconds[i] = time.perf_counter() - start
+                if progress is not None:
+                    progress(i + 1)
+        cands = Candidates.from_lists([q.id for q in queries], [d for d, _ in results], [s for _, s in results],
+                                      self.index)
         cands.seconds[self.name] = float(seconds.sum())
         cands.query_seconds = seconds
         return cands

@@ -1,5 +1,5 @@
 """Evaluation: metrics, per query and mean."""
 
-from cascade.evaluate.metrics import DEFAULT_METRICS, Evaluation, evaluate, parse_metrics
+from cascade.evaluation.metrics import DEFAULT_METRICS, Evaluation, evaluate, parse_metrics
 
 __all__ = ["DEFAULT_METRICS", "Evaluation", "evaluate", "parse_metrics"]

@@ -5,7 +5,7 @@ share (``bm25 % 1000``) runs once. For each pipeline the result holds its metric
 per-stage latency (mean / p50 / p95 per query), candidates per stage, each stage's recall
 at its cutoff and oracle bound, and significance against a baseline pipeline.
 
->>> from cascade.evaluate.experiment import run_experiment   # doctest: +SKIP
+>>> from cascade.evaluation.experiment import run_experiment   # doctest: +SKIP
 >>> run_experiment("../shared/datasets/scifact", ["bm25", "bm25_rm3"], baseline=0)  # doctest: +SKIP
 """
 
@@ -22,8 +22,8 @@ from cascade.data.beir import BeirDataset
 from cascade.data.trec import write_trec_run
 from cascade.data.types import Qrels, Query, ReadReport, Run
 from cascade.errors import CascadeError
-from cascade.evaluate.metrics import Evaluation, evaluate, parse_metrics
-from cascade.evaluate.significance import holm_bonferroni, paired_randomization_test, paired_t_test
+from cascade.evaluation.metrics import Evaluation, evaluate, parse_metrics
+from cascade.evaluation.significance import holm_bonferroni, paired_randomization_test, paired_t_test
 from cascade.index.cache import cached_index
 from cascade.index.index import Index
 from cascade.pipeline.base import Pipeline

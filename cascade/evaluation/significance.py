@@ -3,7 +3,7 @@
 Scores come as two equal-length vectors in the same query order (or as per-query dicts via
 :func:`compare`). Both tests are two-sided and test the mean per-query difference.
 
->>> from cascade.evaluate.significance import compare, holm_bonferroni
+>>> from cascade.evaluation.significance import compare, holm_bonferroni
 >>> base = {"q1": 0.2, "q2": 0.4, "q3": 0.1, "q4": 0.3}
 >>> new = {"q4": 0.5, "q3": 0.3, "q2": 0.5, "q1": 0.5}
 >>> compare(base, new, test="randomization")  # all 2**4 sign flips enumerated

@@ -3,7 +3,7 @@
 Measures are named in ir_measures syntax: ``nDCG@10``, ``R@100``, ``P@10``, ``AP``,
 ``RR``, ``R(rel=2)@1000``. Names are matched case-insensitively (``ndcg@10`` works).
 
->>> from cascade.evaluate import evaluate
+>>> from cascade.evaluation import evaluate
 >>> qrels = {"q1": {"d1": 1, "d2": 0}}
 >>> run = {"q1": {"d2": 2.0, "d1": 1.0}}
 >>> round(evaluate(run, qrels, ["RR", "P@1"]).mean["RR"], 2)

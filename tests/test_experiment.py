@@ -1,0 +1,122 @@
+"""Experiments: several pipelines, stage tables, significance, report, plot, caches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from cascade.cli import app
+from cascade.evaluation.experiment import EvalOptions, oracle_run, run_experiment
+
+runner = CliRunner()
+
+DL19 = "trec-dl19-passage-pool"
+BM25_RUN = "runs/BM25.top100.trec"
+SPLADE_RUN = "runs/SPLADE_P_P_ENSEMBLE_DISTIL.top100.trec"
+
+
+def cli_json(*args: object) -> dict:
+    result = runner.invoke(app, [str(a) for a in args] + ["--json"])
+    assert result.exit_code == 0, result.output
+    [line] = [l for l in result.stdout.splitlines() if l.strip()]
+    return json.loads(line)
+
+
+def test_dl19_acceptance_command(datasets_dir: Path) -> None:
+    """The issue's command: run paths relative to the dataset, RRF next to its input."""
+    report = cli_json("eval", datasets_dir / DL19, "--pipeline", f"run({BM25_RUN})",
+                      "--pipeline", f"rrf(run({BM25_RUN}), run({SPLADE_RUN}))")
+    assert report["queries"] == 43
+    first, fused = report["results"]
+    assert first["pipeline"] == f"run({BM25_RUN})"
+    assert round(first["metrics"]["nDCG@10"], 4) == 0.5058
+    assert fused["metrics"]["nDCG@10"] > first["metrics"]["nDCG@10"] + 0.1  # fusing SPLADE++ helps a lot
+    stage = fused["stages"][0]
+    assert stage["candidates"] > 100  # the union of two top-100 lists
+    assert set(stage["latency_ms"]) == {"mean", "p50", "p95"}
+    assert stage["oracle"]["nDCG@10"] >= fused["metrics"]["nDCG@10"]
+
+
+def test_significance_matches_scipy_on_the_same_vectors(datasets_dir: Path) -> None:
+    opts = EvalOptions(metrics="nDCG@10", baseline=0, permutations=2000)
+    report = run_experiment(datasets_dir / DL19, [f"run({BM25_RUN})", f"run({SPLADE_RUN})",
+                                                  f"rrf(run({BM25_RUN}), run({SPLADE_RUN}))"], opts=opts)
+    base, *others = report["results"]
+    assert base["significance"] == "baseline"
+    raw = []
+    for r in others:
+        qids = sorted(base["per_query"])
+        a = np.array([base["per_query"][q]["nDCG@10"] for q in qids])
+        b = np.array([r["per_query"][q]["nDCG@10"] for q in qids])
+        expected = stats.ttest_rel(a, b).pvalue
+        sig = r["significance"]["nDCG@10"]
+        assert sig["t_test"] == pytest.approx(expected, rel=1e-9)
+        assert 0 < sig["randomization"] < 0.01  # both are far better than BM25 on DL19
+        raw.append(sig["t_test"])
+    holm = sorted(raw)
+    adjusted = [min(1.0, max(holm[0] * 2, 0)), min(1.0, max(holm[0] * 2, holm[1]))]
+    assert sorted(r["significance"]["nDCG@10"]["t_test_holm"] for r in others) == pytest.approx(adjusted)
+    assert all(r["significance"]["nDCG@10"]["t_test_significant"] for r in others)
+
+
+def test_stage_rows_for_a_two_stage_pipeline(datasets_dir: Path) -> None:
+    report = run_experiment(datasets_dir / "scifact", ["bm25 % 100 >> rm3 % 10"],
+                            opts=EvalOptions(metrics="nDCG@10"))
+    [res] = report["results"]
+    first, second = res["stages"]
+    assert first["stage"] == "bm25(k=10)"  # rm3 reads only its 10 feedback documents: pushed down
+    assert first["candidates"] == 10 and second["candidates"] == 10
+    assert "R@10" in first["recall"] and 0 < first["recall"]["R@10"] <= first["oracle"]["nDCG@10"] + 1
+    assert res["seconds"]["search"] == pytest.approx(first["seconds"] + second["seconds"], abs=1e-3)
+    assert res["seconds"]["index"] > 0
+
+
+def test_oracle_puts_relevant_first_and_keeps_order_otherwise() -> None:
+    run = {"q": {"a": 3.0, "b": 2.0, "c": 1.0, "d": 0.5}}
+    qrels = {"q": {"c": 2, "d": 1}}
+    ranked = sorted(oracle_run(run, qrels)["q"].items(), key=lambda kv: -kv[1])
+    assert [d for d, _ in ranked] == ["c", "d", "a", "b"]
+
+
+def test_report_and_plot_files(datasets_dir: Path, tmp_path: Path) -> None:
+    report_md, plot_png = tmp_path / "report.md", tmp_path / "tradeoff.png"
+    result = runner.invoke(app, ["eval", str(datasets_dir / DL19), "-p", f"run({BM25_RUN})", "-p",
+                                 f"rrf(run({BM25_RUN}), run({SPLADE_RUN}))", "--baseline", "0",
+                                 "--report", str(report_md), "--plot", str(plot_png), "--permutations", "500"])
+    assert result.exit_code == 0, result.output
+    text = report_md.read_text()
+    assert "| 1 | `rrf(run(runs/BM25.top100.trec), run(runs/SPLADE_P_P_ENSEMBLE_DISTIL.top100.trec))` |" in text
+    assert "†" in text and "Holm" in text and "Command: `cascade eval" in text
+    assert plot_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot_png.stat().st_size > 5000
+    assert "†" in result.stdout  # the terminal table marks the significant row
+
+
+def test_bad_baseline_is_a_user_error(datasets_dir: Path) -> None:
+    result = runner.invoke(app, ["eval", str(datasets_dir / DL19), "--run", BM25_RUN, "--baseline", "3"])
+    assert result.exit_code == 1
+    assert "only 1 pipelines" in result.stderr and "Traceback" not in result.output
+
+
+def test_stage_cache_is_reused_and_cleared(tmp_path: Path, cache_dir: Path) -> None:
+    root = tmp_path / "beir"
+    root.mkdir()
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": f"d{i}", "text": f"word{i % 3} common"})
+                                                 for i in range(20)) + "\n")
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "word1"}) + "\n")
+    (root / "qrels").mkdir()
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    first = cli_json("eval", root, "-p", "bm25")
+    second = cli_json("eval", root, "-p", "bm25")
+    assert first["results"][0]["stages"][0]["cached"] is False
+    assert second["results"][0]["stages"][0]["cached"] is True
+    assert first["results"][0]["metrics"] == second["results"][0]["metrics"]
+    nocache = cli_json("eval", root, "-p", "bm25", "--no-cache")
+    assert nocache["results"][0]["stages"][0]["cached"] is False
+    cleared = runner.invoke(app, ["cache", "clear"])
+    assert cleared.exit_code == 0 and "cleared 1 cached stage outputs and 1 cached indexes" in cleared.stdout
+    assert not any((cache_dir / "stages").rglob("*.npz")) and not (cache_dir / "indexes").exists()
