@@ -198,7 +198,11 @@ def test_search_batch_shape_and_to_run(index: Index) -> None:
     assert bm25.search_batch(queries, k=1).offsets.tolist() == [0, 1, 1, 2]
     done: list[int] = []
     bm25.search_batch(queries, progress=done.append)
+    assert done == [3]  # one compiled call answers the batch
+    done.clear()
+    timed = bm25.search_batch(queries, progress=done.append, per_query_timing=True)
     assert done == [1, 2, 3]
+    assert timed.offsets.tolist() == cands.offsets.tolist() and timed.doc.tolist() == cands.doc.tolist()
     # a BM25 is a first stage: calling it is search_batch
     staged = bm25(queries)
     assert staged.to_run() == run

@@ -94,13 +94,13 @@ def test_cutoff_pushed_into_bm25(index: cascade.Index, monkeypatch: pytest.Monke
     c = p.compile()
     assert isinstance(c, BM25) and c.k == 100 and str(c) == "bm25(k=100)"
     asked: list[int] = []
-    rank = BM25.rank_weighted
+    rank = BM25.rank_many
 
-    def spy(self: BM25, weights: dict, k: int, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        asked.append(k)
-        return rank(self, weights, k, *args, **kwargs)
+    def spy(self: BM25, queries: list, k: int, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        asked.extend([k] * len(queries))
+        return rank(self, queries, k, *args, **kwargs)
 
-    monkeypatch.setattr(BM25, "rank_weighted", spy)
+    monkeypatch.setattr(BM25, "rank_many", spy)
     ex = Executor()
     out = ex.run(c, QUERIES)
     assert asked == [100] * len(QUERIES)  # the search itself is asked for 100, not 1000 then cut
@@ -236,9 +236,9 @@ def test_stage_cache_across_executors(index: cascade.Index, tmp_path: Path,
     cache = StageCache(tmp_path / "stages")
     p = parse("bm25(k1=1.2) % 100", index=index).compile()
     searched: list[dict] = []
-    rank = BM25.rank_weighted
-    monkeypatch.setattr(BM25, "rank_weighted", lambda self, weights, k, *a, **kw: searched.append(weights)
-                        or rank(self, weights, k, *a, **kw))
+    rank = BM25.rank_many
+    monkeypatch.setattr(BM25, "rank_many", lambda self, queries, k, *a, **kw: searched.extend(queries)
+                        or rank(self, queries, k, *a, **kw))
 
     first = Executor(cache)
     a = first.run(p, QUERIES)

@@ -18,6 +18,10 @@ from cascade.index.segment import Segment
 
 QueryWeights = dict[str, float]
 
+# query processing modes (the kernels' ``mode`` argument)
+MAXSCORE, EXHAUSTIVE, RANGES = 0, 1, 2
+MODES = {"maxscore": MAXSCORE, "exhaustive": EXHAUSTIVE, "ranges": RANGES}
+
 
 def _kernels():  # type: ignore[no-untyped-def]
     from cascade.retrieve import maxscore
@@ -34,26 +38,31 @@ def set_threads(threads: int) -> int:
     return n
 
 
+_warm = False
+
+
 def warm_up() -> None:
-    """Load the compiled kernels (from numba's cache) so no query pays for it."""
-    empty_i64 = np.zeros(2, dtype=np.int64)
+    """Load the compiled kernels (from numba's cache, compiling once if absent) so no query
+    pays for it. Cheap after the first call in a process."""
+    global _warm
+    if _warm:
+        return
+    indptr = np.array([0, 1], dtype=np.int64)
     impacts = Impacts(np.ones(1, np.float32), np.array([0, 1], np.int64), np.ones(1, np.float32),
                       np.zeros(1, np.int32), np.ones(1, np.float32))
-    for exhaustive in (False, True):
-        search_segment(empty_i64, np.zeros(1, np.int32), impacts, [(np.zeros(1, np.int64), np.ones(1))], 1, 1,
-                       exhaustive=exhaustive, threads=1)
+    q = (np.array([0, 1], np.int64), np.zeros(1, np.int64), np.ones(1))
+    for mode in MODES.values():
+        search_segment(indptr, np.zeros(1, np.int32), impacts, *q, 1, 1, mode=mode, threads=1)
+    _warm = True
 
 
-def search_segment(indptr: np.ndarray, docs: np.ndarray, impacts: Impacts,
-                   queries: Sequence[tuple[np.ndarray, np.ndarray]], k: int, n_docs: int, *,
-                   exhaustive: bool = False, threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(docs[Q, k], scores[Q, k], counts[Q]) for queries given as (term numbers, weights)."""
+def search_segment(indptr: np.ndarray, docs: np.ndarray, impacts: Impacts, q_offsets: np.ndarray,
+                   q_terms: np.ndarray, q_weights: np.ndarray, k: int, n_docs: int, *, mode: int = RANGES,
+                   threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(docs[Q, k], scores[Q, k], counts[Q]) for queries given as flat (term number, weight)
+    arrays split by ``q_offsets``; row q holds query q's results in its first counts[q] places."""
     kernels = _kernels()
-    n = len(queries)
-    q_offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum([len(t) for t, _ in queries], out=q_offsets[1:])
-    q_terms = np.concatenate([t for t, _ in queries]).astype(np.int64) if n else np.empty(0, np.int64)
-    q_weights = np.concatenate([w for _, w in queries]).astype(np.float64) if n else np.empty(0)
+    n = len(q_offsets) - 1
     k = max(1, min(k, n_docs))
     out_docs = np.empty((n, k), dtype=np.int32)
     out_scores = np.empty((n, k), dtype=np.float32)
@@ -64,33 +73,48 @@ def search_segment(indptr: np.ndarray, docs: np.ndarray, impacts: Impacts,
     else:
         workers, kernel = 1, kernels.search_batch_serial
     kernel(indptr, docs, impacts.values, impacts.block_indptr, impacts.block_max, impacts.block_last,
-           impacts.term_max, q_offsets, q_terms, q_weights, k, BLOCK, n_docs, exhaustive, workers,
+           impacts.term_max, q_offsets, q_terms, q_weights, k, BLOCK, n_docs, mode, workers,
            out_docs, out_scores, out_counts)
     return out_docs, out_scores, out_counts
 
 
+def _flatten(queries: Sequence[QueryWeights], lookup: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Query weights as flat arrays of this segment's term numbers, split by offsets."""
+    terms: list[int] = []
+    weights: list[float] = []
+    offsets = np.zeros(len(queries) + 1, dtype=np.int64)
+    for q, query in enumerate(queries):
+        for term, weight in query.items():
+            number = lookup.get(term)
+            if number is not None:
+                terms.append(number)
+                weights.append(weight)
+        offsets[q + 1] = len(terms)
+    return offsets, np.array(terms, dtype=np.int64), np.array(weights, dtype=np.float64)
+
+
 def search(segments: Sequence[Segment], impacts: Sequence[Impacts], bases: np.ndarray,
-           queries: Sequence[QueryWeights], k: int, *, exhaustive: bool = False,
-           threads: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Global (doc numbers, scores) per query, best first, over all segments."""
-    per_segment = []
-    for seg, imp in zip(segments, impacts):
-        lookup = seg.term_numbers
-        arrays = []
-        for weights in queries:
-            ids = [lookup[t] for t in weights if t in lookup]
-            ws = [w for t, w in weights.items() if t in lookup]
-            arrays.append((np.array(ids, dtype=np.int64), np.array(ws, dtype=np.float64)))
-        per_segment.append(search_segment(seg.indptr, seg.docs, imp, arrays, k, seg.n_docs,
-                                          exhaustive=exhaustive, threads=threads))
-    results = []
+           queries: Sequence[QueryWeights], k: int, *, mode: int = RANGES,
+           threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top ``k`` over all segments as ragged arrays: (offsets[Q+1], global doc numbers, scores)."""
+    per_segment = [search_segment(seg.indptr, seg.docs, imp, *_flatten(queries, seg.term_numbers), k, seg.n_docs,
+                                  mode=mode, threads=threads)
+                   for seg, imp in zip(segments, impacts)]
+    if len(per_segment) == 1:
+        docs, scores, counts = per_segment[0]
+        keep = np.arange(docs.shape[1]) < counts[:, None]
+        offsets = np.zeros(len(queries) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return offsets, docs[keep], scores[keep]
+    all_docs, all_scores, counts = [], [], np.zeros(len(queries), dtype=np.int64)
     for q in range(len(queries)):
-        if len(per_segment) == 1:
-            d, s, c = per_segment[0]
-            results.append((d[q, : c[q]].copy(), s[q, : c[q]].copy()))
-            continue
         nums = np.concatenate([d[q, : c[q]].astype(np.int64) + base for (d, _, c), base in zip(per_segment, bases)])
-        scores = np.concatenate([s[q, : c[q]] for _, s, c in per_segment])
-        order = np.lexsort((nums, -scores))[:k]
-        results.append((nums[order].astype(np.int32), scores[order]))
-    return results
+        sc = np.concatenate([s[q, : c[q]] for _, s, c in per_segment])
+        order = np.lexsort((nums, -sc))[:k]
+        all_docs.append(nums[order].astype(np.int32))
+        all_scores.append(sc[order])
+        counts[q] = len(order)
+    offsets = np.zeros(len(queries) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    empty = [np.empty(0, np.int32)], [np.empty(0, np.float32)]
+    return offsets, np.concatenate(all_docs or empty[0]), np.concatenate(all_scores or empty[1])

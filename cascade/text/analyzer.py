@@ -81,12 +81,14 @@ class Analyzer:
         if stem is None:
             return tokens
         cache = self._cache
-        missing = [t for t in set(tokens) if t not in cache]
-        if missing:
+        try:
+            return [cache[t] for t in tokens]  # the common case once the vocabulary is warm
+        except KeyError:
             if len(cache) > 1_000_000:
                 cache.clear()
+            missing = [t for t in set(tokens) if t not in cache]
             cache.update(zip(missing, stem(missing)))
-        return [cache[t] for t in tokens]
+            return [cache[t] for t in tokens]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
