@@ -60,6 +60,17 @@ def analyzer_from(stopwords: str, stemmer: str, lowercase: bool):  # type: ignor
                     stemmer=None if stemmer in none else stemmer)
 
 
+def prepare_kernels() -> None:
+    """Load the search kernels, saying so when they must be compiled (first run only)."""
+    from cascade.retrieve import impact_search
+
+    if impact_search.kernels_cached():
+        impact_search.warm_up()
+        return
+    with err.status("compiling Cascade's search kernels (first run only, about 20 s)"):
+        impact_search.warm_up()
+
+
 def count_lines(path: Path) -> int | None:
     """Cheap total for a progress bar over a JSONL file."""
     try:
@@ -125,6 +136,7 @@ def search(
     with user_errors():
         if k < 1:
             raise CascadeError("-k must be at least 1")
+        prepare_kernels()
         start = time.perf_counter()
         hits = Index.open(index_dir).bm25(k1=k1, b=b).search(query, k=k)
         seconds = time.perf_counter() - start
@@ -177,6 +189,7 @@ def eval_(
 
     with user_errors():
         pipelines = pipeline or ([] if run else ["bm25"])
+        prepare_kernels()
         opts = EvalOptions(metrics=metrics, split=split, k1=k1, b=b, skip_bad=skip_bad, baseline=baseline,
                            analyzer=analyzer_from(stopwords, stemmer, lowercase), use_cache=not no_cache,
                            save_run=save_run, permutations=permutations)
@@ -342,6 +355,7 @@ def demo(
                               progress=lambda n: bar.update(task, completed=n))
         seconds = time.perf_counter() - start
         out.print(f"indexed {idx.n_docs:,} docstrings into {path} in {seconds:.2f} s", highlight=False)
+        prepare_kernels()
         bm25 = idx.bm25()
         for q in query or ["parse a json string", "temporary directory cleanup", "compare two sequences of lines",
                            "thread safe queue"]:

@@ -391,3 +391,36 @@ def test_rm3_on_scifact(scifact: dict) -> None:
     assert sum(weights.values()) == pytest.approx(1.0)
     assert set(index.analyzer.terms(queries[0].text)) & set(weights)
     assert len(weights) > len(set(index.analyzer.terms(queries[0].text)))
+
+
+class Scale(Pipeline):
+    """Multiplies scores by a factor; two adjacent Scales fuse into one (the compile hook)."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def key(self) -> tuple:
+        return ("scale", self.factor)
+
+    def execute(self, executor, queries, candidates):  # type: ignore[no-untyped-def]
+        from dataclasses import replace
+
+        return replace(candidates, score=candidates.score * self.factor)
+
+    def fuse_next(self, following: Pipeline) -> Pipeline | None:
+        return Scale(self.factor * following.factor) if isinstance(following, Scale) else None
+
+    def __str__(self) -> str:
+        return f"scale{self.factor}"
+
+
+def test_compile_fuses_adjacent_stages_that_declare_it(index: cascade.Index) -> None:
+    bm25 = index.bm25(k=5)
+    p = bm25 >> Scale(2.0) >> Scale(3.0) >> Scale(0.5)
+    compiled = p.compile()
+    assert compiled.key() == (bm25 >> Scale(3.0)).key()  # three stages became one
+    ex = Executor()
+    fused = ex.run(compiled, QUERIES)
+    plain = Executor().run(p, QUERIES)  # uncompiled: each Scale runs
+    assert np.allclose(fused.score, plain.score) and fused.doc.tolist() == plain.doc.tolist()
+    assert sum(1 for _, key in ex.calls if key[0] == "scale") == 1  # one Scale ran, not three

@@ -34,10 +34,10 @@ class Impacts:
 
 def bm25_impacts(tfs: np.ndarray, doclens: np.ndarray, docs: np.ndarray, k1: float, b: float,
                  avgdl: float) -> np.ndarray:
-    """BM25's term-frequency part for every posting (float32)."""
-    norm = (k1 * (1.0 - b + b * doclens.astype(np.float64) / (avgdl or 1.0))).astype(np.float32)
-    tf = tfs.astype(np.float32)
-    return tf / (tf + norm[docs])
+    """BM25's term-frequency part for every posting (float32), computed without temporaries."""
+    from cascade.index.csr import bm25_impacts_kernel
+
+    return bm25_impacts_kernel(tfs, doclens, docs, float(k1), float(b), float(avgdl or 1.0))
 
 
 def build_blocks(indptr: np.ndarray, docs: np.ndarray, values: np.ndarray, block: int = BLOCK) -> Impacts:

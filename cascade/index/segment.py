@@ -84,17 +84,22 @@ class SegmentWriter:
     def finish(self, name: str) -> SegmentEntry:
         """Write the arrays and return the segment's manifest entry."""
         self._docstore.close()
+        from cascade.index.csr import csr_from_pairs
+
         sorted_terms = sorted(self._vocab)
         remap = np.empty(len(sorted_terms), dtype=np.int32)
         remap[[self._vocab[t] for t in sorted_terms]] = np.arange(len(sorted_terms), dtype=np.int32)
-        term = remap[np.frombuffer(self._term, dtype=np.int32)] if len(self._term) else np.empty(0, np.int32)
-        order = np.argsort(term, kind="stable")  # doc numbers stay ascending within a term
-        indptr = np.zeros(len(sorted_terms) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(term, minlength=len(sorted_terms)), out=indptr[1:])
+        n_postings = len(self._term)
+        indptr, post_docs, post_tfs = csr_from_pairs(
+            np.frombuffer(self._term, dtype=np.int32) if n_postings else np.empty(0, np.int32),
+            np.frombuffer(self._doc, dtype=np.int32) if n_postings else np.empty(0, np.int32),
+            np.frombuffer(self._tf, dtype=np.int32) if n_postings else np.empty(0, np.int32),
+            remap, len(sorted_terms))
+        self._term, self._doc, self._tf = array("i"), array("i"), array("i")  # free the build buffers
         arrays = {
             "post_indptr.npy": indptr,
-            "post_docs.npy": np.frombuffer(self._doc, dtype=np.int32)[order],
-            "post_tfs.npy": np.frombuffer(self._tf, dtype=np.int32)[order],
+            "post_docs.npy": post_docs,
+            "post_tfs.npy": post_tfs,
             "doclens.npy": np.frombuffer(self._lengths, dtype=np.int32),
             "ids_offsets.npy": np.frombuffer(self._id_offsets, dtype=np.int64),
         }
@@ -115,7 +120,7 @@ class SegmentWriter:
             n_docs=self.n_docs,
             total_length=int(arrays["doclens.npy"].sum()),
             n_terms=len(sorted_terms),
-            n_postings=len(term),
+            n_postings=n_postings,
             files=files,
             impacts={**DEFAULT_BM25, "avgdl": avgdl},
         )

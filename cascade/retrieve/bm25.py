@@ -1,4 +1,4 @@
-"""BM25 first-stage retrieval (Lucene variant), exact top-k.
+"""BM25 first-stage retrieval (Lucene variant), exact (rank-safe) top-k.
 
 Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and Beyond" (2009);
 the idf and length normalisation follow Lucene's BM25Similarity, as Anserini uses it:
@@ -38,8 +38,9 @@ from cascade.pipeline.base import Pipeline, format_call
 from cascade.pipeline.candidates import Candidates
 
 # -- kernels ------------------------------------------------------------------------------
-# The top-k kernels (block-max MaxScore and the exhaustive check path) live in
-# cascade/retrieve/maxscore.py; BM25 contributes its term weights and impacts.
+# Top-k runs in the impact engine (cascade/retrieve/impact_search.py, kernels in
+# maxscore.py: document-range TAAT, block-max MaxScore, exhaustive); BM25 contributes its
+# term weights (qtf x idf) and its impacts (the tf part).
 
 
 def bm25_idf(n_docs: int, df: np.ndarray | int) -> np.ndarray:
@@ -162,8 +163,7 @@ class BM25(Pipeline):
     @cached_property
     def _segment_idf(self) -> np.ndarray:
         """idf of every term of a single-segment index, by term number."""
-        df = np.diff(self.index.segments[0].indptr).astype(np.float64)
-        return np.log1p((self.index.n_docs - df + 0.5) / (df + 0.5))
+        return bm25_idf(self.index.n_docs, np.diff(self.index.segments[0].indptr))
 
     def _search_one_segment(self, texts: Sequence[str], k: int, threads: int,
                             mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ several segments are merged by score.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -39,6 +40,15 @@ def set_threads(threads: int) -> int:
 
 
 _warm = False
+
+
+def kernels_cached() -> bool:
+    """Whether numba's cache already holds the compiled kernels (False when unsure)."""
+    try:
+        kernel = _kernels().search_batch_serial
+        return any(Path(kernel._cache._cache_path).glob("*_search_batch*.nbi"))
+    except Exception:  # numba internals moved: just assume a compile may happen
+        return False
 
 
 def warm_up() -> None:

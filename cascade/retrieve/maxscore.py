@@ -18,6 +18,8 @@ Queries are processed one per thread (``threads`` > 1 runs a parallel batch).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -142,7 +144,7 @@ def maxscore_query(indptr, docs, impacts, block_indptr, block_max, block_last, t
 
 
 @njit(cache=True)
-def exhaustive_query(indptr, docs, impacts, terms, weights, k, acc, touched, out_docs, out_scores):  # type: ignore[no-untyped-def]
+def exhaustive_query(indptr, docs, impacts, terms, weights, k, acc, touched, out_docs, out_scores, row):  # type: ignore[no-untyped-def]
     """Term-at-a-time over every posting, then exact top-k by partition; returns the count.
 
     ``acc`` (float64[N], all zero) is left all zero again.
@@ -163,7 +165,7 @@ def exhaustive_query(indptr, docs, impacts, terms, weights, k, acc, touched, out
             keys[kept] = pack(acc[d], d)
             kept += 1
         acc[d] = 0.0
-    return _write_sorted(keys, kept, k, out_docs, out_scores)
+    return _write_sorted(keys, kept, k, out_docs, out_scores, row)
 
 
 RANGE = 1 << 15  # documents per range: a float64 accumulator of 256 KiB stays in L2
@@ -180,40 +182,77 @@ def pack(score: float, doc: int) -> np.uint64:
 
 @njit(cache=True, inline="always")
 def unpack_score(key: np.uint64) -> float:
-    bits = np.uint32(np.uint64(0xFFFFFFFF) - (key >> np.uint64(32)))
-    return np.float64(np.array([bits], dtype=np.uint32).view(np.float32)[0])
+    """The float32 score inside a packed key, exactly, without allocating."""
+    bits = np.int64(np.uint64(0xFFFFFFFF) - (key >> np.uint64(32)))
+    exponent = (bits >> 23) & 0xFF
+    mantissa = bits & 0x7FFFFF
+    if exponent == 0:
+        return math.ldexp(float(mantissa), -149)
+    return math.ldexp(float(mantissa | 0x800000), exponent - 150)
+
+
+@njit(cache=True)
+def _select(a, n, k):  # type: ignore[no-untyped-def]
+    """In-place quickselect: afterwards a[:k] holds the k smallest of the (distinct) keys a[:n],
+    and a[k-1] is the largest of them, which is returned."""
+    lo, hi, target = 0, n - 1, k - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        x, y, z = a[lo], a[mid], a[hi]
+        pivot = max(min(x, y), min(max(x, y), z))  # median of three
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+    return a[target]
 
 
 @njit(cache=True)
 def _trim(pool, n, k):  # type: ignore[no-untyped-def]
-    """Keep the k best (smallest) of the first n keys in place; returns the k-th key."""
-    kth = np.partition(pool[:n], k - 1)[k - 1]
-    kept = 0
-    for j in range(n):
-        if pool[j] <= kth:
-            pool[kept] = pool[j]
-            kept += 1
-    return kth
+    """Keep the k best (smallest) of the first n keys at the front; returns the k-th key."""
+    return _select(pool, n, k)
 
 
 @njit(cache=True)
-def _write_sorted(pool, n, k, out_docs, out_scores):  # type: ignore[no-untyped-def]
-    """Write the best min(k, n) keys in order; returns the count."""
+def _write_sorted(pool, n, k, out_docs, out_scores, row):  # type: ignore[no-untyped-def]
+    """Write the best min(k, n) keys in order into row ``row`` of the outputs; returns the count."""
     if n > k:
         _trim(pool, n, k)
         n = k
-    keys = np.sort(pool[:n])
-    bits = (np.uint64(0xFFFFFFFF) - (keys >> np.uint64(32))).astype(np.uint32)
-    scores = bits.view(np.float32)
+    pool[:n].sort()
     for j in range(n):
-        out_docs[j] = np.int32(keys[j] & np.uint64(0xFFFFFFFF))
-        out_scores[j] = scores[j]
+        out_docs[row, j] = np.int32(pool[j] & np.uint64(0xFFFFFFFF))
+        out_scores[row, j] = np.float32(unpack_score(pool[j]))
     return n
 
 
+@njit(cache=True, inline="always")
+def _first_at_least(docs, lo, hi, target):  # type: ignore[no-untyped-def]
+    """First position in docs[lo:hi] (ascending) holding a value >= target (hi if none)."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if docs[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @njit(cache=True)
-def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, terms, weights, k, block, n_docs,
-                acc, touched, pool, out_docs, out_scores):  # type: ignore[no-untyped-def]
+def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_terms, q_weights, qa, qb, k, block,
+                n_docs, acc, touched, pool, pos, end, bpos, out_docs, out_scores, row):  # type: ignore[no-untyped-def]
     """Term-at-a-time within document ranges, skipping ranges whose block-max bound cannot
     beat the current k-th score; writes the top k and returns how many there are.
 
@@ -222,16 +261,17 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, term
 
     Document-range processing with range bounds follows Mackenzie, Petri & Moffat, "Anytime
     ranking on document-ordered indexes" (ACM TOIS 2022). ``acc`` (float64[RANGE]) is zero on
-    entry and on return.
+    entry and on return. The query is ``q_terms[qa:qb]`` / ``q_weights[qa:qb]``; ``pos``,
+    ``end``, ``bpos`` are the worker's scratch. Nothing here slices a shared array or
+    allocates: under threads, numba's reference counts and allocation counters are atomics
+    that the workers would otherwise fight over.
     """
-    m = len(terms)
-    pos = np.empty(m, dtype=np.int64)
-    end = np.empty(m, dtype=np.int64)
-    bpos = np.empty(m, dtype=np.int64)
+    m = qb - qa
     for i in range(m):
-        pos[i] = indptr[terms[i]]
-        end[i] = indptr[terms[i] + 1]
-        bpos[i] = block_indptr[terms[i]]
+        t = q_terms[qa + i]
+        pos[i] = indptr[t]
+        end[i] = indptr[t + 1]
+        bpos[i] = block_indptr[t]
     size = 0
     theta = -1.0  # k-th best score once the pool has held k candidates
     kth_key = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -244,7 +284,7 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, term
             bound = 0.0
             for i in range(m):
                 b = bpos[i]
-                last = block_indptr[terms[i] + 1]
+                last = block_indptr[q_terms[qa + i] + 1]
                 while b < last and block_last[b] < r0:
                     b += 1
                 bpos[i] = b
@@ -255,24 +295,24 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, term
                     if block_last[b] >= r1:
                         break
                     b += 1
-                bound += weights[i] * best
+                bound += q_weights[qa + i] * best
             if bound * (1.0 + SLACK) <= theta:
                 for i in range(m):  # skip the range: jump whole blocks, then scan
                     b = bpos[i]
-                    last = block_indptr[terms[i] + 1]
+                    last = block_indptr[q_terms[qa + i] + 1]
                     while b < last and block_last[b] < r1:
                         b += 1
                     bpos[i] = b
-                    p = max(pos[i], indptr[terms[i]] + (b - block_indptr[terms[i]]) * block)
+                    p = max(pos[i], indptr[q_terms[qa + i]] + (b - block_indptr[q_terms[qa + i]]) * block)
                     while p < end[i] and docs[p] < r1:
                         p += 1
                     pos[i] = min(p, end[i])
                 continue
         n = 0
         for i in range(m):
-            wt = weights[i]
+            wt = q_weights[qa + i]
             p0 = pos[i]
-            stop = end[i] if r1 >= n_docs else p0 + np.searchsorted(docs[p0:end[i]], r1)
+            stop = end[i] if r1 >= n_docs else _first_at_least(docs, p0, end[i], r1)
             for p in range(p0, stop):
                 d = docs[p] - r0
                 touched[n] = d
@@ -293,34 +333,39 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, term
                         size = k
                         theta = unpack_score(kth_key)
                         full = True
-    return _write_sorted(pool, size, k, out_docs, out_scores)
+    return _write_sorted(pool, size, k, out_docs, out_scores, row)
 
 
 def _search_batch(indptr, docs, impacts, block_indptr, block_max, block_last, term_max, q_offsets, q_terms,
                   q_weights, k, block, n_docs, mode, n_workers, out_docs, out_scores, out_counts):  # type: ignore[no-untyped-def]
     n_queries = len(q_offsets) - 1
+    max_terms = 1
+    for q in range(n_queries):
+        max_terms = max(max_terms, q_offsets[q + 1] - q_offsets[q])
     for worker in prange(n_workers):
         heap_scores = np.empty(k)
         heap_docs = np.empty(k, dtype=np.int64)
         acc = np.zeros(n_docs if mode == 1 else RANGE)
         touched = np.empty(n_docs if mode == 1 else RANGE, dtype=np.int64)
         pool = np.empty(max(4 * k, 64), dtype=np.uint64)
-        for q in range(worker, n_queries, n_workers):
-            terms = q_terms[q_offsets[q]:q_offsets[q + 1]]
-            weights = q_weights[q_offsets[q]:q_offsets[q + 1]]
-            if len(terms) == 0:
+        pos = np.empty(max_terms, dtype=np.int64)
+        end = np.empty(max_terms, dtype=np.int64)
+        bpos = np.empty(max_terms, dtype=np.int64)
+        # a contiguous block of queries per worker: no two threads write the same cache lines
+        for q in range(worker * n_queries // n_workers, (worker + 1) * n_queries // n_workers):
+            qa, qb = q_offsets[q], q_offsets[q + 1]
+            if qb == qa:
                 out_counts[q] = 0
-                continue
-            if mode == 1:
-                out_counts[q] = exhaustive_query(indptr, docs, impacts, terms, weights, k, acc, touched,
-                                                 out_docs[q], out_scores[q])
             elif mode == 2:
-                out_counts[q] = range_query(indptr, docs, impacts, block_indptr, block_max, block_last, terms,
-                                            weights, k, block, n_docs, acc, touched, pool,
-                                            out_docs[q], out_scores[q])
+                out_counts[q] = range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_terms,
+                                            q_weights, qa, qb, k, block, n_docs, acc, touched, pool, pos, end, bpos,
+                                            out_docs, out_scores, q)
+            elif mode == 1:
+                out_counts[q] = exhaustive_query(indptr, docs, impacts, q_terms[qa:qb], q_weights[qa:qb], k, acc,
+                                                 touched, out_docs, out_scores, q)
             else:
                 size = maxscore_query(indptr, docs, impacts, block_indptr, block_max, block_last, term_max,
-                                      terms, weights, k, block, heap_scores, heap_docs)
+                                      q_terms[qa:qb], q_weights[qa:qb], k, block, heap_scores, heap_docs)
                 heap_sorted(heap_scores, heap_docs, size, out_docs[q], out_scores[q])
                 out_counts[q] = size
 
