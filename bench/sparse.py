@@ -656,12 +656,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             if args.json:
                 print(json.dumps(row), flush=True)
-    if args.json:
-        return 0
-    print(markdown_table(rows, args.threads))
-    ratios = ratio_table(rows, args.threads)
-    if ratios:
-        print("\nCascade ÷ peer (above 1: Cascade faster):\n\n" + ratios)
+    if not args.json:
+        print(markdown_table(rows, args.threads))
+        ratios = ratio_table(rows, args.threads)
+        if ratios:
+            print("\nCascade ÷ peer (above 1: Cascade faster):\n\n" + ratios)
     if not args.no_write:
         out = args.out or RESULTS / f"sparse-{datetime.date.today()}.md"
         write_results(out, command, info, rows, args.threads)
