@@ -136,7 +136,6 @@ def search(
     with user_errors():
         if k < 1:
             raise CascadeError("-k must be at least 1")
-        prepare_kernels()
         start = time.perf_counter()
         hits = Index.open(index_dir).bm25(k1=k1, b=b).search(query, k=k)
         seconds = time.perf_counter() - start
@@ -355,7 +354,6 @@ def demo(
                               progress=lambda n: bar.update(task, completed=n))
         seconds = time.perf_counter() - start
         out.print(f"indexed {idx.n_docs:,} docstrings into {path} in {seconds:.2f} s", highlight=False)
-        prepare_kernels()
         bm25 = idx.bm25()
         for q in query or ["parse a json string", "temporary directory cleanup", "compare two sequences of lines",
                            "thread safe queue"]:

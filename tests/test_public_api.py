@@ -30,3 +30,16 @@ def test_every_export_resolves() -> None:
 
     for name in cascade.__all__:
         assert getattr(cascade, name) is not None, name
+
+
+def test_open_and_first_search_need_no_compiled_kernels(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import cascade
+
+    cascade.Index.build([cascade.Doc(str(i), f"word{i} common text") for i in range(100)], tmp_path / "i")
+    code = ("import sys, time, json; t = time.perf_counter(); import cascade; "
+            f"hits = cascade.Index.open({str(tmp_path / 'i')!r}).bm25().search('word7 common', k=3); "
+            "print(json.dumps({'seconds': time.perf_counter() - t, 'top': hits[0].id, "
+            "'numba': 'numba' in sys.modules}))")
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert out["top"] == "7" and out["numba"] is False
+    assert out["seconds"] < 1.0

@@ -36,6 +36,10 @@ def check_all_paths(bm25: cascade.BM25, queries: list[cascade.Query], k: int) ->
         assert_same(bm25.search_batch(queries, k=k, mode=mode), exhaustive)
         assert_same(bm25.search_batch(queries, k=k, mode=mode, per_query_timing=True), exhaustive)
     assert_same(bm25.search_batch(queries, k=k, threads=2), exhaustive)
+    for i, q in enumerate(queries):  # the numpy single-query path used by interactive search
+        docs, scores = bm25.rank_one(q.text, k)
+        lo, hi = exhaustive.offsets[i], exhaustive.offsets[i + 1]
+        assert np.array_equal(docs, exhaustive.doc[lo:hi]) and np.array_equal(scores, exhaustive.score[lo:hi])
 
 
 @pytest.mark.parametrize("name", ["scifact", "nfcorpus-preprocessed"])

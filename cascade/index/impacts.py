@@ -57,5 +57,8 @@ def build_blocks(indptr: np.ndarray, docs: np.ndarray, values: np.ndarray, block
     nonempty = n_blocks > 0
     if nonempty.any():
         term_max[nonempty] = np.maximum.reduceat(block_max, block_indptr[:-1][nonempty])
-    return Impacts(values.astype(np.float32, copy=False), block_indptr, block_max.astype(np.float32),
-                   block_last.astype(np.int32), term_max)
+    arrays = (values.astype(np.float32, copy=False), block_indptr, block_max.astype(np.float32),
+              block_last.astype(np.int32), term_max)
+    for a in arrays:  # like the memory-mapped ones on disk, so the kernels see one array type
+        a.flags.writeable = False
+    return Impacts(*arrays)

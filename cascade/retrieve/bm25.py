@@ -82,7 +82,6 @@ class BM25(Pipeline):
         if k < 1:
             raise CascadeError(f"k must be at least 1 (got {k})")
         self.index, self.k1, self.b, self.k = index, float(k1), float(b), int(k)
-        impact_search.warm_up()
 
     def key(self) -> tuple:
         return (self.name, ("k1", self.k1), ("b", self.b), ("k", self.k), ("index", self.index.version))
@@ -157,6 +156,7 @@ class BM25(Pipeline):
         if mode not in impact_search.MODES:
             raise CascadeError(f"unknown mode {mode!r}; choose from {', '.join(impact_search.MODES)}")
         code = impact_search.EXHAUSTIVE if exhaustive else impact_search.MODES[mode]
+        impact_search.warm_up()
         return impact_search.search(self.index.segments, self.impacts, self.index.bases, queries, k,
                                     mode=code, threads=threads)
 
@@ -170,6 +170,7 @@ class BM25(Pipeline):
         """The batch path for the common single-segment index: no per-query dicts of weights."""
         if mode not in impact_search.MODES:
             raise CascadeError(f"unknown mode {mode!r}; choose from {', '.join(impact_search.MODES)}")
+        impact_search.warm_up()
         seg = self.index.segments[0]
         lookup = seg.term_numbers
         terms_of = self.index.analyzer.terms
@@ -195,9 +196,32 @@ class BM25(Pipeline):
         np.cumsum(found, out=out_offsets[1:])
         return out_offsets, docs[keep], scores[keep]
 
+    def rank_one(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` for one query in plain numpy: no compiled kernels to load, so an
+        interactive search answers at once. Bit-identical to the kernels: the same float64
+        sums, in the same query-term order, rounded to float32, ordered score desc, doc asc."""
+        if k < 1:
+            raise CascadeError(f"k must be at least 1 (got {k})")
+        weights = self.query_weights(text)
+        nums, scores = [], []
+        for base, seg, imp in zip(self.index.bases, self.index.segments, self.impacts):
+            acc = np.zeros(seg.n_docs)
+            lookup = seg.term_numbers
+            for term, weight in weights.items():
+                t = lookup.get(term)
+                if t is not None:
+                    start, end = seg.indptr[t], seg.indptr[t + 1]
+                    acc[seg.docs[start:end]] += weight * imp.values[start:end].astype(np.float64)
+            found = np.flatnonzero(acc > 0)
+            nums.append(found.astype(np.int64) + base)
+            scores.append(acc[found].astype(np.float32))
+        all_nums, all_scores = np.concatenate(nums), np.concatenate(scores)
+        order = np.lexsort((all_nums, -all_scores))[:k]
+        return all_nums[order].astype(np.int32), all_scores[order]
+
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """Top ``k`` hits for one query string, with stored titles and texts."""
-        nums, scores = self.rank(query, k)
+        nums, scores = self.rank_one(query, k)
         docs = self.index.docs(nums)
         return [Hit(d.id, float(s), d.title, d.text, int(n)) for d, s, n in zip(docs, scores, nums)]
 

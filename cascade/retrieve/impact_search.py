@@ -42,27 +42,34 @@ def set_threads(threads: int) -> int:
 _warm = False
 
 
+def read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
 def kernels_cached() -> bool:
     """Whether numba's cache already holds the compiled kernels (False when unsure)."""
     try:
-        kernel = _kernels().search_batch_serial
-        return any(Path(kernel._cache._cache_path).glob("*_search_batch*.nbi"))
+        kernel = _kernels().KERNELS[RANGES][0]
+        return any(Path(kernel._cache._cache_path).glob("*_ranges_batch*.nbi"))
     except Exception:  # numba internals moved: just assume a compile may happen
         return False
 
 
 def warm_up() -> None:
-    """Load the compiled kernels (from numba's cache, compiling once if absent) so no query
-    pays for it. Cheap after the first call in a process."""
+    """Load the default kernel (from numba's cache, compiling once if absent) so no query pays
+    for it. Cheap after the first call in a process; other modes load when first used."""
     global _warm
     if _warm:
         return
-    indptr = np.array([0, 1], dtype=np.int64)
-    impacts = Impacts(np.ones(1, np.float32), np.array([0, 1], np.int64), np.ones(1, np.float32),
-                      np.zeros(1, np.int32), np.ones(1, np.float32))
+    # index arrays are read-only (memory-mapped), and numba compiles read-only arrays
+    # separately: warm up with the same kinds of arrays real searches pass
+    indptr, docs = read_only(np.array([0, 1], dtype=np.int64)), read_only(np.zeros(1, np.int32))
+    impacts = Impacts(*(read_only(a) for a in (np.ones(1, np.float32), np.array([0, 1], np.int64),
+                                               np.ones(1, np.float32), np.zeros(1, np.int32),
+                                               np.ones(1, np.float32))))
     q = (np.array([0, 1], np.int64), np.zeros(1, np.int64), np.ones(1))
-    for mode in MODES.values():
-        search_segment(indptr, np.zeros(1, np.int32), impacts, *q, 1, 1, mode=mode, threads=1)
+    search_segment(indptr, docs, impacts, *q, 1, 1, mode=RANGES, threads=1)  # the default path
     _warm = True
 
 
@@ -77,13 +84,13 @@ def search_segment(indptr: np.ndarray, docs: np.ndarray, impacts: Impacts, q_off
     out_docs = np.empty((n, k), dtype=np.int32)
     out_scores = np.empty((n, k), dtype=np.float32)
     out_counts = np.zeros(n, dtype=np.int64)
+    serial, parallel = kernels.KERNELS[mode]
     if threads > 1 and n > 1:
-        workers = set_threads(threads)
-        kernel = kernels.search_batch_parallel
+        workers, kernel = set_threads(threads), parallel
     else:
-        workers, kernel = 1, kernels.search_batch_serial
+        workers, kernel = 1, serial
     kernel(indptr, docs, impacts.values, impacts.block_indptr, impacts.block_max, impacts.block_last,
-           impacts.term_max, q_offsets, q_terms, q_weights, k, BLOCK, n_docs, mode, workers,
+           impacts.term_max, q_offsets, q_terms, q_weights, k, BLOCK, n_docs, workers,
            out_docs, out_scores, out_counts)
     return out_docs, out_scores, out_counts
 

@@ -336,39 +336,73 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_te
     return _write_sorted(pool, size, k, out_docs, out_scores, row)
 
 
-def _search_batch(indptr, docs, impacts, block_indptr, block_max, block_last, term_max, q_offsets, q_terms,
-                  q_weights, k, block, n_docs, mode, n_workers, out_docs, out_scores, out_counts):  # type: ignore[no-untyped-def]
+@njit(cache=True)
+def _block_of(n_queries, n_workers, worker):  # type: ignore[no-untyped-def]
+    """A contiguous block of queries per worker: no two threads write the same cache lines."""
+    return worker * n_queries // n_workers, (worker + 1) * n_queries // n_workers
+
+
+@njit(cache=True)
+def _max_terms(q_offsets):  # type: ignore[no-untyped-def]
+    longest = 1
+    for q in range(len(q_offsets) - 1):
+        longest = max(longest, q_offsets[q + 1] - q_offsets[q])
+    return longest
+
+
+# One batch driver per mode, so a process loads (from numba's cache) only the code it runs.
+def _ranges_batch(indptr, docs, impacts, block_indptr, block_max, block_last, term_max, q_offsets, q_terms,
+                  q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts):  # type: ignore[no-untyped-def]
     n_queries = len(q_offsets) - 1
-    max_terms = 1
-    for q in range(n_queries):
-        max_terms = max(max_terms, q_offsets[q + 1] - q_offsets[q])
+    max_terms = _max_terms(q_offsets)
     for worker in prange(n_workers):
-        heap_scores = np.empty(k)
-        heap_docs = np.empty(k, dtype=np.int64)
-        acc = np.zeros(n_docs if mode == 1 else RANGE)
-        touched = np.empty(n_docs if mode == 1 else RANGE, dtype=np.int64)
+        acc = np.zeros(RANGE)
+        touched = np.empty(RANGE, dtype=np.int64)
         pool = np.empty(max(4 * k, 64), dtype=np.uint64)
         pos = np.empty(max_terms, dtype=np.int64)
         end = np.empty(max_terms, dtype=np.int64)
         bpos = np.empty(max_terms, dtype=np.int64)
-        # a contiguous block of queries per worker: no two threads write the same cache lines
-        for q in range(worker * n_queries // n_workers, (worker + 1) * n_queries // n_workers):
+        lo, hi = _block_of(n_queries, n_workers, worker)
+        for q in range(lo, hi):
+            qa, qb = q_offsets[q], q_offsets[q + 1]
+            out_counts[q] = 0 if qb == qa else range_query(
+                indptr, docs, impacts, block_indptr, block_max, block_last, q_terms, q_weights, qa, qb, k, block,
+                n_docs, acc, touched, pool, pos, end, bpos, out_docs, out_scores, q)
+
+
+def _exhaustive_batch(indptr, docs, impacts, block_indptr, block_max, block_last, term_max, q_offsets, q_terms,
+                      q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts):  # type: ignore[no-untyped-def]
+    n_queries = len(q_offsets) - 1
+    for worker in prange(n_workers):
+        acc = np.zeros(n_docs)
+        touched = np.empty(n_docs, dtype=np.int64)
+        lo, hi = _block_of(n_queries, n_workers, worker)
+        for q in range(lo, hi):
+            qa, qb = q_offsets[q], q_offsets[q + 1]
+            out_counts[q] = 0 if qb == qa else exhaustive_query(
+                indptr, docs, impacts, q_terms[qa:qb], q_weights[qa:qb], k, acc, touched, out_docs, out_scores, q)
+
+
+def _maxscore_batch(indptr, docs, impacts, block_indptr, block_max, block_last, term_max, q_offsets, q_terms,
+                    q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts):  # type: ignore[no-untyped-def]
+    n_queries = len(q_offsets) - 1
+    for worker in prange(n_workers):
+        heap_scores = np.empty(k)
+        heap_docs = np.empty(k, dtype=np.int64)
+        lo, hi = _block_of(n_queries, n_workers, worker)
+        for q in range(lo, hi):
             qa, qb = q_offsets[q], q_offsets[q + 1]
             if qb == qa:
                 out_counts[q] = 0
-            elif mode == 2:
-                out_counts[q] = range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_terms,
-                                            q_weights, qa, qb, k, block, n_docs, acc, touched, pool, pos, end, bpos,
-                                            out_docs, out_scores, q)
-            elif mode == 1:
-                out_counts[q] = exhaustive_query(indptr, docs, impacts, q_terms[qa:qb], q_weights[qa:qb], k, acc,
-                                                 touched, out_docs, out_scores, q)
-            else:
-                size = maxscore_query(indptr, docs, impacts, block_indptr, block_max, block_last, term_max,
-                                      q_terms[qa:qb], q_weights[qa:qb], k, block, heap_scores, heap_docs)
-                heap_sorted(heap_scores, heap_docs, size, out_docs[q], out_scores[q])
-                out_counts[q] = size
+                continue
+            size = maxscore_query(indptr, docs, impacts, block_indptr, block_max, block_last, term_max,
+                                  q_terms[qa:qb], q_weights[qa:qb], k, block, heap_scores, heap_docs)
+            heap_sorted(heap_scores, heap_docs, size, out_docs[q], out_scores[q])
+            out_counts[q] = size
 
 
-search_batch_serial = njit(cache=True)(_search_batch)
-search_batch_parallel = njit(cache=True, parallel=True)(_search_batch)
+# mode -> (serial kernel, parallel kernel); modes are numbered as in impact_search
+KERNELS = {
+    mode: (njit(cache=True)(driver), njit(cache=True, parallel=True)(driver))
+    for mode, driver in ((0, _maxscore_batch), (1, _exhaustive_batch), (2, _ranges_batch))
+}
