@@ -20,7 +20,7 @@ from cascade.pipeline.cache import StageCache, query_set_hash
 from cascade.pipeline.candidates import Candidates, IdTable, sort_within_queries
 from cascade.pipeline.executor import Executor
 from cascade.pipeline.function import stage
-from cascade.pipeline.operators import Cutoff, Fuse, Then, Weighted
+from cascade.pipeline.operators import Fuse, Then
 from cascade.pipeline.parse import parse
 from cascade.retrieve.bm25 import BM25
 from cascade.retrieve.rm3 import RM3

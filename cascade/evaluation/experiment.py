@@ -22,7 +22,7 @@ from cascade.data.beir import BeirDataset
 from cascade.data.trec import write_trec_run
 from cascade.data.types import Qrels, Query, ReadReport, Run
 from cascade.errors import CascadeError
-from cascade.evaluation.metrics import Evaluation, evaluate, parse_metrics
+from cascade.evaluation.metrics import evaluate, parse_metrics
 from cascade.evaluation.significance import holm_bonferroni, paired_randomization_test, paired_t_test
 from cascade.index.cache import cached_index
 from cascade.index.index import Index
@@ -239,11 +239,4 @@ def strip_per_query(report: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-# kept for callers of the first API
-def run_eval(dataset_dir: str | Path, *, pipelines: Sequence[str] = (), runs: Sequence[str | Path] = (),
-             index_dir: Path | None = None, opts: EvalOptions | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
-    return run_experiment(dataset_dir, pipelines, runs=runs, index_dir=index_dir, opts=opts, progress=progress)
-
-
-__all__ = ["EvalOptions", "Progress", "run_experiment", "run_eval", "oracle_run", "add_significance", "Evaluation"]
+__all__ = ["EvalOptions", "Progress", "run_experiment", "oracle_run", "add_significance", "strip_per_query"]

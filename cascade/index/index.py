@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 import numpy as np
 
 from cascade.data.types import Doc
-from cascade.errors import BadIndexError, CascadeError
+from cascade.errors import CascadeError
 from cascade.index.fsutil import fsync_dir, fsync_tree
 from cascade.index.manifest import MANIFEST_NAME, Manifest
 from cascade.index.segment import Segment, SegmentWriter
