@@ -401,12 +401,23 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+MIN_PASS_SECONDS = 0.25  # a timed pass repeats the query set until it lasts this long
+
+
 def median_timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Median seconds of ``repeat`` calls, and the last call's result."""
+    """Median seconds per call over ``repeat`` timed passes, and the last call's result.
+
+    On small collections one call over all queries lasts a few milliseconds, where timer
+    and scheduler noise swamp the differences being measured; each pass therefore repeats
+    the call until it has run for MIN_PASS_SECONDS, the same rule for every system."""
     times = []
     for _ in range(repeat):
-        seconds, result = timed(fn)
-        times.append(seconds)
+        calls, spent = 0, 0.0
+        while calls == 0 or spent < MIN_PASS_SECONDS:
+            seconds, result = timed(fn)
+            spent += seconds
+            calls += 1
+        times.append(spent / calls)
     return statistics.median(times), result
 
 
@@ -599,7 +610,8 @@ def write_results(path: Path, command: str, info: dict[str, Any], rows: list[dic
             f"## Machine\n\n{machine}\n- packages: {packages}\n\n## Results\n\n{markdown_table(rows, threads)}\n\n"
             + (f"Cascade ÷ peer, same run (above 1: Cascade faster):\n\n{ratios}\n\n" if ratios else "")
             + "QPS: queries answered one at a time from raw text (query analysis included), all queries "
-              "timed after a warm-up, median of the timed passes (`repeat` in --json); multi-thread QPS "
+              "timed after a warm-up, median of the timed passes (`repeat` in --json; each pass repeats the "
+              "query set until it has run 0.25 s, for every system); multi-thread QPS "
               "uses the system's batch threading where it has one. Each (system, dataset) runs in its "
               "own process, one after another. Peak RSS is that process's maximum resident set "
               "(ru_maxrss): the corpus as read, and for numba users (bm25s; Cascade if it uses numba) "
