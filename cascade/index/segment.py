@@ -181,13 +181,6 @@ class Segment:
     def _ids_blob(self) -> bytes:
         return (self.dir / "ids.bin").read_bytes()
 
-    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
-        t = self.term_numbers.get(term)
-        if t is None:
-            return None
-        start, end = self.indptr[t], self.indptr[t + 1]
-        return self.docs[start:end], self.tfs[start:end]
-
     def df(self, term: str) -> int:
         t = self.term_numbers.get(term)
         return 0 if t is None else int(self.indptr[t + 1] - self.indptr[t])
