@@ -54,6 +54,9 @@ class Manifest:
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
     source: dict[str, Any] = field(default_factory=dict)
+    # neural representations stored beside the postings: name -> spec (kind, model, dim, ...);
+    # their arrays are per-segment files named rep-<name>.<part>.npy (see representations.py)
+    representations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def n_docs(self) -> int:

@@ -1,0 +1,143 @@
+"""Neural representations stored beside the postings, one set of files per segment.
+
+A representation has a name (``dense``, ``tokens``, ``splade``, ...), a spec in the manifest
+(``kind``, ``model``, ``dim`` and whatever the encoder needs to encode queries the same way)
+and, in every segment, arrays row-aligned with the segment's documents, saved as
+``rep-<name>.<part>.g<generation>.npy`` and listed (with checksums) in the segment's files:
+
+- ``dense``: ``vectors`` float16 ``[n_docs, dim]``
+- ``tokens``: ``offsets`` int64 ``[n_docs + 1]`` and ``vectors`` float16 ``[n_tokens, dim]``
+- ``sparse``: postings over the model's vocabulary (``indptr``, ``docs``, ``values`` and the
+  block-max arrays of :class:`cascade.index.impacts.Impacts`)
+
+Adding a representation encodes each segment that lacks it, writes its files, fsyncs them and
+then publishes a new manifest: a crash part-way leaves the index as it was (unlisted files are
+ignored and cleaned up by the next commit). Segment files never change once listed.
+
+>>> import tempfile, numpy as np, cascade
+>>> idx = cascade.Index.build([cascade.Doc("a", "cats"), cascade.Doc("b", "dogs")], tempfile.mkdtemp() + "/i")
+>>> idx = add_representation(idx, "toy", {"kind": "dense", "model": "none", "dim": 2},
+...                          lambda seg: {"vectors": np.eye(2, dtype=np.float16)[: seg.n_docs]})
+>>> load(idx.segments[0], "toy", "vectors").shape
+(2, 2)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from cascade.errors import BadIndexError, CascadeError
+from cascade.index.fsutil import file_digest, fsync_dir, fsync_file
+from cascade.index.manifest import FileEntry, Manifest
+
+if TYPE_CHECKING:
+    from cascade.index.index import Index
+    from cascade.index.segment import Segment
+
+PREFIX = "rep-"
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+SegmentEncoder = Callable[["Segment"], dict[str, np.ndarray]]
+
+
+def file_name(name: str, part: str, generation: int) -> str:
+    """Names carry the commit's generation, so re-encoding never overwrites a listed file."""
+    return f"{PREFIX}{name}.{part}.g{generation}.npy"
+
+
+def _listed(seg_files: dict[str, FileEntry] | Any, name: str, part: str) -> str | None:
+    prefix = f"{PREFIX}{name}.{part}.g"
+    return next((f for f in seg_files if f.startswith(prefix)), None)
+
+
+def has(index: "Index", name: str) -> bool:
+    """Whether every segment of ``index`` carries representation ``name``."""
+    return name in index.manifest.representations and all(
+        any(f.startswith(f"{PREFIX}{name}.") for f in seg.entry.files) for seg in index.segments)
+
+
+def spec(index: "Index", name: str) -> dict[str, Any]:
+    found = index.manifest.representations.get(name)
+    if found is None:
+        have = ", ".join(sorted(index.manifest.representations)) or "none"
+        raise CascadeError(f"{index.path} has no representation {name!r} (it has: {have}); "
+                           f"encode it with `cascade encode {index.path} --name {name} ...`")
+    return found
+
+
+def load(seg: "Segment", name: str, part: str) -> np.ndarray:
+    """A representation array of one segment, memory-mapped."""
+    fname = _listed(seg.entry.files, name, part)
+    if fname is None:
+        raise BadIndexError(f"{seg.dir}: representation {name!r} has no part {part!r}")
+    try:
+        return np.load(seg.dir / fname, mmap_mode="r")
+    except (ValueError, OSError) as err:
+        raise BadIndexError(f"{seg.dir / fname}: unreadable ({err})") from None
+
+
+def add_representation(index: "Index", name: str, rep_spec: dict[str, Any], encode_segment: SegmentEncoder,
+                       *, replace: bool = False) -> "Index":
+    """Encode every segment lacking ``name`` with ``encode_segment(segment) -> {part: array}``,
+    store the arrays and commit; returns the reopened index."""
+    from cascade.index.index import Index
+
+    if not NAME_PATTERN.match(name):
+        raise CascadeError(f"representation name {name!r} must be letters, digits and _ (starting with a letter)")
+    manifest = Manifest.read(index.path)
+    old = manifest.representations.get(name)
+    if old is not None and old != rep_spec and not replace:
+        raise CascadeError(f"{index.path} already has representation {name!r} made with {old}; "
+                           "pass replace=True (CLI: --replace) to re-encode it")
+    stale = old is not None and old != rep_spec
+    for seg_entry, seg in zip(manifest.segments, index.segments):
+        present = [f for f in seg_entry.files if f.startswith(f"{PREFIX}{name}.")]
+        if present and not stale:
+            continue
+        for f in present:
+            del seg_entry.files[f]
+        arrays = encode_segment(seg)
+        _check_rows(name, arrays, seg.n_docs)
+        seg_entry.files.update(_write_parts(seg.dir, name, arrays, manifest.generation + 1))
+    manifest.representations[name] = rep_spec
+    manifest.generation += 1
+    manifest.write(index.path)
+    _remove_unlisted(index.path, manifest)
+    return Index.open(index.path)
+
+
+def _check_rows(name: str, arrays: dict[str, np.ndarray], n_docs: int) -> None:
+    for part, arr in arrays.items():
+        if part == "vectors" and "offsets" not in arrays and len(arr) != n_docs:
+            raise CascadeError(f"representation {name!r}: {len(arr)} vectors for {n_docs} documents")
+        if part == "offsets" and len(arr) != n_docs + 1:
+            raise CascadeError(f"representation {name!r}: offsets for {len(arr) - 1} documents, not {n_docs}")
+
+
+def _write_parts(directory: Path, name: str, arrays: dict[str, np.ndarray], generation: int) -> dict[str, FileEntry]:
+    """Save each array under its final name (via a temporary file), fsynced; return manifest entries."""
+    entries = {}
+    for part, arr in arrays.items():
+        final = directory / file_name(name, part, generation)
+        tmp = directory / f".{final.name}.tmp-{generation}-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(arr))
+        fsync_file(tmp)
+        os.replace(tmp, final)
+        entries[final.name] = FileEntry(final.stat().st_size, file_digest(final))
+    fsync_dir(directory)
+    return entries
+
+
+def _remove_unlisted(path: Path, manifest: Manifest) -> None:
+    """Delete rep-* files (and their temporary debris) that the committed manifest does not list."""
+    for seg in manifest.segments:
+        seg_dir = path / seg.name
+        for child in seg_dir.iterdir():
+            stem = child.name.lstrip(".")
+            if stem.startswith(PREFIX) and child.name not in seg.files:
+                child.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Neural models: encoders, learned sparse, cross-encoders (torch is imported only when used)."""

@@ -1,0 +1,111 @@
+"""Bi-encoders: one forward pass gives a document's dense vector and its contextual token vectors.
+
+Any sentence-transformers model works: a short alias (``minilm``, ``mpnet``), a local directory
+or a hub id. The token vectors (the transformer's last hidden states, L2-normalised, padding
+dropped) feed late-interaction MaxSim without a ColBERT checkpoint, as in the multi-vector
+reranking setup of Martinico et al., "Multivector Reranking in the Era of Strong First-Stage
+Retrievers" (2025).
+
+>>> enc = Encoder("minilm")                                    # doctest: +SKIP
+>>> out = enc.encode(["cats purr", "dogs bark"], tokens=True)  # doctest: +SKIP
+>>> out.dense.shape, out.token_offsets.tolist()                # doctest: +SKIP
+((2, 384), [0, 5, 10])
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cascade.errors import CascadeError
+from cascade.models.resolve import load_sentence_transformer, resolve_model
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class Encoded:
+    """Encoder output for n texts: dense[n, dim] float32 (unit length) and, when asked, the
+    token vectors of text i as token_vectors[token_offsets[i]:token_offsets[i + 1]] (float16)."""
+
+    dense: np.ndarray
+    token_offsets: np.ndarray | None = None
+    token_vectors: np.ndarray | None = None
+
+    def tokens_of(self, i: int) -> np.ndarray:
+        assert self.token_offsets is not None and self.token_vectors is not None
+        return self.token_vectors[self.token_offsets[i]:self.token_offsets[i + 1]]
+
+
+class Encoder:
+    """A sentence-transformers bi-encoder on the CPU (or ``device``), batched."""
+
+    def __init__(self, model: str = "minilm", *, batch_size: int = 32, max_length: int | None = None,
+                 device: str = "cpu") -> None:
+        if batch_size < 1:
+            raise CascadeError(f"batch_size must be at least 1 (got {batch_size})")
+        self.name = model
+        self.location = resolve_model(model)
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = device
+
+    @cached_property
+    def model(self) -> Any:
+        model = load_sentence_transformer(self.location, self.device)
+        if self.max_length is not None:
+            model.max_seq_length = self.max_length
+        return model
+
+    @property
+    def dim(self) -> int:
+        model = self.model
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def spec(self) -> dict[str, Any]:
+        """What the index records so queries are encoded the same way."""
+        return {"model": self.name, "location": str(self.location), "dim": self.dim,
+                "max_length": int(self.model.max_seq_length)}
+
+    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
+        model = self.model
+        prepare = getattr(model, "preprocess", None) or model.tokenize  # renamed in sentence-transformers 6
+        features = prepare(texts)
+        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in features.items()}
+
+    def encode(self, texts: Sequence[str], *, tokens: bool = False, progress: ProgressFn | None = None) -> Encoded:
+        """Encode ``texts`` (longest first within batches, so padding stays small)."""
+        import torch
+
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        dense = np.zeros((len(texts), self.dim), dtype=np.float32)
+        per_text: list[np.ndarray | None] = [None] * len(texts)
+        done = 0
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                features = self._tokenize([texts[i] for i in batch])
+                out = self.model(features)
+                sentence = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1)
+                dense[batch] = sentence.cpu().numpy()
+                if tokens:
+                    hidden = torch.nn.functional.normalize(out["token_embeddings"].float(), dim=-1)
+                    mask = out["attention_mask"].bool()
+                    for row, i in enumerate(batch):
+                        per_text[i] = hidden[row][mask[row]].cpu().numpy().astype(np.float16)
+                done += len(batch)
+                if progress is not None:
+                    progress(done)
+        if not tokens:
+            return Encoded(dense)
+        lengths = [len(v) for v in per_text]  # type: ignore[arg-type]
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        vectors = np.concatenate(per_text) if texts else np.zeros((0, self.dim), np.float16)  # type: ignore[arg-type]
+        return Encoded(dense, offsets, vectors)
