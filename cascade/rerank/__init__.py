@@ -1,0 +1,1 @@
+"""Reranking stages: neural models that rescore the candidates an earlier stage retrieved."""
