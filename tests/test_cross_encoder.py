@@ -212,3 +212,14 @@ def test_pairs_of_all_queries_share_batches(index: cascade.Index, models: dict[i
     finally:
         hook.remove()
     assert calls == [int(out.offsets[-1])]  # one forward pass for every query's candidates
+
+
+def test_builder_reports_progress_to_the_context(index: cascade.Index, models: dict[int, Path]) -> None:
+    from cascade.pipeline.registry import Context
+
+    seen: list[tuple[str, int, int | None]] = []
+    ctx = Context.of(index=index)
+    ctx.on_progress = lambda label, done, total: seen.append((label, done, total))  # type: ignore[attr-defined]
+    out = (index.bm25() >> build_cross_encoder_stage(ctx, model=str(models[1])))(QUERIES)
+    n = int(out.offsets[-1])
+    assert seen[-1] == ("cross-encoding pairs", n, n)

@@ -189,7 +189,10 @@ def build_cross_encoder_stage(ctx: "Context", *args: Any, **params: Any) -> Pipe
                            "(it takes model, batch_size, max_length, k)")
     text = str(model)
     local = ctx.path(text)
-    return CrossEncoder(ctx.index("cross_encoder"), str(local) if local.exists() else text, label=text, **params)
+    hook = getattr(ctx, "on_progress", None)  # a front end's (label, done, total) listener, when it has one
+    progress = (lambda done, total: hook("cross-encoding pairs", done, total)) if hook is not None else None
+    return CrossEncoder(ctx.index("cross_encoder"), str(local) if local.exists() else text, label=text,
+                        progress=progress, **params)
 
 
 # -- helpers ---------------------------------------------------------------------------------
