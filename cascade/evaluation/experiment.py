@@ -61,6 +61,20 @@ class Progress:
     phase: Callable[[str, int | None], None] | None = None  # (description, total or None)
 
 
+def _stage_progress(progress: Progress) -> Callable[[str, int, int | None], None]:
+    """Show a stage's collection-wide work (e.g. encoding documents) as its own phase."""
+    shown: list[str] = []
+
+    def report(label: str, done: int, total: int | None) -> None:
+        if progress.phase and (not shown or shown[-1] != label):
+            shown.append(label)
+            progress.phase(label, total)
+        if progress.searching:
+            progress.searching(done)
+
+    return report
+
+
 def _index_provider(dataset: BeirDataset, index_dir: Path | None, opts: EvalOptions, progress: Progress,
                     report: ReadReport, seconds: dict[str, float]) -> Callable[[], Index]:
     def provide() -> Index:
@@ -108,7 +122,7 @@ def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] 
     report = ReadReport()
     seconds: dict[str, float] = {}
     ctx = Context(index_provider=_index_provider(dataset, index_dir, opts, progress, report, seconds),
-                  root=dataset.root)
+                  root=dataset.root, on_progress=_stage_progress(progress))
     texts = [f"run({_quote(r)})" for r in runs] + [p if isinstance(p, Pipeline) else _bm25_defaults(p, opts)
                                                    for p in pipelines]
     if not texts:

@@ -94,6 +94,7 @@ def add_representation(index: "Index", name: str, rep_spec: dict[str, Any], enco
         raise CascadeError(f"{index.path} already has representation {name!r} made with {old}; "
                            "pass replace=True (CLI: --replace) to re-encode it")
     stale = old is not None and old != rep_spec
+    changed = old != rep_spec
     for seg_entry, seg in zip(manifest.segments, index.segments):
         present = [f for f in seg_entry.files if f.startswith(f"{PREFIX}{name}.")]
         if present and not stale:
@@ -103,6 +104,9 @@ def add_representation(index: "Index", name: str, rep_spec: dict[str, Any], enco
         arrays = encode_segment(seg)
         _check_rows(name, arrays, seg.n_docs)
         seg_entry.files.update(_write_parts(seg.dir, name, arrays, manifest.generation + 1))
+        changed = True
+    if not changed:  # already there (perhaps committed after ``index`` was opened)
+        return index if manifest.generation == index.manifest.generation else Index.open(index.path)
     manifest.representations[name] = rep_spec
     manifest.generation += 1
     manifest.write(index.path)

@@ -109,3 +109,13 @@ class Encoder:
         np.cumsum(lengths, out=offsets[1:])
         vectors = np.concatenate(per_text) if texts else np.zeros((0, self.dim), np.float16)  # type: ignore[arg-type]
         return Encoded(dense, offsets, vectors)
+
+
+_SHARED: dict[str, Encoder] = {}
+
+
+def shared_encoder(model: str) -> Encoder:
+    """One loaded encoder per model name in a process (stages share it)."""
+    if model not in _SHARED:
+        _SHARED[model] = Encoder(model)
+    return _SHARED[model]

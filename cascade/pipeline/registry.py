@@ -20,6 +20,8 @@ class Context:
     index_provider: Callable[[], "Index"] | None = None
     root: Path | None = None  # relative paths in stage arguments resolve against this too
     _index: "Index | None" = field(default=None, repr=False)
+    # long stage work (e.g. encoding a collection) reports (label, done, total or None) here
+    on_progress: Callable[[str, int, int | None], None] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, index: "Index | None" = None, root: Path | str | None = None) -> "Context":
@@ -33,6 +35,14 @@ class Context:
                 raise CascadeError(f"stage {stage!r} needs an index; pass one (Python: index=..., CLI: --index)")
             self._index = self.index_provider()
         return self._index
+
+    def progress(self, label: str) -> Callable[[int], None] | None:
+        """A progress callback for work over the whole collection, or None when nobody listens."""
+        hook = self.on_progress
+        if hook is None:
+            return None
+        total = self._index.n_docs if self._index is not None else None
+        return lambda done: hook(label, done, total)
 
     def has_index(self) -> bool:
         return self._index is not None or self.index_provider is not None

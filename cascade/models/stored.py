@@ -1,0 +1,83 @@
+"""Bi-encoder representations of an index: encode each segment's documents once, store them.
+
+One forward pass per document gives both its dense vector (part ``dense``) and its contextual
+token vectors (parts ``tok_offsets`` and ``tok_vectors``), stored float16 in the segment under
+the representation's name (by default the model alias, e.g. ``minilm``).
+
+>>> idx = cascade.Index.open("pets.idx")                      # doctest: +SKIP
+>>> idx = encode_biencoder(idx, "minilm")                      # doctest: +SKIP
+>>> dense_vectors(idx.segments[0], "minilm").shape             # doctest: +SKIP
+(2, 384)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from cascade.index import representations as reps
+from cascade.index.segment import doc_text
+
+if TYPE_CHECKING:
+    from cascade.index.index import Index
+    from cascade.index.segment import Segment
+    from cascade.models.encoders import Encoder
+
+ProgressFn = Callable[[int], None]
+KIND = "biencoder"
+
+
+def representation_name(model: str) -> str:
+    """The name a model's representation is stored under: its alias, or its directory's name."""
+    base = Path(model).name if ("/" in model or "\\" in model) else model
+    name = re.sub(r"[^A-Za-z0-9_]", "_", base).strip("_") or "model"
+    return name if name[0].isalpha() else f"m_{name}"
+
+
+def encode_biencoder(index: "Index", model: str = "minilm", *, name: str | None = None, tokens: bool = True,
+                     batch_size: int = 32, progress: ProgressFn | None = None) -> "Index":
+    """Store ``model``'s dense (and token) vectors for every document; returns the reopened index.
+
+    Segments that already carry the representation are skipped, so after updates only new
+    documents are encoded."""
+    from cascade.models.encoders import Encoder
+
+    encoder = Encoder(model, batch_size=batch_size)
+    name = name or representation_name(model)
+    done = [0]
+
+    def encode_segment(seg: "Segment") -> dict[str, np.ndarray]:
+        texts = [doc_text(d, index.fields) for d in seg.docstore.get(list(range(seg.n_docs)))]
+        base = done[0]
+        out = encoder.encode(texts, tokens=tokens,
+                             progress=None if progress is None else (lambda n: progress(base + n)))
+        done[0] += len(texts)
+        parts = {"dense": out.dense.astype(np.float16)}
+        if tokens:
+            parts.update(tok_offsets=out.token_offsets, tok_vectors=out.token_vectors)
+        return parts
+
+    spec = {"kind": KIND, "tokens": tokens, "model": model}
+    old = index.manifest.representations.get(name)
+    upgrade = old is not None and old.get("model") == model and tokens and not old.get("tokens")
+    return reps.add_representation(index, name, spec, encode_segment, replace=upgrade)
+
+
+def ensure_biencoder(index: "Index", model: str, *, tokens: bool, progress: ProgressFn | None = None) -> tuple["Index", str]:
+    """The index with ``model``'s representation (encoding it now if missing) and its name."""
+    name = representation_name(model)
+    found = index.manifest.representations.get(name)
+    if reps.has(index, name) and (found or {}).get("tokens", False) >= tokens:
+        return index, name
+    return encode_biencoder(index, model, name=name, tokens=tokens, progress=progress), name
+
+
+def dense_vectors(seg: "Segment", name: str) -> np.ndarray:
+    return reps.load(seg, name, "dense")
+
+
+def token_vectors(seg: "Segment", name: str) -> tuple[np.ndarray, np.ndarray]:
+    return reps.load(seg, name, "tok_offsets"), reps.load(seg, name, "tok_vectors")

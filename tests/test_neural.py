@@ -1,0 +1,183 @@
+"""Dense retrieval, bi-encoder rescoring and MaxSim with a tiny random sentence-transformers model.
+
+No network: the model is a one-layer BERT with random weights, saved to a temp dir and loaded
+by path, which is the same loading code a hub id or a real checkpoint goes through.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sentence_transformers")
+
+import cascade
+from cascade.errors import CascadeError
+from cascade.index import representations as reps
+from cascade.models.stored import encode_biencoder, representation_name
+
+WORDS = ("the a cats dogs purr bark at in garden loudly fish swim water birds fly sky sun moon night day "
+         "cheese mice eat").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    import transformers
+    from sentence_transformers import SentenceTransformer, models
+
+    root = tmp_path_factory.mktemp("tiny-st")
+    raw = root / "raw"
+    raw.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (raw / "vocab.txt").write_text("\n".join(vocab))
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(raw / "vocab.txt"))
+    transformers.set_seed(0)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
+    transformers.BertModel(config).save_pretrained(raw)
+    tokenizer.save_pretrained(raw)
+    model = SentenceTransformer(modules=[models.Transformer(str(raw), max_seq_length=32),
+                                         models.Pooling(32, "mean"), models.Normalize()])
+    model.save(str(root / "model"))
+    return str(root / "model")
+
+
+def _docs(n: int, seed: int = 0) -> list[cascade.Doc]:
+    rng = random.Random(seed)
+    return [cascade.Doc(f"d{i}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))) for i in range(n)]
+
+
+def _queries(n: int, seed: int = 1) -> list[cascade.Query]:
+    rng = random.Random(seed)
+    return [cascade.Query(f"q{i}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5)))) for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def encoded(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> cascade.Index:
+    idx = cascade.Index.build(_docs(120), tmp_path_factory.mktemp("neural") / "toy.idx")
+    return encode_biencoder(idx, tiny_model)
+
+
+def test_encoding_is_stored_once_per_segment(encoded: cascade.Index, tiny_model: str) -> None:
+    name = representation_name(tiny_model)
+    assert reps.has(encoded, name) and encoded.verify() == []
+    seg = encoded.segments[0]
+    offsets = reps.load(seg, name, "tok_offsets")
+    assert len(offsets) == seg.n_docs + 1 and offsets[-1] == len(reps.load(seg, name, "tok_vectors"))
+    again = encode_biencoder(encoded, tiny_model)  # nothing to do: same files, same generation
+    assert again.manifest.generation == encoded.manifest.generation
+
+
+def _brute_dense(index: cascade.Index, model: str, queries: list[cascade.Query]) -> np.ndarray:
+    from cascade.models.encoders import Encoder
+
+    vectors = np.asarray(reps.load(index.segments[0], representation_name(model), "dense"), np.float32)
+    return Encoder(model).encode([q.text for q in queries]).dense @ vectors.T
+
+
+def test_exact_dense_equals_brute_force(encoded: cascade.Index, tiny_model: str) -> None:
+    from cascade.retrieve.dense import Dense
+
+    queries = _queries(20)
+    got = Dense(encoded, model=tiny_model, k=10).search_batch(queries)
+    scores = _brute_dense(encoded, tiny_model, queries)
+    for i, (_, docs, vals) in enumerate(got.per_query()):
+        # the same scores, and a true top 10 (up to float rounding between two matrix products)
+        np.testing.assert_allclose(vals, scores[i][docs], rtol=1e-5, atol=1e-6)
+        assert len(docs) == 10 and np.all(np.diff(vals) <= 0)
+        assert vals[-1] >= np.sort(scores[i])[::-1][9] - 1e-5
+
+
+def test_hnsw_recall_on_toy_data(encoded: cascade.Index, tiny_model: str) -> None:
+    from cascade.retrieve.dense import Dense
+
+    queries = _queries(30)
+    exact = Dense(encoded, model=tiny_model, k=10).search_batch(queries)
+    approx = Dense(encoded, model=tiny_model, k=10, method="hnsw").search_batch(queries)
+    # toy documents repeat, so equal vectors tie: count a hit when its score reaches the exact 10th
+    hits = sum(int(np.sum(a[2] >= e[2][-1] - 1e-5)) for a, e in zip(approx.per_query(), exact.per_query()))
+    assert hits / (10 * len(queries)) >= 0.95
+
+
+def _brute_maxsim(index: cascade.Index, model: str, query: str, nums: np.ndarray) -> np.ndarray:
+    from cascade.models.encoders import Encoder
+
+    name = representation_name(model)
+    seg = index.segments[0]
+    offsets, vectors = reps.load(seg, name, "tok_offsets"), reps.load(seg, name, "tok_vectors")
+    q = Encoder(model).encode([query], tokens=True).tokens_of(0).astype(np.float64)
+    return np.array([(q @ np.asarray(vectors[offsets[n]:offsets[n + 1]], np.float64).T).max(axis=1).sum()
+                     for n in nums])
+
+
+def test_maxsim_scores_equal_brute_force(encoded: cascade.Index, tiny_model: str) -> None:
+    from cascade.rerank.maxsim import MaxSim
+
+    queries = _queries(5)
+    first = encoded.bm25().search_batch(queries, k=30)
+    out = MaxSim(encoded, model=tiny_model).rerank(queries, first)
+    for q, (_, docs, scores) in zip(queries, out.per_query()):
+        np.testing.assert_allclose(scores, _brute_maxsim(encoded, tiny_model, q.text, docs), rtol=1e-4, atol=1e-4)
+        assert np.all(np.diff(scores) <= 0)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_pruned_maxsim_returns_the_unpruned_top_k(encoded: cascade.Index, tiny_model: str, k: int) -> None:
+    from cascade.rerank.maxsim import MaxSim
+
+    queries = _queries(40, seed=k)
+    first = encoded.bm25().search_batch(queries, k=60)
+    pruned = MaxSim(encoded, model=tiny_model, k=k).rerank(queries, first)
+    full = MaxSim(encoded, model=tiny_model, prune=False).rerank(queries, first)
+    for (qid, pd, ps), (_, fd, fs) in zip(pruned.per_query(), full.per_query()):
+        assert pd.tolist() == fd[:k].tolist(), qid
+        assert ps.tolist() == fs[:k].tolist(), qid
+
+
+def test_bounds_never_fall_below_exact_scores(encoded: cascade.Index, tiny_model: str) -> None:
+    from cascade.rerank.maxsim import MaxSim
+
+    stage = MaxSim(encoded, model=tiny_model, k=5)
+    nums = np.arange(encoded.n_docs)
+    for query in _queries(10):
+        q = stage.query_tokens([query])[0]
+        where = stage.tokens.slices(nums)
+        upper = stage.bounds.upper_bounds(q, where)
+        _, exact = stage.score_all(q, nums)
+        assert np.all(upper >= exact)
+
+
+def test_neural_stages_in_pipeline_strings(encoded: cascade.Index, tiny_model: str) -> None:
+    queries = _queries(6)
+    model = repr(tiny_model).replace("'", '"')
+    for text in (f"bm25 % 20 >> maxsim(model={model}) % 5",
+                 f"rrf(bm25, dense(model={model})) % 20 >> maxsim(model={model}) % 3",
+                 f"bm25 % 20 >> dense_rerank(model={model}) % 5"):
+        run = cascade.parse(text, index=encoded).search(queries).to_run()
+        assert len(run) == len(queries) and all(0 < len(docs) <= 5 for docs in run.values()), text
+
+
+def test_dense_rerank_orders_by_stored_vectors(encoded: cascade.Index, tiny_model: str) -> None:
+    from cascade.rerank.dense_rerank import DenseRerank
+
+    queries = _queries(4)
+    first = encoded.bm25().search_batch(queries, k=15)
+    out = DenseRerank(encoded, model=tiny_model).rerank(queries, first)
+    scores = _brute_dense(encoded, tiny_model, queries)
+    for i, (_, docs, vals) in enumerate(out.per_query()):
+        np.testing.assert_allclose(vals, scores[i][docs], rtol=1e-5, atol=1e-6)
+        assert sorted(docs.tolist()) == sorted(first.doc[first.offsets[i]:first.offsets[i + 1]].tolist())
+
+
+def test_missing_model_and_bad_settings_are_clear_errors(encoded: cascade.Index, tmp_path: Path) -> None:
+    from cascade.retrieve.dense import Dense
+
+    with pytest.raises(CascadeError, match="does not exist"):
+        encode_biencoder(encoded, str(tmp_path / "no-such-model"))
+    with pytest.raises(CascadeError, match="method"):
+        Dense(encoded, method="ivf")
+    with pytest.raises(CascadeError, match="put a first stage"):
+        cascade.parse("maxsim", index=encoded).search("cats")
