@@ -33,7 +33,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     raw.mkdir()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     (raw / "vocab.txt").write_text("\n".join(vocab))
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(raw / "vocab.txt"))
+    tokenizer = transformers.BertTokenizerFast(str(raw / "vocab.txt"))  # positional: transformers 5 ignores vocab_file=
     transformers.set_seed(0)
     config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
                                      num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)

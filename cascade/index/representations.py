@@ -69,6 +69,10 @@ def spec(index: "Index", name: str) -> dict[str, Any]:
     return found
 
 
+def has_part(seg: "Segment", name: str, part: str) -> bool:
+    return _listed(seg.entry.files, name, part) is not None
+
+
 def load(seg: "Segment", name: str, part: str) -> np.ndarray:
     """A representation array of one segment, memory-mapped."""
     fname = _listed(seg.entry.files, name, part)

@@ -59,6 +59,12 @@ def _maxsim(ctx: Context, *args: Any, **params: Any) -> Pipeline:
     return MaxSim(ctx.index("maxsim"), progress=ctx.progress("encoding document tokens"), **params)
 
 
+def _sparse(ctx: Context, *args: Any, **params: Any) -> Pipeline:
+    from cascade.retrieve.learned_sparse import build_sparse_stage
+
+    return build_sparse_stage(ctx, *args, **params)
+
+
 def _cross_encoder(ctx: Context, *args: Any, **params: Any) -> Pipeline:
     from cascade.rerank.cross_encoder import build_cross_encoder_stage
 
@@ -87,6 +93,7 @@ register_stage("bm25_rm3", _bm25_rm3, help="bm25 >> rm3")
 register_stage("dense", _dense, help="dense retrieval with a bi-encoder (model=minilm|mpnet|path, method=exact|hnsw, k)")
 register_stage("dense_rerank", _dense_rerank, help="rescore candidates with a bi-encoder's dense vectors (model)")
 register_stage("maxsim", _maxsim, help="late-interaction MaxSim rerank over token vectors, rank-safe pruning (model, prune)")
+register_stage("sparse", _sparse, help="SPLADE learned sparse first stage (mode=encoded|inference_free, model, k)")
 register_stage("cross_encoder", _cross_encoder,
                help="rerank candidates with a cross-encoder (model=DIR or hub id, batch_size, max_length, k)")
 register_stage("run", _run, help="a stored TREC run: run(path)")

@@ -113,15 +113,19 @@ class MaxSim(Reranker):
         return [out.tokens_of(i).astype(np.float32) for i in range(len(queries))]
 
     def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        from threadpoolctl import threadpool_limits
+
         self.tokens  # encode the collection first if needed
         qtoks = self.query_tokens(queries)
         pruning = self.prune and k < ALL
         results = []
-        for q, nums in zip(qtoks, docs):
-            if pruning and len(nums) > k:
-                results.append(self.score_pruned(q, nums, k))
-            else:
-                results.append(self.score_all(q, nums))
+        # one small matrix product per document: BLAS threads only add contention here
+        with threadpool_limits(1, user_api="blas"):
+            for q, nums in zip(qtoks, docs):
+                if pruning and len(nums) > k:
+                    results.append(self.score_pruned(q, nums, k))
+                else:
+                    results.append(self.score_all(q, nums))
         return results
 
     def score_all(self, q: np.ndarray, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ rank-safe impact kernels as BM25 (:mod:`cascade.retrieve.impact_search`). Two qu
 
 - ``encoded``: the query is SPLADE-encoded too; score = dot product of the two vectors.
 - ``inference_free``: no model at query time; the query is its tokenizer ids, each weighted
-  by an idf over the stored postings (``ln(1 + (N - df + 0.5) / (df + 0.5))``, times the
+  by an idf over the documents' own tokens (``ln(1 + (N - df + 0.5) / (df + 0.5))``, times the
   token's count), as in inference-free learned sparse retrieval (Geng et al., "Towards
   Competitive Search Relevance For Inference-Free Learned Sparse Retrievers", 2024).
 
@@ -83,6 +83,16 @@ def sparse_postings(vectors: "SparseVectors", vocab_size: int) -> dict[str, np.n
     values = np.asarray(vectors.weights, dtype=np.float32)[moved]
     imp = build_blocks(indptr, docs, values)
     return {"indptr": indptr, "docs": docs, **{p: getattr(imp, p) for p in _IMPACT_PARTS}}
+
+
+def token_doc_freqs(encoder: "SpladeEncoder", texts: Sequence[str]) -> np.ndarray:
+    """Per vocabulary id, the documents whose own tokens include it (what inference-free query
+    weights need: the SPLADE postings also count expansion terms, which over-counts df)."""
+    df = np.zeros(encoder.vocab_size, dtype=np.int32)
+    for text in texts:
+        ids = np.unique(np.asarray(encoder.token_ids(text), dtype=np.int64))
+        df[ids[ids < encoder.vocab_size]] += 1
+    return df
 
 
 def encode_sparse(index: Index, model: str = DEFAULT_MODEL, name: str | None = None, *,
@@ -232,9 +242,17 @@ class LearnedSparse(Pipeline):
 
     @cached_property
     def doc_freqs(self) -> np.ndarray:
-        """Documents with a nonzero weight for each vocabulary id, over all segments."""
-        _, views, _ = self._ready
-        return np.sum([np.diff(v.indptr) for v in views], axis=0)
+        """Per vocabulary id, the documents whose own text contains that token, over all segments
+        (stored as representation ``<name>_tokdf``; SPLADE postings would also count expansions)."""
+        index = self._ready[0]
+        name = f"{self.rep}_tokdf"
+        if not reps.has(index, name):  # tokenizer only, no model: seconds, once per segment
+            def count(seg: "Segment") -> dict[str, np.ndarray]:
+                texts = [doc_text(d, index.fields) for d in seg.docstore.get(list(range(seg.n_docs)))]
+                return {"df": token_doc_freqs(self._encoder, texts)}
+
+            index = reps.add_representation(index, name, {"kind": "token-df", "of": self.rep}, count)
+        return np.sum([np.asarray(reps.load(seg, name, "df"), dtype=np.int64) for seg in index.segments], axis=0)
 
     @cached_property
     def idf(self) -> np.ndarray:

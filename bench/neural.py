@@ -1,0 +1,190 @@
+"""Neural stages: nDCG@10 of first stages and MaxSim cascades, and MaxSim pruning speed.
+
+    python bench/neural.py ../shared/datasets/scifact ../shared/datasets/nfcorpus-preprocessed \\
+        ../shared/datasets/trec-dl19-passage-pool [--models minilm,mpnet] [--speed scifact]
+
+Quality: for a BEIR dataset, every first stage (BM25, dense per model, learned sparse in both
+query modes when the ``sparse`` stage is installed, RRF of BM25 and dense), each alone and
+followed by MaxSim over its top 100 (``X % 100 >> maxsim(model=M) % 10``), plus dense
+rescoring of BM25's top 100. For the DL19 pool (a fixed candidate set) the first stage is the
+stored run ``runs/BM25.top100.trec`` and the same rerankers follow it. The collection is
+encoded once per model and kept in the evaluation index cache (``cascade cache info``).
+
+Speed (``--speed DATASET``): MaxSim reranking of BM25's top 100 to a top 10, pruned vs unpruned,
+in one process, alternating, ``--repeat`` times (median); the top 10 must be identical. Then the
+two-stage ``bm25 % 100 >> maxsim % 10`` against exhaustive MaxSim over the whole corpus: time and
+nDCG@10.
+
+Writes bench/results/neural-<date>.md with the command line and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cascade.evaluation.experiment import EvalOptions, run_experiment, strip_per_query
+from cascade.pipeline.registry import stage_names
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEPTH = 100
+
+
+def beir_pipelines(models: list[str]) -> list[str]:
+    first = ["bm25"]
+    for m in models:
+        first += [f"dense(model={m})", f"rrf(bm25, dense(model={m}))"]
+    if "sparse" in stage_names():
+        first += ["sparse", "sparse(mode=inference_free)"]
+    out = []
+    for stage in first:
+        out.append(stage)
+        for m in models:
+            out.append(f"{_wrap(stage)} % {DEPTH} >> maxsim(model={m}) % 10")
+    out += [f"bm25 % {DEPTH} >> dense_rerank(model={m})" for m in models]
+    return out
+
+
+def pool_pipelines(models: list[str]) -> list[str]:
+    run = "run(runs/BM25.top100.trec)"
+    out = [run]
+    for m in models:
+        out += [f"{run} >> dense_rerank(model={m})", f"{run} >> maxsim(model={m})",
+                f"rrf({run}, {run} >> dense_rerank(model={m}))", f"dense(model={m})"]
+    if "sparse" in stage_names():
+        out += [f"{run} >> maxsim(model={models[0]}) % 10"]
+    return out
+
+
+def _wrap(stage: str) -> str:
+    return f"({stage})" if " " in stage and not stage.startswith("rrf") else stage
+
+
+def quality(dataset: Path, models: list[str]) -> dict[str, Any]:
+    pipelines = pool_pipelines(models) if (dataset / "runs").is_dir() else beir_pipelines(models)
+    opts = EvalOptions(metrics="nDCG@10,R@100", skip_bad=True, use_cache=False)
+    start = time.perf_counter()
+    report = strip_per_query(run_experiment(dataset, pipelines, opts=opts))
+    report["wall_seconds"] = time.perf_counter() - start
+    return report
+
+
+def quality_table(reports: list[dict[str, Any]]) -> str:
+    lines = ["| dataset | pipeline | nDCG@10 | R@100 | seconds |", "|---|---|---|---|---|"]
+    for report in reports:
+        for result in report["results"]:
+            m = result["metrics"]
+            lines.append(f"| {report['dataset']} | `{result['pipeline']}` | {m['nDCG@10']:.4f} | "
+                         f"{m.get('R@100', float('nan')):.4f} | {result['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def speed(dataset: Path, model: str, repeat: int) -> str:
+    """Pruned vs unpruned MaxSim over BM25's top 100, and two-stage vs exhaustive MaxSim."""
+    from cascade.data.beir import BeirDataset
+    from cascade.evaluation.metrics import evaluate
+    from cascade.index.cache import cached_index
+    from cascade.rerank.maxsim import MaxSim
+    from cascade.text.analyzer import Analyzer
+
+    ds = BeirDataset(dataset)
+    index, _, _ = cached_index(ds.name, ds.content_hash(), ds.corpus, analyzer=Analyzer())
+    qrels = ds.qrels("test")
+    queries = [q for q in ds.queries() if q.id in qrels]
+    first = index.bm25().search_batch(queries, k=DEPTH)
+    pruned, full = MaxSim(index, model=model, k=10), MaxSim(index, model=model, k=10, prune=False)
+    pruned.tokens, pruned.bounds, full.tokens  # load vectors and bounds (building them if needed) untimed
+    qtoks = pruned.query_tokens(queries)
+    docs = [first.doc[first.offsets[i]:first.offsets[i + 1]].astype(np.int64) for i in range(len(queries))]
+    times: dict[str, list[float]] = {"pruned": [], "unpruned": []}
+    scored = 0
+    for _ in range(repeat):
+        for label, fn in (("unpruned", lambda q, d: full.score_all(q, d)),
+                          ("pruned", lambda q, d: pruned.score_pruned(q, d, 10))):
+            start = time.perf_counter()
+            outs = [fn(q, d) for q, d in zip(qtoks, docs)]
+            times[label].append(time.perf_counter() - start)
+            if label == "pruned":
+                scored = sum(len(o[0]) for o in outs)
+                pruned_top = [_top(o, d, 10) for o, d in zip(outs, docs)]
+            else:
+                full_top = [_top(o, d, 10) for o, d in zip(outs, docs)]
+    identical = all(p == f for p, f in zip(pruned_top, full_top))
+    t_pruned, t_full = statistics.median(times["pruned"]), statistics.median(times["unpruned"])
+
+    # two-stage vs exhaustive over the whole corpus
+    all_docs = np.arange(index.n_docs, dtype=np.int64)
+    start = time.perf_counter()
+    exhaustive = [_top(full.score_all(q, all_docs), all_docs, 10) for q in qtoks]
+    t_exhaustive = time.perf_counter() - start
+    start = time.perf_counter()
+    first2 = index.bm25().search_batch(queries, k=DEPTH)
+    q2 = pruned.query_tokens(queries)
+    d2 = [first2.doc[first2.offsets[i]:first2.offsets[i + 1]].astype(np.int64) for i in range(len(queries))]
+    two_stage = [_top(pruned.score_pruned(q, d, 10), d, 10) for q, d in zip(q2, d2)]
+    t_two_stage = time.perf_counter() - start
+    ids = index.doc_ids
+    run_ex = {q.id: {ids([n])[0]: float(s) for n, s in top} for q, top in zip(queries, exhaustive)}
+    run_two = {q.id: {ids([n])[0]: float(s) for n, s in top} for q, top in zip(queries, two_stage)}
+    nd_ex = evaluate(run_ex, qrels, ["nDCG@10"])["nDCG@10"]
+    nd_two = evaluate(run_two, qrels, ["nDCG@10"])["nDCG@10"]
+    n = len(queries)
+    return "\n".join([
+        f"### MaxSim pruning on {ds.name} ({model}, BM25 top {DEPTH} -> top 10, {n} queries, median of {repeat})", "",
+        "| MaxSim | seconds | queries/s | candidates scored exactly |", "|---|---|---|---|",
+        f"| unpruned | {t_full:.3f} | {n / t_full:.1f} | {DEPTH * n} |",
+        f"| pruned (rank-safe bounds) | {t_pruned:.3f} | {n / t_pruned:.1f} | {scored} ({scored / (DEPTH * n):.0%}) |",
+        "", f"Speed-up {t_full / t_pruned:.2f}x; top 10 identical for every query: {identical}.", "",
+        f"### Two-stage vs exhaustive MaxSim on {ds.name} ({model})", "",
+        "| system | seconds (query encoding included for two-stage) | queries/s | nDCG@10 |", "|---|---|---|---|",
+        f"| exhaustive MaxSim over all {index.n_docs} docs | {t_exhaustive:.2f} | {n / t_exhaustive:.1f} | {nd_ex:.4f} |",
+        f"| bm25 % {DEPTH} >> maxsim % 10 | {t_two_stage:.2f} | {n / t_two_stage:.1f} | {nd_two:.4f} |",
+        "", f"Two-stage is {t_exhaustive / t_two_stage:.1f}x faster; nDCG@10 difference {nd_two - nd_ex:+.4f}.",
+    ])
+
+
+def _top(out: tuple[np.ndarray, np.ndarray], docs: np.ndarray, k: int) -> list[tuple[int, float]]:
+    positions, scores = out
+    order = np.lexsort((docs[positions], -scores))[:k]
+    return [(int(docs[positions][i]), float(scores[i])) for i in order]
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="*", type=Path)
+    parser.add_argument("--models", default="minilm")
+    parser.add_argument("--speed", type=Path, help="dataset for the MaxSim speed section")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    command = "python bench/neural.py " + " ".join(sys.argv[1:])
+    parts = [f"# Neural stages\n\nCommand: `{command}`\n\nMachine: {machine()}\n"]
+    reports = [quality(d, models) for d in args.datasets]
+    if reports:
+        parts.append(quality_table(reports))
+        print(parts[-1], flush=True)
+    if args.speed:
+        parts.append(speed(args.speed, models[0], args.repeat))
+        print(parts[-1], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"neural-{datetime.date.today()}-{'-'.join(d.name for d in args.datasets) or 'speed'}.md"
+    out.write_text("\n\n".join(parts) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
