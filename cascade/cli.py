@@ -129,21 +129,41 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     k1: float = typer.Option(0.9, help="BM25 k1."),
     b: float = typer.Option(0.4, help="BM25 b."),
+    pipeline: Optional[str] = typer.Option(None, "-p", "--pipeline",
+                                           help="Search with a pipeline instead of BM25, e.g. 'bm25 % 100 >> maxsim'."),
 ) -> None:
-    """Search an index with BM25 and print the hits."""
+    """Search an index (BM25, or any pipeline) and print the hits."""
     from cascade.index.index import Index
 
     with user_errors():
         if k < 1:
             raise CascadeError("-k must be at least 1")
         start = time.perf_counter()
-        hits = Index.open(index_dir).bm25(k1=k1, b=b).search(query, k=k)
+        idx = Index.open(index_dir)
+        hits = idx.bm25(k1=k1, b=b).search(query, k=k) if pipeline is None else pipeline_hits(idx, pipeline, query, k)
         seconds = time.perf_counter() - start
         if as_json:
             print(json.dumps({"query": query, "hits": [{"id": h.id, "score": round(h.score, 4), "title": h.title}
                                                        for h in hits], "seconds": round(seconds, 4)}))
             return
         print_hits(query, hits, seconds)
+
+
+def pipeline_hits(idx: Any, text: str, query: str, k: int) -> list[Any]:
+    from cascade.data.types import Query
+    from cascade.pipeline.parse import parse
+    from cascade.pipeline.registry import Context
+    from cascade.retrieve.bm25 import Hit
+
+    with progress_bar() as bar:
+        task = bar.add_task("preparing", total=None)
+        ctx = Context.of(index=idx)
+        ctx.on_progress = lambda label, done, total: bar.update(task, description=label, completed=done, total=total)
+        cands = parse(text, ctx).search([Query("q", query)])
+    nums, scores = cands.doc[:k], cands.score[:k]
+    ids = cands.space.doc_ids(nums)
+    docs = [idx.get(i) for i in ids]
+    return [Hit(d.id, float(s), d.title, d.text, -1) for d, s in zip(docs, scores)]
 
 
 def print_hits(query: str, hits: list[Any], seconds: float) -> None:
@@ -317,6 +337,38 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
             size = sum(f.size for f in s.files.values())
             out.print(f"  {s.name}: {s.n_docs:,} docs, {s.n_terms:,} terms, {s.n_postings:,} postings, "
                       f"{size / 1e6:.1f} MB")
+        for name, spec in sorted(m.representations.items()):
+            out.print(f"representation {name}: {spec}", highlight=False)
+
+
+@app.command()
+def encode(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    model: str = typer.Option("minilm", "-m", "--model", help="minilm | mpnet | splade-tiny | a model directory or hub id."),
+    kind: str = typer.Option("biencoder", help="biencoder (dense + token vectors) | sparse (SPLADE postings)."),
+    tokens: bool = typer.Option(True, "--tokens/--no-tokens", help="Also store token vectors (for maxsim)."),
+) -> None:
+    """Encode an index's documents with a neural model once and store the result in the index."""
+    from cascade.index.index import Index
+
+    with user_errors():
+        if kind not in ("biencoder", "sparse"):
+            raise CascadeError(f"--kind must be biencoder or sparse (got {kind!r})")
+        idx = Index.open(index_dir)
+        start = time.perf_counter()
+        with progress_bar() as bar:
+            task = bar.add_task(f"encoding with {model}", total=idx.n_docs)
+            tick = lambda n: bar.update(task, completed=n)  # noqa: E731
+            if kind == "sparse":
+                from cascade.retrieve.learned_sparse import encode_sparse
+
+                idx = encode_sparse(idx, model, progress=tick)
+            else:
+                from cascade.models.stored import encode_biencoder
+
+                idx = encode_biencoder(idx, model, tokens=tokens, progress=tick)
+        err.print(f"{index_dir}: representations {', '.join(sorted(idx.manifest.representations))} "
+                  f"({time.perf_counter() - start:.1f} s)", highlight=False)
 
 
 @app.command()

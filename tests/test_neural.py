@@ -181,3 +181,23 @@ def test_missing_model_and_bad_settings_are_clear_errors(encoded: cascade.Index,
         Dense(encoded, method="ivf")
     with pytest.raises(CascadeError, match="put a first stage"):
         cascade.parse("maxsim", index=encoded).search("cats")
+
+
+def test_cli_encode_then_search_with_a_pipeline(tiny_model: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cascade.cli import app
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("\n".join(f'{{"_id": "{d.id}", "text": "{d.text}"}}' for d in _docs(30)) + "\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", str(corpus), "-o", str(tmp_path / "i")]).exit_code == 0
+    encoded = runner.invoke(app, ["encode", str(tmp_path / "i"), "--model", tiny_model])
+    assert encoded.exit_code == 0, encoded.output
+    found = runner.invoke(app, ["search", str(tmp_path / "i"), "cats garden", "-k", "3", "--json",
+                                "-p", f'bm25 % 20 >> maxsim(model="{tiny_model}") % 3'])
+    assert found.exit_code == 0, found.output
+    hits = __import__("json").loads(found.output.strip().splitlines()[-1])["hits"]
+    assert 0 < len(hits) <= 3 and all(h["id"].startswith("d") for h in hits)
+    bad = runner.invoke(app, ["encode", str(tmp_path / "i"), "--kind", "colbert"])
+    assert bad.exit_code != 0 and "--kind" in bad.output
