@@ -67,12 +67,20 @@ def encode_biencoder(index: "Index", model: str = "minilm", *, name: str | None 
 
 
 def ensure_biencoder(index: "Index", model: str, *, tokens: bool, progress: ProgressFn | None = None) -> tuple["Index", str]:
-    """The index with ``model``'s representation (encoding it now if missing) and its name."""
+    """The index with ``model``'s representation (encoding it now if missing) and its name.
+
+    Looks at the index as committed now: another stage may have encoded it since ``index``
+    was opened. A stored encoding with token vectors also serves dense-only use."""
+    from cascade.index.index import Index
+
     name = representation_name(model)
-    found = index.manifest.representations.get(name)
-    if reps.has(index, name) and (found or {}).get("tokens", False) >= tokens:
+    if not reps.has(index, name):
+        index = Index.open(index.path)
+    found = index.manifest.representations.get(name) or {}
+    if reps.has(index, name) and found.get("model") == model and (found.get("tokens") or not tokens):
         return index, name
-    return encode_biencoder(index, model, name=name, tokens=tokens, progress=progress), name
+    keep_tokens = tokens or bool(found.get("tokens"))
+    return encode_biencoder(index, model, name=name, tokens=keep_tokens, progress=progress), name
 
 
 def dense_vectors(seg: "Segment", name: str) -> np.ndarray:

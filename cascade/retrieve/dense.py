@@ -4,7 +4,7 @@ Exact search multiplies the query vectors with each segment's memory-mapped floa
 vectors in chunks (one BLAS call per chunk for all queries at once) and keeps a running top-k;
 ``method="hnsw"`` searches an HNSW graph per segment (Malkov & Yashunin, "Efficient and robust
 approximate nearest neighbor search using Hierarchical Navigable Small World graphs", TPAMI
-2018; usearch), built on first use and stored in the index. Document vectors are encoded once
+2018; faiss), built on first use and stored in the index. Document vectors are encoded once
 (see :mod:`cascade.models.stored`); only queries are encoded at search time.
 
 >>> idx = cascade.Index.open("scifact.idx")                               # doctest: +SKIP
