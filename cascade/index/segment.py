@@ -11,11 +11,19 @@ Files in a segment directory::
     imp_block_*.npy, imp_term_max.npy   block maxima / last docs / offsets, term maxima
     ids.bin, ids_offsets.npy   utf-8 doc ids, concatenated, and int64[N+1] offsets
     docstore.sqlite     id, title, text, metadata
+    col-<field>.npy, col-<field>.keys.json   filter columns (see cascade/index/columns.py)
+    del-<generation>.npy   bool[N] tombstones (True = deleted), added by later commits
+
+A segment's data files never change after it is published. Deleting documents publishes a
+new tombstone file; the manifest entry names the current one. A reader opens every file it
+needs when it opens the segment (memory maps, file handles, the SQLite connection), so a
+snapshot stays readable after a writer removes the segment's directory (POSIX semantics).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from array import array
 from collections import Counter
 from functools import cached_property
@@ -26,6 +34,7 @@ import numpy as np
 
 from cascade.data.types import Doc
 from cascade.errors import BadIndexError, CascadeError
+from cascade.index.columns import Column, ColumnWriter
 from cascade.index.docstore import DOCSTORE_NAME, Docstore, DocstoreWriter
 from cascade.index.fsutil import file_digest
 from cascade.index.impacts import Impacts, bm25_impacts, build_blocks
@@ -47,7 +56,8 @@ def doc_text(doc: Doc, fields: Sequence[str]) -> str:
 class SegmentWriter:
     """Builds a segment from a stream of documents; postings are accumulated in compact arrays."""
 
-    def __init__(self, directory: Path, analyzer: Analyzer, fields: Sequence[str]) -> None:
+    def __init__(self, directory: Path, analyzer: Analyzer, fields: Sequence[str],
+                 filter_fields: dict[str, str] | None = None) -> None:
         bad = [f for f in fields if f not in INDEXABLE_FIELDS]
         if bad or not fields:
             raise CascadeError(f"cannot index fields {bad or fields}; choose from {', '.join(INDEXABLE_FIELDS)}")
@@ -63,6 +73,7 @@ class SegmentWriter:
         self._ids = bytearray()
         self._id_offsets = array("q", [0])
         self._docstore = DocstoreWriter(self.dir / DOCSTORE_NAME)
+        self._columns = ColumnWriter(filter_fields or {})
 
     @property
     def n_docs(self) -> int:
@@ -72,6 +83,7 @@ class SegmentWriter:
         vocab = self._vocab
         terms = self.analyzer.terms(doc_text(doc, self.fields))
         counts = Counter(vocab.setdefault(t, len(vocab)) for t in terms)
+        self._columns.add(doc.id, doc.meta)
         num = len(self._lengths)
         self._term.extend(counts.keys())
         self._tf.extend(counts.values())
@@ -112,6 +124,7 @@ class SegmentWriter:
             arrays[fname] = getattr(impacts, attr)
         for fname, arr in arrays.items():
             np.save(self.dir / fname, arr)
+        self._columns.write(self.dir)
         (self.dir / "ids.bin").write_bytes(bytes(self._ids))
         (self.dir / "terms.json").write_text(json.dumps(sorted_terms, ensure_ascii=False), encoding="utf-8")
         files = {p.name: FileEntry(p.stat().st_size, file_digest(p)) for p in sorted(self.dir.iterdir())}
@@ -139,9 +152,68 @@ class Segment:
         self.tfs = self._load("post_tfs.npy")
         self.doclens = self._load("doclens.npy")
         self._id_offsets = self._load("ids_offsets.npy")
+        self.deleted = self._load_deletes()
+        # open now, read later: the snapshot survives a writer removing this directory
+        self._handles = {name: open(self.dir / name, "rb") for name in ("terms.json", "ids.bin")}
+        self._columns: dict[str, Column] = {}
+        self._column_files = {name: self._load(name) for name in entry.files if name.startswith("col-")
+                              and name.endswith(".npy")}
+        self._keys_files = {name: self._handles.setdefault(name, open(self.dir / name, "rb"))
+                            for name in entry.files if name.endswith(".keys.json")}
         self.docstore = Docstore(self.dir / DOCSTORE_NAME)
+        self.docstore.conn  # noqa: B018  (connect now, for the same reason)
+
+    def _load_deletes(self) -> np.ndarray | None:
+        name = self.entry.deletes
+        if not name:
+            return None
+        deleted = np.array(self._load(name))  # a copy in memory: the file may go once superseded
+        if deleted.dtype != np.bool_ or deleted.shape != (self.n_docs,) or int(deleted.sum()) != self.entry.n_deleted:
+            raise BadIndexError(f"{self.dir / name}: tombstones do not match the manifest; the index is damaged")
+        return deleted
+
+    @property
+    def n_live(self) -> int:
+        return self.entry.n_live
+
+    @cached_property
+    def live(self) -> np.ndarray | None:
+        """bool[n_docs], True for live documents; None when nothing is deleted."""
+        return None if self.deleted is None else ~self.deleted
+
+    def is_live(self, local: int) -> bool:
+        return self.deleted is None or not bool(self.deleted[local])
+
+    def column(self, field: str) -> Column:
+        """The filter column of ``field`` (declared at index time)."""
+        col = self._columns.get(field)
+        if col is None:
+            values = self._column_files.get(f"col-{field}.npy")
+            if values is None:
+                raise BadIndexError(f"{self.dir}: no column for filter field {field!r}; the index is damaged")
+            keys_file = self._keys_files.get(f"col-{field}.keys.json")
+            if keys_file is None:
+                kind = "float" if values.dtype == np.float64 else "int"
+                col = Column(kind, values)
+            else:
+                col = Column("keyword", values, json.loads(self._read(f"col-{field}.keys.json")))
+            if len(values) != self.n_docs:
+                raise BadIndexError(f"{self.dir}: column {field!r} has {len(values)} rows for {self.n_docs} docs")
+            self._columns[field] = col
+        return col
+
+    def _read(self, name: str) -> bytes:
+        f = self._handles[name]
+        return os.pread(f.fileno(), os.fstat(f.fileno()).st_size, 0)
+
+    def close(self) -> None:
+        self.docstore.close()
+        for f in self._handles.values():
+            f.close()
 
     def _check_sizes(self) -> None:
+        if not self.dir.is_dir():
+            raise BadIndexError(f"{self.dir}: segment directory missing from index")
         for name, meta in self.entry.files.items():
             path = self.dir / name
             if not path.exists():
@@ -155,11 +227,14 @@ class Segment:
         except (ValueError, OSError) as err:
             raise BadIndexError(f"{self.dir / name}: unreadable ({err})") from None
 
-    def verify(self) -> list[str]:
-        """Problems found by re-hashing every file (empty when the segment is intact)."""
+    def verify(self, max_size: int | None = None) -> list[str]:
+        """Problems found by re-hashing every file (only those up to ``max_size`` bytes when
+        given); empty when the segment is intact."""
         problems = []
         for name, meta in self.entry.files.items():
             path = self.dir / name
+            if max_size is not None and meta.size > max_size:
+                continue
             if not path.exists():
                 problems.append(f"{path}: missing")
             elif file_digest(path) != meta.blake2b:
@@ -174,16 +249,36 @@ class Segment:
 
     @cached_property
     def term_numbers(self) -> dict[str, int]:
-        terms = json.loads((self.dir / "terms.json").read_text(encoding="utf-8"))
+        try:
+            terms = json.loads(self._read("terms.json").decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise BadIndexError(f"{self.dir / 'terms.json'}: unreadable ({err})") from None
         return {t: i for i, t in enumerate(terms)}
 
     @cached_property
     def _ids_blob(self) -> bytes:
-        return (self.dir / "ids.bin").read_bytes()
+        return self._read("ids.bin")
 
     def df(self, term: str) -> int:
+        """Live documents of this segment containing ``term``."""
         t = self.term_numbers.get(term)
-        return 0 if t is None else int(self.indptr[t + 1] - self.indptr[t])
+        if t is None:
+            return 0
+        return int(self.indptr[t + 1] - self.indptr[t]) - (0 if self.deleted is None else int(self.dead_df[t]))
+
+    @cached_property
+    def live_df(self) -> np.ndarray:
+        """int64[T]: live documents containing each term, by term number."""
+        df = np.diff(self.indptr)
+        return df if self.deleted is None else df - self.dead_df
+
+    @cached_property
+    def dead_df(self) -> np.ndarray:
+        """int64[T]: deleted documents containing each term (one pass over the postings)."""
+        assert self.deleted is not None
+        cum = np.zeros(len(self.docs) + 1, dtype=np.int64)
+        np.cumsum(self.deleted[self.docs], out=cum[1:])
+        return cum[self.indptr[1:]] - cum[self.indptr[:-1]]
 
     def doc_ids(self, nums: np.ndarray | Sequence[int]) -> list[str]:
         blob, off = self._ids_blob, self._id_offsets
