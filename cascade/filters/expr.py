@@ -12,6 +12,7 @@ strings (ranges use string order), int/float fields as numbers, date fields as c
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import json
 import math
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from cascade.errors import CascadeError
-from cascade.index.columns import Column, coerce
+from cascade.index.columns import Column, coerce, parse_date
 
 OPS = ("=", "!=", "<", "<=", ">", ">=")
 ColumnFn = Callable[[str], Column]
@@ -66,6 +67,8 @@ def _expr(value: Any) -> Expr:
 
 
 def _literal(value: Any) -> str:
+    if isinstance(value, dt.date):
+        value = value.isoformat()
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     return repr(value)
@@ -93,10 +96,18 @@ def bind_value(kind: str, field: str, value: Any) -> Any:
         return value
     if kind == "keyword" and not isinstance(value, str):
         raise CascadeError(f"filter field {field!r} is a keyword; compare it with a quoted string, not {value!r}")
+    if kind == "date" and not isinstance(value, str | dt.date):
+        raise CascadeError(f"filter field {field!r} is a date; compare it with a quoted date, not {value!r}")
     try:
-        return coerce(kind, value)
+        value = coerce(kind, value)
     except CascadeError as err:
         raise CascadeError(f"filter field {field!r} ({kind}): {err}") from None
+    return dt.date(1970, 1, 1) + dt.timedelta(days=value) if kind == "date" else value
+
+
+def _column_value(value: Any) -> Any:
+    """A bound literal as stored in a column (dates as days since 1970-01-01)."""
+    return parse_date(value) if isinstance(value, dt.date) else value
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +124,7 @@ class Compare(Expr):
         if col.kind == "keyword":
             return _keyword_compare(col, self.op, self.value)
         present = col.present()
-        vals, v = col.values, self.value
+        vals, v = col.values, _column_value(self.value)
         if isinstance(v, float) and math.isnan(v):
             return np.zeros(n, dtype=bool)
         hit = {"=": vals == v, "!=": vals != v, "<": vals < v, "<=": vals <= v, ">": vals > v,
@@ -157,7 +168,7 @@ class In(Expr):
             wanted = [i for i in (bisect.bisect_left(keys, v) for v in set(self.values))
                       if i < len(keys) and keys[i] in self.values]
             return np.isin(col.values, np.array(wanted, dtype=np.int32))
-        values = [v for v in self.values if not (isinstance(v, float) and math.isnan(v))]
+        values = [_column_value(v) for v in self.values if not (isinstance(v, float) and math.isnan(v))]
         as_float = col.kind == "float" or any(isinstance(v, float) for v in values)
         wanted_arr = np.array(values, dtype=np.float64 if as_float else np.int64)
         return np.isin(col.values, wanted_arr) & col.present()

@@ -153,6 +153,8 @@ class Segment:
         self.doclens = self._load("doclens.npy")
         self._id_offsets = self._load("ids_offsets.npy")
         self.deleted = self._load_deletes()
+        self._impacts = (Impacts(**{attr: self._load(fname) for attr, fname in _IMPACT_FILES.items()})
+                         if all(name in entry.files for name in _IMPACT_FILES.values()) else None)
         # open now, read later: the snapshot survives a writer removing this directory
         self._handles = {name: open(self.dir / name, "rb") for name in ("terms.json", "ids.bin")}
         self._columns: dict[str, Column] = {}
@@ -243,9 +245,7 @@ class Segment:
 
     def stored_impacts(self) -> Impacts | None:
         """The impacts written at build time (memory-mapped), if this segment has them."""
-        if not all(name in self.entry.files for name in _IMPACT_FILES.values()):
-            return None
-        return Impacts(**{attr: self._load(fname) for attr, fname in _IMPACT_FILES.items()})
+        return self._impacts
 
     @cached_property
     def term_numbers(self) -> dict[str, int]:
