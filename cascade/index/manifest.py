@@ -70,7 +70,7 @@ class SegmentEntry:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SegmentEntry":
         known, extra = _split_known(cls, data)
-        files = {k: FileEntry(**v) for k, v in known.get("files", {}).items()}
+        files = {str(k): FileEntry(**v) for k, v in known.get("files", {}).items()}
         return cls(**{**known, "files": files, "extra": {**data.get("extra", {}), **extra}})
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,22 +141,46 @@ class Manifest:
                 f"{path}: index format version {version}, this Cascade reads {FORMAT_VERSION}; rebuild the index"
             )
         try:
+            if not isinstance(data["segments"], list) or not all(isinstance(s, dict) for s in data["segments"]):
+                raise TypeError("segments must be a list of objects")
             segments = [SegmentEntry.from_dict(s) for s in data["segments"]]
             known, extra = _split_known(cls, data)
             manifest = cls(**{**known, "segments": segments, "extra": extra})
-        except (KeyError, TypeError, AttributeError) as err:
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise BadIndexError(f"{path}: damaged manifest ({err})") from None
         _check_consistent(manifest, path)
         return manifest
 
 
+_SEGMENT_TYPES = {"name": str, "n_docs": int, "total_length": int, "n_terms": int, "n_postings": int,
+                  "files": dict, "impacts": dict, "deletes": str, "n_deleted": int, "deleted_length": int}
+_MANIFEST_TYPES = {"analyzer": dict, "fields": list, "generation": int, "source": dict, "filter_fields": dict}
+
+
+def _check_types(obj: object, types: dict[str, type], what: str) -> None:
+    for name, kind in types.items():
+        value = getattr(obj, name)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise TypeError(f"{what}{name} is {value!r}")
+
+
 def _check_consistent(m: Manifest, path: Path) -> None:
     """Cheap structural checks, so a hand-edited manifest fails here and not deep in a search."""
+    try:
+        _check_types(m, _MANIFEST_TYPES, "")
+        for s in m.segments:
+            _check_types(s, _SEGMENT_TYPES, f"{s.name!r}: ")
+            for name, f in s.files.items():
+                if not (isinstance(f.size, int) and f.size >= 0 and isinstance(f.blake2b, str)):
+                    raise TypeError(f"{s.name!r}: file entry {name!r}")
+    except TypeError as err:
+        raise BadIndexError(f"{path}: damaged manifest ({err})") from None
     names = [s.name for s in m.segments]
     if len(set(names)) != len(names):
         raise BadIndexError(f"{path}: damaged manifest (a segment is listed twice)")
     for s in m.segments:
         if not (0 <= s.n_deleted <= s.n_docs) or (s.n_deleted and s.deletes not in s.files):
             raise BadIndexError(f"{path}: damaged manifest (bad tombstones for {s.name})")
-        if "/" in s.name or s.name.startswith(".") or any("/" in f for f in s.files):
+        if not s.name or "/" in s.name or s.name.startswith(".") or any("/" in f or f.startswith(".")
+                                                                         for f in s.files):
             raise BadIndexError(f"{path}: damaged manifest (bad file name in {s.name})")

@@ -226,7 +226,7 @@ class Segment:
     def _load(self, name: str) -> np.ndarray:
         try:
             return np.load(self.dir / name, mmap_mode="r")
-        except (ValueError, OSError) as err:
+        except Exception as err:  # noqa: BLE001  (a damaged .npy header fails in many ways)
             raise BadIndexError(f"{self.dir / name}: unreadable ({err})") from None
 
     def verify(self, max_size: int | None = None) -> list[str]:
