@@ -105,7 +105,10 @@ def index(
     from cascade.index.index import Index
 
     with user_errors():
+        from cascade.index.columns import check_filter_fields
+
         analyzer = analyzer_from(stopwords, stemmer, lowercase)
+        filter_fields = check_filter_fields(parse_filter_fields(filter_field))
         report = ReadReport()
         docs = open_corpus(source, skip_bad=skip_bad, report=report)
         corpus_file = source / "corpus.jsonl" if source.is_dir() else source
@@ -114,7 +117,7 @@ def index(
         with progress_bar() as bar:
             task = bar.add_task(f"indexing {source.name}", total=total)
             idx = Index.build(docs, output, analyzer=analyzer, fields=[f.strip() for f in fields.split(",")],
-                              filter_fields=parse_filter_fields(filter_field), overwrite=overwrite, progress=lambda n: bar.update(task, completed=n),
+                              filter_fields=filter_fields, overwrite=overwrite, progress=lambda n: bar.update(task, completed=n),
                               source={"path": str(source)})
         seconds = time.perf_counter() - start
         skipped = f", {report.skipped} bad records skipped" if report.skipped else ""

@@ -269,3 +269,31 @@ def test_segment_hooks_add_files_to_new_segments(tmp_path: Path) -> None:
         == [["a"], ["b", "c"]]
     assert all("rep-test.ids.json" in s.files for s in idx.manifest.segments)
     assert idx.verify() == []
+
+
+def test_numpy_impacts_equal_the_kernel_bit_for_bit() -> None:
+    from cascade.index.impacts import bm25_impacts, bm25_impacts_numpy
+
+    rng = np.random.default_rng(0)
+    doclens = rng.integers(1, 400, 3000).astype(np.int32)
+    docs = rng.integers(0, 3000, 50_000).astype(np.int32)
+    tfs = rng.integers(1, 40, 50_000).astype(np.int32)
+    for avgdl in (1.0, 37.123456789, 250.5):
+        for k1, b in ((0.9, 0.4), (1.2, 0.75), (0.0, 0.0), (2.5, 1.0)):
+            a = bm25_impacts(tfs, doclens, docs, k1, b, avgdl)
+            c = bm25_impacts_numpy(tfs, doclens, docs, k1, b, avgdl)
+            assert a.dtype == c.dtype == np.float32 and np.array_equal(a.view(np.uint32), c.view(np.uint32))
+
+
+def test_numpy_csr_equals_the_kernel() -> None:
+    from cascade.index.csr import csr_from_pairs
+    from cascade.index.csr_numpy import csr_from_pairs_numpy
+
+    rng = np.random.default_rng(1)
+    n_terms = 500
+    doc = np.sort(rng.integers(0, 2000, 30_000)).astype(np.int32)
+    term = rng.integers(0, n_terms, 30_000).astype(np.int32)
+    tf = rng.integers(1, 9, 30_000).astype(np.int32)
+    remap = rng.permutation(n_terms).astype(np.int32)
+    for a, b in zip(csr_from_pairs(term, doc, tf, remap, n_terms), csr_from_pairs_numpy(term, doc, tf, remap, n_terms)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)

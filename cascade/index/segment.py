@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from array import array
 from collections import Counter
 from functools import cached_property
@@ -37,11 +38,12 @@ from cascade.errors import BadIndexError, CascadeError
 from cascade.index.columns import Column, ColumnWriter
 from cascade.index.docstore import DOCSTORE_NAME, Docstore, DocstoreWriter
 from cascade.index.fsutil import file_digest
-from cascade.index.impacts import Impacts, bm25_impacts, build_blocks
+from cascade.index.impacts import Impacts, bm25_impacts, bm25_impacts_numpy, build_blocks
 from cascade.index.manifest import FileEntry, SegmentEntry
 from cascade.text.analyzer import Analyzer
 
 INDEXABLE_FIELDS = ("title", "text")
+SMALL_SEGMENT_POSTINGS = 2_000_000
 DEFAULT_BM25 = {"kind": "bm25", "k1": 0.9, "b": 0.4}
 _IMPACT_FILES = {"values": "imp_values.npy", "block_indptr": "imp_block_indptr.npy",
                  "block_max": "imp_block_max.npy", "block_last": "imp_block_last.npy",
@@ -96,7 +98,11 @@ class SegmentWriter:
     def finish(self, name: str) -> SegmentEntry:
         """Write the arrays and return the segment's manifest entry."""
         self._docstore.close()
-        from cascade.index.csr import csr_from_pairs
+        small = len(self._term) <= SMALL_SEGMENT_POSTINGS and "numba" not in sys.modules
+        if small:  # a small add in a fresh process: numpy is quicker than loading numba
+            from cascade.index.csr_numpy import csr_from_pairs_numpy as csr_from_pairs
+        else:
+            from cascade.index.csr import csr_from_pairs
 
         sorted_terms = sorted(self._vocab)
         remap = np.empty(len(sorted_terms), dtype=np.int32)
@@ -118,7 +124,8 @@ class SegmentWriter:
         lengths = arrays["doclens.npy"]
         avgdl = float(lengths.mean()) if len(lengths) else 0.0
         impacts = build_blocks(indptr, arrays["post_docs.npy"],
-                               bm25_impacts(arrays["post_tfs.npy"], lengths, arrays["post_docs.npy"],
+                               (bm25_impacts_numpy if small else bm25_impacts)(
+                                   arrays["post_tfs.npy"], lengths, arrays["post_docs.npy"],
                                             DEFAULT_BM25["k1"], DEFAULT_BM25["b"], avgdl))
         for attr, fname in _IMPACT_FILES.items():
             arrays[fname] = getattr(impacts, attr)
@@ -298,5 +305,7 @@ def segment_impacts(seg: Segment, k1: float, b: float, avgdl: float) -> Impacts:
         found = seg.stored_impacts()
         if found is not None:
             return found
-    values = bm25_impacts(seg.tfs, seg.doclens, seg.docs, k1, b, avgdl)
+    # a process that has not loaded numba (an interactive search) computes them in numpy
+    compute = bm25_impacts if "numba" in sys.modules else bm25_impacts_numpy
+    values = compute(seg.tfs, seg.doclens, seg.docs, k1, b, avgdl)
     return build_blocks(seg.indptr, seg.docs, values)
