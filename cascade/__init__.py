@@ -32,6 +32,8 @@ _EXPORTS = {
     "read_folder": "cascade.data",
     "Analyzer": "cascade.text.analyzer",
     "Index": "cascade.index.index",
+    "F": "cascade.filters.expr",
+    "TieredMergePolicy": "cascade.index.merge",
     "BM25": "cascade.retrieve.bm25",
     "Hit": "cascade.retrieve.bm25",
     "Candidates": "cascade.pipeline.candidates",
@@ -74,7 +76,9 @@ if TYPE_CHECKING:
     from cascade.data.types import Doc, Qrels, Query, ReadReport, Run
     from cascade.errors import BadIndexError, CascadeError, DataError
     from cascade.evaluation.metrics import Evaluation, evaluate
+    from cascade.filters.expr import F
     from cascade.index.index import Index
+    from cascade.index.merge import TieredMergePolicy
     from cascade.pipeline.candidates import Candidates
     from cascade.pipeline.base import Pipeline
     from cascade.pipeline.cache import StageCache

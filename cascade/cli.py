@@ -96,13 +96,19 @@ def index(
     stemmer: str = StemmerOpt,
     lowercase: bool = LowercaseOpt,
     fields: str = typer.Option("title,text", help="Fields indexed as one: title,text | text | title."),
+    filter_field: list[str] = typer.Option([], "--filter-field",
+                                           help="Metadata field filters can use, NAME:TYPE with TYPE int, float, "
+                                                "date or keyword (repeatable), e.g. --filter-field year:int."),
 ) -> None:
     """Build an on-disk index from SOURCE."""
     from cascade.data import ReadReport, open_corpus
     from cascade.index.index import Index
 
     with user_errors():
+        from cascade.index.columns import check_filter_fields
+
         analyzer = analyzer_from(stopwords, stemmer, lowercase)
+        filter_fields = check_filter_fields(parse_filter_fields(filter_field))
         report = ReadReport()
         docs = open_corpus(source, skip_bad=skip_bad, report=report)
         corpus_file = source / "corpus.jsonl" if source.is_dir() else source
@@ -111,7 +117,7 @@ def index(
         with progress_bar() as bar:
             task = bar.add_task(f"indexing {source.name}", total=total)
             idx = Index.build(docs, output, analyzer=analyzer, fields=[f.strip() for f in fields.split(",")],
-                              overwrite=overwrite, progress=lambda n: bar.update(task, completed=n),
+                              filter_fields=filter_fields, overwrite=overwrite, progress=lambda n: bar.update(task, completed=n),
                               source={"path": str(source)})
         seconds = time.perf_counter() - start
         skipped = f", {report.skipped} bad records skipped" if report.skipped else ""
@@ -119,6 +125,83 @@ def index(
                   f"({idx.n_docs / seconds:,.0f} docs/s){skipped}", highlight=False)
         for problem in report.problems[:5]:
             err.print(f"  skipped: {problem}", highlight=False)
+
+
+def parse_filter_fields(specs: list[str]) -> dict[str, str]:
+    """``["year:int", "lang:keyword"]`` -> ``{"year": "int", "lang": "keyword"}``."""
+    out = {}
+    for spec in specs:
+        name, sep, kind = spec.partition(":")
+        if not sep or not name.strip() or not kind.strip():
+            raise CascadeError(f"--filter-field {spec!r}: expected NAME:TYPE, e.g. year:int")
+        out[name.strip()] = kind.strip()
+    return out
+
+
+@app.command()
+def add(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    source: Path = typer.Argument(..., help="BEIR dataset dir, JSONL file, or folder of .txt/.md files."),
+    update: bool = typer.Option(False, "--update", help="Replace documents whose id is already in the index."),
+    skip_bad: bool = SkipBadOpt,
+    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another writer to finish."),
+) -> None:
+    """Add (or with --update, add or replace) the documents of SOURCE, as one commit."""
+    from cascade.data import ReadReport, open_corpus
+    from cascade.index.index import Index
+
+    with user_errors():
+        idx = Index.open(index_dir, verify=False)
+        report = ReadReport()
+        docs = open_corpus(source, skip_bad=skip_bad, report=report)
+        start = time.perf_counter()
+        with progress_bar() as bar:
+            task = bar.add_task(f"adding {source.name}", total=None)
+            added, replaced = idx._add(docs, update, wait, True, lambda n: bar.update(task, completed=n))
+        seconds = time.perf_counter() - start
+        skipped = f", {report.skipped} bad records skipped" if report.skipped else ""
+        what = f"added {added:,} documents" + (f" ({replaced:,} replaced old versions)" if update else "")
+        err.print(f"{what} to {index_dir} in {seconds:.2f} s; {idx.n_docs:,} documents, "
+                  f"{len(idx.segments)} segment(s){skipped}", highlight=False)
+
+
+@app.command()
+def delete(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    ids: list[str] = typer.Option([], "--id", help="Id of a document to delete (repeatable)."),
+    where: Optional[str] = typer.Option(None, "--where", help='Delete the documents matching this filter, '
+                                                              'e.g. \'year < 2000 AND lang = "de"\'.'),
+    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another writer to finish."),
+) -> None:
+    """Delete documents by id and/or by filter, as one commit."""
+    from cascade.index.index import Index
+
+    with user_errors():
+        if not ids and where is None:
+            raise CascadeError("say what to delete: --id ID (repeatable) and/or --where FILTER")
+        idx = Index.open(index_dir, verify=False)
+        n = idx.delete(ids, where=where, wait=wait)
+        err.print(f"deleted {n:,} documents from {index_dir}; {idx.n_docs:,} left", highlight=False)
+
+
+@app.command()
+def optimize(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    policy: bool = typer.Option(False, "--policy", help="Only the merges the tiered policy asks for, "
+                                                        "instead of merging everything into one segment."),
+    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another writer to finish."),
+) -> None:
+    """Merge segments and drop deleted documents (searches stay correct meanwhile)."""
+    from cascade.index.index import Index
+    from cascade.index.merge import TieredMergePolicy
+
+    with user_errors():
+        idx = Index.open(index_dir, verify=False)
+        before = len(idx.segments)
+        start = time.perf_counter()
+        idx.optimize(policy=TieredMergePolicy() if policy else None, wait=wait)
+        err.print(f"{index_dir}: {before} -> {len(idx.segments)} segment(s), {idx.n_docs:,} documents, "
+                  f"in {time.perf_counter() - start:.2f} s", highlight=False)
 
 
 @app.command()
@@ -131,6 +214,8 @@ def search(
     b: float = typer.Option(0.4, help="BM25 b."),
     pipeline: Optional[str] = typer.Option(None, "-p", "--pipeline",
                                            help="Search with a pipeline instead of BM25, e.g. 'bm25 % 100 >> maxsim'."),
+    where: Optional[str] = typer.Option(None, "--where", help='Only documents matching this filter, '
+                                                              'e.g. \'year >= 2020 AND lang IN ("en", "de")\'.'),
 ) -> None:
     """Search an index (BM25, or any pipeline) and print the hits."""
     from cascade.index.index import Index
@@ -140,7 +225,12 @@ def search(
             raise CascadeError("-k must be at least 1")
         start = time.perf_counter()
         idx = Index.open(index_dir)
-        hits = idx.bm25(k1=k1, b=b).search(query, k=k) if pipeline is None else pipeline_hits(idx, pipeline, query, k)
+        if pipeline is None:
+            hits = idx.bm25(k1=k1, b=b).search(query, k=k, where=where)
+        elif where is not None:
+            raise CascadeError("with --pipeline, give the filter to its first stage: e.g. -p 'bm25(where=\"year >= 2020\") % 100 >> maxsim'")
+        else:
+            hits = pipeline_hits(idx, pipeline, query, k)
         seconds = time.perf_counter() - start
         if as_json:
             print(json.dumps({"query": query, "hits": [{"id": h.id, "score": round(h.score, 4), "title": h.title}
@@ -330,12 +420,19 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
     with user_errors():
         idx = Index.open(index_dir)
         m = idx.manifest
+        deleted = sum(s.n_deleted for s in m.segments)
         out.print(f"{index_dir}: {idx.n_docs:,} documents, {len(m.segments)} segment(s), generation {m.generation}")
+        if deleted:
+            out.print(f"{deleted:,} deleted documents not yet merged away (cascade optimize drops them)")
+        if m.filter_fields:
+            out.print("filter fields: " + ", ".join(f"{k} ({v})" for k, v in m.filter_fields.items()),
+                      highlight=False)
         out.print(f"analyzer: {m.analyzer}", highlight=False)
         out.print(f"fields: {', '.join(m.fields)}; average length {idx.avg_doc_length:.1f} terms")
         for s in m.segments:
             size = sum(f.size for f in s.files.values())
-            out.print(f"  {s.name}: {s.n_docs:,} docs, {s.n_terms:,} terms, {s.n_postings:,} postings, "
+            live = f" ({s.n_deleted:,} deleted)" if s.n_deleted else ""
+            out.print(f"  {s.name}: {s.n_docs:,} docs{live}, {s.n_terms:,} terms, {s.n_postings:,} postings, "
                       f"{size / 1e6:.1f} MB")
         for name, spec in sorted(m.representations.items()):
             out.print(f"representation {name}: {spec}", highlight=False)
@@ -373,11 +470,11 @@ def encode(
 
 @app.command()
 def check(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
-    """Verify every index file against the checksums in its manifest."""
+    """Verify every index file against the checksums in its manifest, and its structure."""
     from cascade.index.index import Index
 
     with user_errors():
-        problems = Index.open(index_dir).verify()
+        problems = Index.open(index_dir, verify=False).verify()
         for p in problems:
             err.print(f"damaged: {p}", highlight=False)
         if problems:

@@ -43,3 +43,4 @@ def bm25_impacts_kernel(tfs, doclens, docs, k1, b, avgdl):  # type: ignore[no-un
         tf = np.float32(tfs[p])
         out[p] = tf / (tf + norm[docs[p]])
     return out
+

@@ -40,6 +40,17 @@ def bm25_impacts(tfs: np.ndarray, doclens: np.ndarray, docs: np.ndarray, k1: flo
     return bm25_impacts_kernel(tfs, doclens, docs, float(k1), float(b), float(avgdl or 1.0))
 
 
+def bm25_impacts_numpy(tfs: np.ndarray, doclens: np.ndarray, docs: np.ndarray, k1: float, b: float,
+                       avgdl: float) -> np.ndarray:
+    """The same values as :func:`bm25_impacts`, bit for bit (the same float64 norm rounded to
+    float32, then float32 arithmetic), in plain numpy: for a search process that has not
+    loaded numba, where loading it would cost more than the temporaries."""
+    avgdl = float(avgdl or 1.0)
+    norm = (float(k1) * (1.0 - float(b) + float(b) * doclens.astype(np.float64) / avgdl)).astype(np.float32)
+    tf = tfs.astype(np.float32)
+    return tf / (tf + norm[docs])
+
+
 def build_blocks(indptr: np.ndarray, docs: np.ndarray, values: np.ndarray, block: int = BLOCK) -> Impacts:
     """Block maxima, block last-docs and term maxima for impacts laid out like the postings."""
     lengths = np.diff(indptr)

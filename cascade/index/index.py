@@ -5,6 +5,10 @@
 >>> idx = cascade.Index.build(docs, tempfile.mkdtemp() + "/pets.idx")
 >>> [h.id for h in idx.bm25().search("cat", k=2)]
 ['a', 'b']
+>>> idx.add([cascade.Doc("c", "a cat and a dog")]); idx.delete(ids=["a"])
+1
+>>> [h.id for h in idx.bm25().search("cat", k=2)]
+['c', 'b']
 """
 
 from __future__ import annotations
@@ -14,41 +18,116 @@ import shutil
 import uuid
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from cascade.data.types import Doc
-from cascade.errors import CascadeError
+from cascade.errors import BadIndexError, CascadeError
+from cascade.index.columns import check_filter_fields
 from cascade.index.fsutil import fsync_dir, fsync_tree
+from cascade.index.lock import writer_lock
 from cascade.index.manifest import MANIFEST_NAME, Manifest
-from cascade.index.segment import Segment, SegmentWriter
+from cascade.index.segment import Segment
+from cascade.index.writer import publish_segment, remove_unreferenced, segment_name, write_segment
 from cascade.text.analyzer import Analyzer
 
 if TYPE_CHECKING:
+    from cascade.filters.expr import Expr
+    from cascade.index.merge import TieredMergePolicy
     from cascade.retrieve.bm25 import BM25
+
+# Index.open(verify=None) re-hashes every file when the index is at most this big, and
+# otherwise only the files up to SMALL_FILE bytes (tombstones, keys, ...); sizes always.
+VERIFY_ALL_UP_TO = 64 << 20
+SMALL_FILE = 1 << 20
 
 ProgressFn = Callable[[int], None]
 
 
 class Index:
-    """A searchable index. Open one with :meth:`open`, make one with :meth:`build`."""
+    """A searchable snapshot of an index directory. Open one with :meth:`open`, make one with
+    :meth:`build`; change it with :meth:`add`, :meth:`update`, :meth:`delete` and
+    :meth:`optimize` (each one commit); see other processes' commits with :meth:`refresh`."""
 
-    def __init__(self, path: Path, manifest: Manifest) -> None:
+    def __init__(self, path: Path, manifest: Manifest, reuse: dict[str, Segment] | None = None) -> None:
         self.path = path
-        self.manifest = manifest
         self.analyzer = Analyzer.from_dict(manifest.analyzer)
         self.fields = list(manifest.fields)
-        self.segments = [Segment(path / s.name, s) for s in manifest.segments]
+        self._load(manifest, reuse or {})
+
+    def _load(self, manifest: Manifest, reuse: dict[str, Segment]) -> None:
+        segments = []
+        try:
+            for s in manifest.segments:
+                old = reuse.get(s.name)
+                segments.append(old if old is not None and old.entry == s else Segment(self.path / s.name, s))
+        except BaseException:
+            for seg in segments:
+                if seg not in reuse.values():
+                    seg.close()
+            raise
+        self.manifest = manifest
+        self.segments = segments
         self.bases = np.cumsum([0] + [s.n_docs for s in self.segments])
+        self.__dict__.pop("version", None)
 
     # -- opening and building -------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "Index":
-        """Open an existing index directory (memory-mapped; cheap)."""
+    def open(cls, path: str | os.PathLike[str], *, verify: bool | None = None) -> "Index":
+        """Open an existing index directory (memory-mapped; cheap).
+
+        File sizes are always checked against the manifest. Checksums: ``verify=True``
+        re-hashes every file, ``False`` none, ``None`` (default) every file of an index up to
+        64 MiB and the small files (tombstones, keyword dictionaries) of a bigger one. A
+        damaged file raises :class:`BadIndexError` naming it.
+        """
         path = Path(path)
-        return cls(path, Manifest.read(path))
+        for attempt in range(10):
+            manifest = Manifest.read(path)
+            try:
+                index = cls(path, manifest)
+                break
+            except BadIndexError:
+                # a writer may have replaced the manifest and removed files after we read it
+                if attempt == 9 or Manifest.read(path).generation == manifest.generation:
+                    raise
+        index.check(verify)
+        return index
+
+    def check(self, verify: bool | None = None) -> None:
+        """Raise :class:`BadIndexError` naming damaged files (see :meth:`open` for ``verify``)."""
+        if verify is False:
+            return
+        total = sum(f.size for s in self.manifest.segments for f in s.files.values())
+        limit = None if verify or total <= VERIFY_ALL_UP_TO else SMALL_FILE
+        problems = [p for seg in self.segments for p in seg.verify(limit)]
+        if problems:
+            self.close()
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise BadIndexError(f"{problems[0]}{more}; the index is damaged (cascade check lists every problem)")
+
+    def refresh(self) -> bool:
+        """Move this snapshot to the latest commit; returns whether it changed. Segments that
+        did not change are kept open."""
+        for attempt in range(10):
+            manifest = Manifest.read(self.path)
+            if manifest.to_json() == self.manifest.to_json():
+                return False
+            old = {seg.entry.name: seg for seg in self.segments}
+            try:
+                self._load(manifest, old)
+            except BadIndexError:
+                if attempt == 9 or Manifest.read(self.path).generation == manifest.generation:
+                    raise
+                continue
+            kept = set(map(id, self.segments))
+            for seg in old.values():
+                if id(seg) not in kept:
+                    seg.close()
+            return True
+        return False  # pragma: no cover
 
     @classmethod
     def build(
@@ -58,11 +137,16 @@ class Index:
         *,
         analyzer: Analyzer | None = None,
         fields: Sequence[str] = ("title", "text"),
+        filter_fields: dict[str, str] | None = None,
         overwrite: bool = False,
         progress: ProgressFn | None = None,
         source: dict | None = None,
     ) -> "Index":
         """Index ``docs`` into the directory ``path`` and open it.
+
+        ``filter_fields`` declares metadata fields that filters can use, e.g.
+        ``{"year": "int", "lang": "keyword", "published": "date", "score": "float"}``; values
+        come from each document's ``meta``.
 
         The build happens in a temporary directory and is published by atomic rename: a
         crash part-way leaves any index already at ``path`` as it was. With
@@ -70,37 +154,138 @@ class Index:
         error.
         """
         build_index(docs, Path(path), analyzer=analyzer or Analyzer(), fields=fields,
-                    overwrite=overwrite, progress=progress, source=source or {})
+                    filter_fields=check_filter_fields(filter_fields), overwrite=overwrite,
+                    progress=progress, source=source or {})
         return cls.open(path)
+
+    # -- changing the index (each call is one commit, under the write lock) ----------------
+
+    def add(self, docs: Iterable[Doc], *, wait: float = 0.0, merge: bool = True,
+            progress: ProgressFn | None = None) -> int:
+        """Add documents (new ids only) as one commit; returns how many. With ``merge`` the
+        tiered merge policy then runs. ``wait``: seconds to wait for another writer."""
+        return self._add(docs, False, wait, merge, progress)[0]
+
+    def update(self, docs: Iterable[Doc], *, wait: float = 0.0, merge: bool = True,
+               progress: ProgressFn | None = None) -> int:
+        """Add or replace documents by id in one commit; returns how many replaced an old one."""
+        return self._add(docs, True, wait, merge, progress)[1]
+
+    def _add(self, docs: Iterable[Doc], update: bool, wait: float, merge: bool,
+             progress: ProgressFn | None) -> tuple[int, int]:
+        from cascade.index.merge import TieredMergePolicy, apply_policy
+        from cascade.index.writer import add_documents
+
+        with writer_lock(self.path, wait):
+            counts = add_documents(self.path, docs, update=update, progress=progress)
+            if merge:
+                apply_policy(self.path, TieredMergePolicy())
+        self.refresh()
+        return counts
+
+    def delete(self, ids: Iterable[str] = (), *, where: "str | Expr | None" = None, wait: float = 0.0) -> int:
+        """Delete live documents by id and/or matching a filter, in one commit; returns how
+        many were deleted (ids not in the index are ignored)."""
+        from cascade.index.writer import delete_documents
+
+        if isinstance(ids, str):
+            ids = [ids]
+        with writer_lock(self.path, wait):
+            count = delete_documents(self.path, ids, where)
+        self.refresh()
+        return count
+
+    def optimize(self, *, policy: "TieredMergePolicy | None" = None, wait: float = 0.0,
+                 background: bool = False):  # type: ignore[no-untyped-def]
+        """Merge segments: all into one, dropping deleted documents (default), or only what
+        ``policy`` selects. ``background=True`` runs it in a thread and returns the started
+        thread (this snapshot stays as it is; call :meth:`refresh` after ``join()``)."""
+        if background:
+            import threading
+
+            thread = threading.Thread(target=self._optimize, args=(policy, wait), daemon=False,
+                                      name=f"cascade-merge-{self.path.name}")
+            thread.start()
+            return thread
+        self._optimize(policy, wait)
+        self.refresh()
+        return None
+
+    def _optimize(self, policy: "TieredMergePolicy | None", wait: float) -> int:
+        from cascade.index.merge import apply_policy, merge_segments
+
+        with writer_lock(self.path, wait):
+            if policy is None:
+                return int(merge_segments(self.path, None))
+            return apply_policy(self.path, policy)
 
     # -- statistics -----------------------------------------------------------------------
 
     @property
     def n_docs(self) -> int:
+        """Live documents."""
         return self.manifest.n_docs
+
+    @property
+    def n_slots(self) -> int:
+        """Size of the doc-number space: live and deleted documents of the listed segments."""
+        return int(self.bases[-1])
 
     def __len__(self) -> int:
         return self.n_docs
 
     @property
     def avg_doc_length(self) -> float:
+        """Average length of the live documents."""
         return self.manifest.total_length / self.n_docs if self.n_docs else 0.0
 
+    @property
+    def filter_fields(self) -> dict[str, str]:
+        return dict(self.manifest.filter_fields)
+
     def df(self, term: str) -> int:
-        """Number of documents containing ``term`` (an analysed term), over all segments."""
+        """Number of live documents containing ``term`` (an analysed term), over all segments."""
         return sum(seg.df(term) for seg in self.segments)
 
     @cached_property
     def version(self) -> str:
         return self.manifest.version_key()
 
+    # -- filters --------------------------------------------------------------------------
+
+    def allowed_docs(self, where: "str | Expr | None" = None) -> list[np.ndarray | None]:
+        """Per segment, bool[segment.n_docs]: the documents a first stage may return (live,
+        and matching ``where``); None for a segment where every document is allowed.
+
+        This is the pre-filter any first stage consumes: segment i's local doc number j is
+        global doc number ``bases[i] + j``. A filter string or ``cascade.F`` expression is
+        checked against the declared filter fields (CascadeError when it does not fit).
+        """
+        from cascade.filters import compile_filter
+
+        expr = compile_filter(where, self.manifest.filter_fields)
+        out: list[np.ndarray | None] = []
+        for seg in self.segments:
+            mask = seg.live
+            if expr is not None:
+                hit = expr.mask(seg.column, seg.n_docs)
+                mask = hit if mask is None else hit & mask
+            out.append(mask)
+        return out
+
+    def allowed_numbers(self, where: "str | Expr | None" = None) -> np.ndarray:
+        """Global doc numbers (int64, ascending) of the live documents matching ``where``."""
+        parts = [np.arange(base, base + seg.n_docs) if mask is None else np.flatnonzero(mask) + base
+                 for base, seg, mask in zip(self.bases, self.segments, self.allowed_docs(where))]
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+
     # -- documents ------------------------------------------------------------------------
 
     def _split(self, nums: Sequence[int] | np.ndarray) -> list[tuple[int, int, int]]:
         """(position, segment number, local number) for each global doc number."""
         nums = np.asarray(nums, dtype=np.int64)
-        if len(nums) and (nums.min() < 0 or nums.max() >= self.n_docs):
-            raise CascadeError(f"doc numbers must be in [0, {self.n_docs})")
+        if len(nums) and (nums.min() < 0 or nums.max() >= self.n_slots):
+            raise CascadeError(f"doc numbers must be in [0, {self.n_slots})")
         seg = np.searchsorted(self.bases, nums, side="right") - 1
         return list(zip(range(len(nums)), seg.tolist(), (nums - self.bases[seg]).tolist()))
 
@@ -121,11 +306,17 @@ class Index:
                 out[pos] = doc
         return out  # type: ignore[return-value]
 
+    def __iter__(self) -> Iterator[Doc]:
+        """The live documents, in doc-number order."""
+        from cascade.index.merge import live_docs
+
+        return live_docs(self.segments)
+
     def doc_number(self, doc_id: str) -> int | None:
-        """Global doc number of an external id, or None when absent."""
+        """Global doc number of the live document with this external id, or None."""
         for base, seg in zip(self.bases, self.segments):
             local = seg.id_numbers.get(doc_id)
-            if local is not None:
+            if local is not None and seg.is_live(local):
                 return int(base + local)
         return None
 
@@ -142,41 +333,30 @@ class Index:
 
     # -- retrieval ------------------------------------------------------------------------
 
-    def bm25(self, k1: float = 0.9, b: float = 0.4, k: int = 1000) -> "BM25":
-        """A BM25 retriever over this index (Lucene variant); ``k`` results per query as a stage."""
+    def bm25(self, k1: float = 0.9, b: float = 0.4, k: int = 1000, where: "str | Expr | None" = None) -> "BM25":
+        """A BM25 retriever over this index (Lucene variant); ``k`` results per query as a
+        stage; ``where`` restricts it to documents matching a filter."""
         from cascade.retrieve.bm25 import BM25
 
-        return BM25(self, k1=k1, b=b, k=k)
+        return BM25(self, k1=k1, b=b, k=k, where=where)
 
     def close(self) -> None:
         for seg in self.segments:
-            seg.docstore.close()
+            seg.close()
 
     def __repr__(self) -> str:
         return f"Index({str(self.path)!r}, docs={self.n_docs}, segments={len(self.segments)})"
 
 
-def _write_segment(docs: Iterable[Doc], directory: Path, name: str, analyzer: Analyzer,
-                   fields: Sequence[str], progress: ProgressFn | None):  # type: ignore[no-untyped-def]
-    writer = SegmentWriter(directory, analyzer, fields)
-    for doc in docs:
-        writer.add(doc)
-        if progress is not None and writer.n_docs % 1000 == 0:
-            progress(writer.n_docs)
-    if progress is not None:
-        progress(writer.n_docs)
-    if writer.n_docs == 0:
-        raise CascadeError("no documents to index")
-    return writer.finish(name)
-
-
 def build_index(docs: Iterable[Doc], path: Path, *, analyzer: Analyzer, fields: Sequence[str],
-                overwrite: bool, progress: ProgressFn | None, source: dict) -> None:
+                filter_fields: dict[str, str], overwrite: bool, progress: ProgressFn | None,
+                source: dict) -> None:
     """Build an index at ``path``; see :meth:`Index.build`."""
     if path.exists() and (path / MANIFEST_NAME).exists():
         if not overwrite:
             raise CascadeError(f"{path} already holds an index; use overwrite=True (CLI: --overwrite) to rebuild it")
-        _replace_index(docs, path, analyzer, fields, progress, source)
+        with writer_lock(path):
+            _replace_index(docs, path, analyzer, fields, filter_fields, progress, source)
         return
     if path.exists() and not (path.is_dir() and not any(path.iterdir())):
         raise CascadeError(f"{path} exists and is not a Cascade index; choose a new or empty directory")
@@ -184,8 +364,10 @@ def build_index(docs: Iterable[Doc], path: Path, *, analyzer: Analyzer, fields: 
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        entry = _write_segment(docs, tmp / "seg-000001", "seg-000001", analyzer, fields, progress)
-        manifest = Manifest(analyzer=analyzer.to_dict(), fields=list(fields), segments=[entry], source=source)
+        name = segment_name(1)
+        entry = write_segment(docs, tmp / name, name, analyzer, fields, filter_fields, progress)
+        manifest = Manifest(analyzer=analyzer.to_dict(), fields=list(fields), segments=[entry], source=source,
+                            filter_fields=filter_fields)
         (tmp / MANIFEST_NAME).write_bytes(manifest.to_json())
         fsync_tree(tmp)
         if path.exists():
@@ -200,28 +382,16 @@ def build_index(docs: Iterable[Doc], path: Path, *, analyzer: Analyzer, fields: 
 
 
 def _replace_index(docs: Iterable[Doc], path: Path, analyzer: Analyzer, fields: Sequence[str],
-                   progress: ProgressFn | None, source: dict) -> None:
+                   filter_fields: dict[str, str], progress: ProgressFn | None, source: dict) -> None:
     """Rebuild in a new segment, then swap the manifest; old segments go only after the swap."""
     old = Manifest.read(path)
-    name = f"seg-{old.generation + 1:06d}"
+    name = segment_name(old.generation + 1)
     tmp = path / f".tmp-{uuid.uuid4().hex[:12]}"
     try:
-        entry = _write_segment(docs, tmp, name, analyzer, fields, progress)
-        fsync_tree(tmp)
-        if (path / name).exists():
-            shutil.rmtree(path / name)  # debris of an earlier crashed rebuild, never in a manifest
-        os.rename(tmp, path / name)
-        fsync_dir(path)
+        entry = write_segment(docs, tmp, name, analyzer, fields, filter_fields, progress)
+        publish_segment(path, tmp, name)
         Manifest(analyzer=analyzer.to_dict(), fields=list(fields), segments=[entry],
-                 generation=old.generation + 1, source=source).write(path)
+                 generation=old.generation + 1, source=source, filter_fields=filter_fields).write(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     remove_unreferenced(path)
-
-
-def remove_unreferenced(path: Path) -> None:
-    """Delete segment directories and temporary debris the current manifest does not list."""
-    live = {s.name for s in Manifest.read(path).segments}
-    for child in path.iterdir():
-        if child.is_dir() and child.name not in live and (child.name.startswith(("seg-", ".tmp-"))):
-            shutil.rmtree(child, ignore_errors=True)

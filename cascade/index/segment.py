@@ -11,11 +11,20 @@ Files in a segment directory::
     imp_block_*.npy, imp_term_max.npy   block maxima / last docs / offsets, term maxima
     ids.bin, ids_offsets.npy   utf-8 doc ids, concatenated, and int64[N+1] offsets
     docstore.sqlite     id, title, text, metadata
+    col-<field>.npy, col-<field>.keys.json   filter columns (see cascade/index/columns.py)
+    del-<generation>.npy   bool[N] tombstones (True = deleted), added by later commits
+
+A segment's data files never change after it is published. Deleting documents publishes a
+new tombstone file; the manifest entry names the current one. A reader opens every file it
+needs when it opens the segment (memory maps, file handles, the SQLite connection), so a
+snapshot stays readable after a writer removes the segment's directory (POSIX semantics).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from array import array
 from collections import Counter
 from functools import cached_property
@@ -26,13 +35,15 @@ import numpy as np
 
 from cascade.data.types import Doc
 from cascade.errors import BadIndexError, CascadeError
+from cascade.index.columns import Column, ColumnWriter
 from cascade.index.docstore import DOCSTORE_NAME, Docstore, DocstoreWriter
 from cascade.index.fsutil import file_digest
-from cascade.index.impacts import Impacts, bm25_impacts, build_blocks
+from cascade.index.impacts import Impacts, bm25_impacts, bm25_impacts_numpy, build_blocks
 from cascade.index.manifest import FileEntry, SegmentEntry
 from cascade.text.analyzer import Analyzer
 
 INDEXABLE_FIELDS = ("title", "text")
+SMALL_SEGMENT_POSTINGS = 2_000_000
 DEFAULT_BM25 = {"kind": "bm25", "k1": 0.9, "b": 0.4}
 _IMPACT_FILES = {"values": "imp_values.npy", "block_indptr": "imp_block_indptr.npy",
                  "block_max": "imp_block_max.npy", "block_last": "imp_block_last.npy",
@@ -47,7 +58,8 @@ def doc_text(doc: Doc, fields: Sequence[str]) -> str:
 class SegmentWriter:
     """Builds a segment from a stream of documents; postings are accumulated in compact arrays."""
 
-    def __init__(self, directory: Path, analyzer: Analyzer, fields: Sequence[str]) -> None:
+    def __init__(self, directory: Path, analyzer: Analyzer, fields: Sequence[str],
+                 filter_fields: dict[str, str] | None = None) -> None:
         bad = [f for f in fields if f not in INDEXABLE_FIELDS]
         if bad or not fields:
             raise CascadeError(f"cannot index fields {bad or fields}; choose from {', '.join(INDEXABLE_FIELDS)}")
@@ -63,6 +75,7 @@ class SegmentWriter:
         self._ids = bytearray()
         self._id_offsets = array("q", [0])
         self._docstore = DocstoreWriter(self.dir / DOCSTORE_NAME)
+        self._columns = ColumnWriter(filter_fields or {})
 
     @property
     def n_docs(self) -> int:
@@ -72,6 +85,7 @@ class SegmentWriter:
         vocab = self._vocab
         terms = self.analyzer.terms(doc_text(doc, self.fields))
         counts = Counter(vocab.setdefault(t, len(vocab)) for t in terms)
+        self._columns.add(doc.id, doc.meta)
         num = len(self._lengths)
         self._term.extend(counts.keys())
         self._tf.extend(counts.values())
@@ -84,7 +98,11 @@ class SegmentWriter:
     def finish(self, name: str) -> SegmentEntry:
         """Write the arrays and return the segment's manifest entry."""
         self._docstore.close()
-        from cascade.index.csr import csr_from_pairs
+        small = len(self._term) <= SMALL_SEGMENT_POSTINGS and "numba" not in sys.modules
+        if small:  # a small add in a fresh process: numpy is quicker than loading numba
+            from cascade.index.csr_numpy import csr_from_pairs_numpy as csr_from_pairs
+        else:
+            from cascade.index.csr import csr_from_pairs
 
         sorted_terms = sorted(self._vocab)
         remap = np.empty(len(sorted_terms), dtype=np.int32)
@@ -106,12 +124,14 @@ class SegmentWriter:
         lengths = arrays["doclens.npy"]
         avgdl = float(lengths.mean()) if len(lengths) else 0.0
         impacts = build_blocks(indptr, arrays["post_docs.npy"],
-                               bm25_impacts(arrays["post_tfs.npy"], lengths, arrays["post_docs.npy"],
+                               (bm25_impacts_numpy if small else bm25_impacts)(
+                                   arrays["post_tfs.npy"], lengths, arrays["post_docs.npy"],
                                             DEFAULT_BM25["k1"], DEFAULT_BM25["b"], avgdl))
         for attr, fname in _IMPACT_FILES.items():
             arrays[fname] = getattr(impacts, attr)
         for fname, arr in arrays.items():
             np.save(self.dir / fname, arr)
+        self._columns.write(self.dir)
         (self.dir / "ids.bin").write_bytes(bytes(self._ids))
         (self.dir / "terms.json").write_text(json.dumps(sorted_terms, ensure_ascii=False), encoding="utf-8")
         files = {p.name: FileEntry(p.stat().st_size, file_digest(p)) for p in sorted(self.dir.iterdir())}
@@ -139,9 +159,70 @@ class Segment:
         self.tfs = self._load("post_tfs.npy")
         self.doclens = self._load("doclens.npy")
         self._id_offsets = self._load("ids_offsets.npy")
+        self.deleted = self._load_deletes()
+        self._impacts = (Impacts(**{attr: self._load(fname) for attr, fname in _IMPACT_FILES.items()})
+                         if all(name in entry.files for name in _IMPACT_FILES.values()) else None)
+        # open now, read later: the snapshot survives a writer removing this directory
+        self._handles = {name: open(self.dir / name, "rb") for name in ("terms.json", "ids.bin")}
+        self._columns: dict[str, Column] = {}
+        self._column_files = {name: self._load(name) for name in entry.files if name.startswith("col-")
+                              and name.endswith(".npy")}
+        self._keys_files = {name: self._handles.setdefault(name, open(self.dir / name, "rb"))
+                            for name in entry.files if name.endswith(".keys.json")}
         self.docstore = Docstore(self.dir / DOCSTORE_NAME)
+        self.docstore.conn  # noqa: B018  (connect now, for the same reason)
+
+    def _load_deletes(self) -> np.ndarray | None:
+        name = self.entry.deletes
+        if not name:
+            return None
+        deleted = np.array(self._load(name))  # a copy in memory: the file may go once superseded
+        if deleted.dtype != np.bool_ or deleted.shape != (self.n_docs,) or int(deleted.sum()) != self.entry.n_deleted:
+            raise BadIndexError(f"{self.dir / name}: tombstones do not match the manifest; the index is damaged")
+        return deleted
+
+    @property
+    def n_live(self) -> int:
+        return self.entry.n_live
+
+    @cached_property
+    def live(self) -> np.ndarray | None:
+        """bool[n_docs], True for live documents; None when nothing is deleted."""
+        return None if self.deleted is None else ~self.deleted
+
+    def is_live(self, local: int) -> bool:
+        return self.deleted is None or not bool(self.deleted[local])
+
+    def column(self, field: str) -> Column:
+        """The filter column of ``field`` (declared at index time)."""
+        col = self._columns.get(field)
+        if col is None:
+            values = self._column_files.get(f"col-{field}.npy")
+            if values is None:
+                raise BadIndexError(f"{self.dir}: no column for filter field {field!r}; the index is damaged")
+            keys_file = self._keys_files.get(f"col-{field}.keys.json")
+            if keys_file is None:
+                kind = "float" if values.dtype == np.float64 else "int"
+                col = Column(kind, values)
+            else:
+                col = Column("keyword", values, json.loads(self._read(f"col-{field}.keys.json")))
+            if len(values) != self.n_docs:
+                raise BadIndexError(f"{self.dir}: column {field!r} has {len(values)} rows for {self.n_docs} docs")
+            self._columns[field] = col
+        return col
+
+    def _read(self, name: str) -> bytes:
+        f = self._handles[name]
+        return os.pread(f.fileno(), os.fstat(f.fileno()).st_size, 0)
+
+    def close(self) -> None:
+        self.docstore.close()
+        for f in self._handles.values():
+            f.close()
 
     def _check_sizes(self) -> None:
+        if not self.dir.is_dir():
+            raise BadIndexError(f"{self.dir}: segment directory missing from index")
         for name, meta in self.entry.files.items():
             path = self.dir / name
             if not path.exists():
@@ -152,14 +233,17 @@ class Segment:
     def _load(self, name: str) -> np.ndarray:
         try:
             return np.load(self.dir / name, mmap_mode="r")
-        except (ValueError, OSError) as err:
+        except Exception as err:  # noqa: BLE001  (a damaged .npy header fails in many ways)
             raise BadIndexError(f"{self.dir / name}: unreadable ({err})") from None
 
-    def verify(self) -> list[str]:
-        """Problems found by re-hashing every file (empty when the segment is intact)."""
+    def verify(self, max_size: int | None = None) -> list[str]:
+        """Problems found by re-hashing every file (only those up to ``max_size`` bytes when
+        given); empty when the segment is intact."""
         problems = []
         for name, meta in self.entry.files.items():
             path = self.dir / name
+            if max_size is not None and meta.size > max_size:
+                continue
             if not path.exists():
                 problems.append(f"{path}: missing")
             elif file_digest(path) != meta.blake2b:
@@ -168,22 +252,40 @@ class Segment:
 
     def stored_impacts(self) -> Impacts | None:
         """The impacts written at build time (memory-mapped), if this segment has them."""
-        if not all(name in self.entry.files for name in _IMPACT_FILES.values()):
-            return None
-        return Impacts(**{attr: self._load(fname) for attr, fname in _IMPACT_FILES.items()})
+        return self._impacts
 
     @cached_property
     def term_numbers(self) -> dict[str, int]:
-        terms = json.loads((self.dir / "terms.json").read_text(encoding="utf-8"))
+        try:
+            terms = json.loads(self._read("terms.json").decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise BadIndexError(f"{self.dir / 'terms.json'}: unreadable ({err})") from None
         return {t: i for i, t in enumerate(terms)}
 
     @cached_property
     def _ids_blob(self) -> bytes:
-        return (self.dir / "ids.bin").read_bytes()
+        return self._read("ids.bin")
 
     def df(self, term: str) -> int:
+        """Live documents of this segment containing ``term``."""
         t = self.term_numbers.get(term)
-        return 0 if t is None else int(self.indptr[t + 1] - self.indptr[t])
+        if t is None:
+            return 0
+        return int(self.indptr[t + 1] - self.indptr[t]) - (0 if self.deleted is None else int(self.dead_df[t]))
+
+    @cached_property
+    def live_df(self) -> np.ndarray:
+        """int64[T]: live documents containing each term, by term number."""
+        df = np.diff(self.indptr)
+        return df if self.deleted is None else df - self.dead_df
+
+    @cached_property
+    def dead_df(self) -> np.ndarray:
+        """int64[T]: deleted documents containing each term (one pass over the postings)."""
+        assert self.deleted is not None
+        cum = np.zeros(len(self.docs) + 1, dtype=np.int64)
+        np.cumsum(self.deleted[self.docs], out=cum[1:])
+        return cum[self.indptr[1:]] - cum[self.indptr[:-1]]
 
     def doc_ids(self, nums: np.ndarray | Sequence[int]) -> list[str]:
         blob, off = self._ids_blob, self._id_offsets
@@ -203,5 +305,7 @@ def segment_impacts(seg: Segment, k1: float, b: float, avgdl: float) -> Impacts:
         found = seg.stored_impacts()
         if found is not None:
             return found
-    values = bm25_impacts(seg.tfs, seg.doclens, seg.docs, k1, b, avgdl)
+    # a process that has not loaded numba (an interactive search) computes them in numpy
+    compute = bm25_impacts if "numba" in sys.modules else bm25_impacts_numpy
+    values = compute(seg.tfs, seg.doclens, seg.docs, k1, b, avgdl)
     return build_blocks(seg.indptr, seg.docs, values)

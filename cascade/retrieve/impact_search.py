@@ -40,6 +40,18 @@ def set_threads(threads: int) -> int:
 
 
 _warm = False
+ALL_ALLOWED = np.zeros(0, dtype=np.bool_)  # the kernels' "no restriction" mask
+
+
+def as_mask(allowed: np.ndarray | None, n_docs: int) -> np.ndarray:
+    """A segment's allowed-docs mask as the kernels take it: bool[n_docs], contiguous and
+    writable (one array type, so one compiled specialisation); None -> every document."""
+    if allowed is None:
+        return ALL_ALLOWED
+    mask = np.ascontiguousarray(allowed, dtype=np.bool_)
+    if mask.shape != (n_docs,):
+        raise ValueError(f"allowed-docs mask has shape {mask.shape}, expected ({n_docs},)")
+    return mask if mask.flags.writeable else mask.copy()
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
@@ -70,14 +82,16 @@ def warm_up() -> None:
                                                np.ones(1, np.float32))))
     q = (np.array([0, 1], np.int64), np.zeros(1, np.int64), np.ones(1))
     search_segment(indptr, docs, impacts, *q, 1, 1, mode=RANGES, threads=1)  # the default path
+    search_segment(indptr, docs, impacts, *q, 1, 1, mode=RANGES, threads=1, allowed=np.ones(1, np.bool_))
     _warm = True
 
 
 def search_segment(indptr: np.ndarray, docs: np.ndarray, impacts: Impacts, q_offsets: np.ndarray,
                    q_terms: np.ndarray, q_weights: np.ndarray, k: int, n_docs: int, *, mode: int = RANGES,
-                   threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   threads: int = 1, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(docs[Q, k], scores[Q, k], counts[Q]) for queries given as flat (term number, weight)
-    arrays split by ``q_offsets``; row q holds query q's results in its first counts[q] places."""
+    arrays split by ``q_offsets``; row q holds query q's results in its first counts[q] places.
+    ``allowed`` (bool[n_docs], None: all): only these documents can be returned."""
     kernels = _kernels()
     n = len(q_offsets) - 1
     k = max(1, min(k, n_docs))
@@ -91,7 +105,7 @@ def search_segment(indptr: np.ndarray, docs: np.ndarray, impacts: Impacts, q_off
         workers, kernel = 1, serial
     kernel(indptr, docs, impacts.values, impacts.block_indptr, impacts.block_max, impacts.block_last,
            impacts.term_max, q_offsets, q_terms, q_weights, k, BLOCK, n_docs, workers,
-           out_docs, out_scores, out_counts)
+           out_docs, out_scores, out_counts, as_mask(allowed, n_docs))
     return out_docs, out_scores, out_counts
 
 
@@ -111,12 +125,16 @@ def _flatten(queries: Sequence[QueryWeights], lookup: dict[str, int]) -> tuple[n
 
 
 def search(segments: Sequence[Segment], impacts: Sequence[Impacts], bases: np.ndarray,
-           queries: Sequence[QueryWeights], k: int, *, mode: int = RANGES,
-           threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top ``k`` over all segments as ragged arrays: (offsets[Q+1], global doc numbers, scores)."""
+           queries: Sequence[QueryWeights], k: int, *, mode: int = RANGES, threads: int = 1,
+           allowed: Sequence[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top ``k`` over all segments as ragged arrays: (offsets[Q+1], global doc numbers, scores).
+    ``allowed[i]``: segment i's allowed-docs mask (see ``Index.allowed_docs``)."""
+    masks = list(allowed) if allowed is not None else [None] * len(segments)
     per_segment = [search_segment(seg.indptr, seg.docs, imp, *_flatten(queries, seg.term_numbers), k, seg.n_docs,
-                                  mode=mode, threads=threads)
-                   for seg, imp in zip(segments, impacts)]
+                                  mode=mode, threads=threads, allowed=mask)
+                   for seg, imp, mask in zip(segments, impacts, masks)]
+    if not per_segment:
+        return np.zeros(len(queries) + 1, np.int64), np.empty(0, np.int32), np.empty(0, np.float32)
     if len(per_segment) == 1:
         docs, scores, counts = per_segment[0]
         keep = np.arange(docs.shape[1]) < counts[:, None]

@@ -64,8 +64,10 @@ def _skip_blocks(indptr, docs, block_indptr, block_max, block_last, t, w, cum, p
 
 @njit(cache=True)
 def maxscore_query(indptr, docs, impacts, block_indptr, block_max, block_last, term_max,
-                   terms, weights, k, block, heap_scores, heap_docs):  # type: ignore[no-untyped-def]
-    """Block-max MaxScore for one query; fills the heap, returns its size."""
+                   terms, weights, k, block, heap_scores, heap_docs, allowed):  # type: ignore[no-untyped-def]
+    """Block-max MaxScore for one query; fills the heap, returns its size. Only documents
+    with ``allowed[d]`` are candidates (an empty ``allowed``: every document)."""
+    filtered = len(allowed) > 0
     m = len(terms)
     ub = np.empty(m)
     for i in range(m):
@@ -99,6 +101,11 @@ def maxscore_query(indptr, docs, impacts, block_indptr, block_max, block_last, t
             break
         if size == k and _skip_blocks(indptr, docs, block_indptr, block_max, block_last, t, w, cum, pos, end,
                                       first_essential, block, theta):
+            continue
+        if filtered and not allowed[d]:
+            for i in range(first_essential, m):
+                if pos[i] < end[i] and docs[pos[i]] == d:
+                    pos[i] += 1
             continue
         score = 0.0
         for i in range(first_essential, m):
@@ -144,11 +151,14 @@ def maxscore_query(indptr, docs, impacts, block_indptr, block_max, block_last, t
 
 
 @njit(cache=True)
-def exhaustive_query(indptr, docs, impacts, terms, weights, k, acc, touched, out_docs, out_scores, row):  # type: ignore[no-untyped-def]
+def exhaustive_query(indptr, docs, impacts, terms, weights, k, acc, touched, out_docs, out_scores, row,
+                     allowed):  # type: ignore[no-untyped-def]
     """Term-at-a-time over every posting, then exact top-k by partition; returns the count.
 
-    ``acc`` (float64[N], all zero) is left all zero again.
+    ``acc`` (float64[N], all zero) is left all zero again. Only documents with
+    ``allowed[d]`` are kept (an empty ``allowed``: every document).
     """
+    filtered = len(allowed) > 0
     n = 0
     for i in range(len(terms)):
         wt = weights[i]
@@ -161,7 +171,7 @@ def exhaustive_query(indptr, docs, impacts, terms, weights, k, acc, touched, out
     kept = 0
     for j in range(n):
         d = touched[j]
-        if acc[d] > 0.0:
+        if acc[d] > 0.0 and (not filtered or allowed[d]):
             keys[kept] = pack(acc[d], d)
             kept += 1
         acc[d] = 0.0
@@ -252,9 +262,11 @@ def _first_at_least(docs, lo, hi, target):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_terms, q_weights, qa, qb, k, block,
-                n_docs, acc, touched, pool, pos, end, bpos, out_docs, out_scores, row):  # type: ignore[no-untyped-def]
+                n_docs, acc, touched, pool, pos, end, bpos, out_docs, out_scores, row, allowed):  # type: ignore[no-untyped-def]
     """Term-at-a-time within document ranges, skipping ranges whose block-max bound cannot
-    beat the current k-th score; writes the top k and returns how many there are.
+    beat the current k-th score; writes the top k and returns how many there are. Only
+    documents with ``allowed[d]`` are candidates (an empty ``allowed``: every document), so a
+    filtered or tombstoned top-k still holds k documents when k qualify.
 
     Candidates collect as packed keys in a pool (capacity ``len(pool)`` > k) that is cut back
     to its best k by partition whenever it fills: linear time in the candidates.
@@ -266,6 +278,7 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_te
     allocates: under threads, numba's reference counts and allocation counters are atomics
     that the workers would otherwise fight over.
     """
+    filtered = len(allowed) > 0
     m = qb - qa
     for i in range(m):
         t = q_terms[qa + i]
@@ -323,7 +336,7 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_te
             d = touched[j]
             score = acc[d]
             acc[d] = 0.0
-            if score > 0.0:
+            if score > 0.0 and (not filtered or allowed[d + r0]):
                 key = pack(score, d + r0)
                 if key < kth_key:
                     pool[size] = key
@@ -352,7 +365,7 @@ def _max_terms(q_offsets):  # type: ignore[no-untyped-def]
 
 # One batch driver per mode, so a process loads (from numba's cache) only the code it runs.
 def _ranges_batch(indptr, docs, impacts, block_indptr, block_max, block_last, term_max, q_offsets, q_terms,
-                  q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts):  # type: ignore[no-untyped-def]
+                  q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts, allowed):  # type: ignore[no-untyped-def]
     n_queries = len(q_offsets) - 1
     max_terms = _max_terms(q_offsets)
     for worker in prange(n_workers):
@@ -367,11 +380,11 @@ def _ranges_batch(indptr, docs, impacts, block_indptr, block_max, block_last, te
             qa, qb = q_offsets[q], q_offsets[q + 1]
             out_counts[q] = 0 if qb == qa else range_query(
                 indptr, docs, impacts, block_indptr, block_max, block_last, q_terms, q_weights, qa, qb, k, block,
-                n_docs, acc, touched, pool, pos, end, bpos, out_docs, out_scores, q)
+                n_docs, acc, touched, pool, pos, end, bpos, out_docs, out_scores, q, allowed)
 
 
 def _exhaustive_batch(indptr, docs, impacts, block_indptr, block_max, block_last, term_max, q_offsets, q_terms,
-                      q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts):  # type: ignore[no-untyped-def]
+                      q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts, allowed):  # type: ignore[no-untyped-def]
     n_queries = len(q_offsets) - 1
     for worker in prange(n_workers):
         acc = np.zeros(n_docs)
@@ -380,11 +393,12 @@ def _exhaustive_batch(indptr, docs, impacts, block_indptr, block_max, block_last
         for q in range(lo, hi):
             qa, qb = q_offsets[q], q_offsets[q + 1]
             out_counts[q] = 0 if qb == qa else exhaustive_query(
-                indptr, docs, impacts, q_terms[qa:qb], q_weights[qa:qb], k, acc, touched, out_docs, out_scores, q)
+                indptr, docs, impacts, q_terms[qa:qb], q_weights[qa:qb], k, acc, touched, out_docs, out_scores, q,
+                allowed)
 
 
 def _maxscore_batch(indptr, docs, impacts, block_indptr, block_max, block_last, term_max, q_offsets, q_terms,
-                    q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts):  # type: ignore[no-untyped-def]
+                    q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts, allowed):  # type: ignore[no-untyped-def]
     n_queries = len(q_offsets) - 1
     for worker in prange(n_workers):
         heap_scores = np.empty(k)
@@ -396,7 +410,7 @@ def _maxscore_batch(indptr, docs, impacts, block_indptr, block_max, block_last, 
                 out_counts[q] = 0
                 continue
             size = maxscore_query(indptr, docs, impacts, block_indptr, block_max, block_last, term_max,
-                                  q_terms[qa:qb], q_weights[qa:qb], k, block, heap_scores, heap_docs)
+                                  q_terms[qa:qb], q_weights[qa:qb], k, block, heap_scores, heap_docs, allowed)
             heap_sorted(heap_scores, heap_docs, size, out_docs[q], out_scores[q])
             out_counts[q] = size
 

@@ -1,0 +1,228 @@
+"""Changing a published index: add, update and delete documents, merge segments.
+
+Every change is one commit, made under the index's write lock (:mod:`cascade.index.lock`):
+
+1. new data goes into files no manifest lists yet: a new segment built in ``.tmp-*`` and
+   renamed to ``seg-<generation>``, tombstone files ``del-<generation>.npy`` in existing
+   segments; each is fsync'd, and so are the directories holding them;
+2. the new manifest is written to a temp file, fsync'd and renamed over ``MANIFEST.json``
+   (then the directory is fsync'd): the commit point;
+3. files the new manifest no longer lists are removed (also at the start of the next
+   commit, in case a crash came between 2 and 3).
+
+A crash before 2 leaves the previous commit; after it, the new one. Readers never lock:
+they read whichever manifest is current when they open or ``refresh()``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from cascade.data.types import Doc
+from cascade.errors import CascadeError
+from cascade.index.docstore import DOCSTORE_NAME, Docstore
+from cascade.index.fsutil import file_digest, fsync_dir, fsync_file, fsync_tree
+from cascade.index.hooks import run_segment_hooks
+from cascade.index.manifest import FileEntry, Manifest, SegmentEntry
+from cascade.index.segment import Segment, SegmentWriter
+from cascade.text.analyzer import Analyzer
+
+ProgressFn = Callable[[int], None]
+
+
+def segment_name(generation: int) -> str:
+    return f"seg-{generation:06d}"
+
+
+def write_segment(docs: Iterable[Doc], directory: Path, name: str, analyzer: Analyzer, fields: Sequence[str],
+                  filter_fields: dict[str, str], progress: ProgressFn | None = None,
+                  check: Callable[[Doc], None] | None = None) -> SegmentEntry:
+    """Index ``docs`` into a new segment directory (not yet fsync'd or published)."""
+    writer = SegmentWriter(directory, analyzer, fields, filter_fields)
+    for doc in docs:
+        if check is not None:
+            check(doc)
+        writer.add(doc)
+        if progress is not None and writer.n_docs % 1000 == 0:
+            progress(writer.n_docs)
+    if progress is not None:
+        progress(writer.n_docs)
+    if writer.n_docs == 0:
+        raise CascadeError("no documents to index")
+    entry = writer.finish(name)
+    store = Docstore(directory / DOCSTORE_NAME)
+    try:
+        extra = run_segment_hooks(directory, store)
+    finally:
+        store.close()
+    for fname in extra:
+        path = directory / fname
+        entry.files[fname] = FileEntry(path.stat().st_size, file_digest(path))
+    return entry
+
+
+def publish_segment(path: Path, tmp: Path, name: str) -> None:
+    """fsync a finished segment and move it into the index under ``name`` (not yet listed)."""
+    fsync_tree(tmp)
+    if (path / name).exists():
+        shutil.rmtree(path / name)  # debris of a crashed commit: never listed in a manifest
+    os.rename(tmp, path / name)
+    fsync_dir(path)
+
+
+def remove_unreferenced(path: Path) -> None:
+    """Delete what the current manifest does not list: segments, old tombstones, temp debris."""
+    manifest = Manifest.read(path)
+    live = {s.name: s for s in manifest.segments}
+    for child in path.iterdir():
+        if child.is_dir() and child.name not in live and child.name.startswith(("seg-", ".tmp-")):
+            shutil.rmtree(child, ignore_errors=True)
+        elif child.is_file() and child.name.startswith(".MANIFEST.json.tmp"):
+            child.unlink(missing_ok=True)
+    for name, entry in live.items():
+        seg_dir = path / name
+        if not seg_dir.is_dir():
+            continue
+        for child in seg_dir.iterdir():
+            if child.name.startswith(("del-", ".del-")) and child.name not in entry.files:
+                child.unlink(missing_ok=True)
+
+
+@dataclass
+class Snapshot:
+    """The index as the last commit left it, opened by a writer (under the lock)."""
+
+    path: Path
+    manifest: Manifest
+    segments: list[Segment]
+
+    @classmethod
+    def open(cls, path: Path) -> "Snapshot":
+        remove_unreferenced(path)  # debris of a crashed commit
+        manifest = Manifest.read(path)
+        return cls(path, manifest, [Segment(path / s.name, s) for s in manifest.segments])
+
+    def close(self) -> None:
+        for seg in self.segments:
+            seg.close()
+
+    def locate(self, doc_id: str) -> tuple[int, int] | None:
+        """(segment position, local number) of the live document ``doc_id``."""
+        for s, seg in enumerate(self.segments):
+            local = seg.id_numbers.get(doc_id)
+            if local is not None and seg.is_live(local):
+                return s, local
+        return None
+
+    def commit(self, segments: list[SegmentEntry]) -> Manifest:
+        """Publish a manifest listing ``segments`` as the next generation; tidy up after."""
+        new = replace(self.manifest, segments=segments, generation=self.manifest.generation + 1)
+        new.write(self.path)
+        remove_unreferenced(self.path)
+        return new
+
+    @property
+    def next_generation(self) -> int:
+        return self.manifest.generation + 1
+
+
+def tombstone(snap: Snapshot, dead: dict[int, np.ndarray]) -> list[SegmentEntry]:
+    """Segment entries after also deleting ``dead[s]`` (local numbers) in segment s.
+
+    New tombstone files are written and fsync'd; segments left with no live documents are
+    dropped from the list.
+    """
+    out = []
+    gen = snap.next_generation
+    for s, (entry, seg) in enumerate(zip(snap.manifest.segments, snap.segments)):
+        locals_ = dead.get(s)
+        if locals_ is None or len(locals_) == 0:
+            out.append(entry)
+            continue
+        deleted = np.zeros(seg.n_docs, dtype=bool) if seg.deleted is None else seg.deleted.copy()
+        deleted[locals_] = True
+        n_deleted = int(deleted.sum())
+        if n_deleted == seg.n_docs:
+            continue  # nothing live: the segment leaves the index
+        name = f"del-{gen:06d}.npy"
+        target = seg.dir / name
+        np.save(target, deleted)
+        fsync_file(target)
+        files = {k: v for k, v in entry.files.items() if k != entry.deletes}
+        files[name] = FileEntry(target.stat().st_size, file_digest(target))
+        out.append(replace(entry, files=files, deletes=name, n_deleted=n_deleted,
+                           deleted_length=int(np.asarray(seg.doclens)[deleted].sum())))
+    for s in dead:
+        fsync_dir(snap.segments[s].dir)
+    return out
+
+
+def add_documents(path: Path, docs: Iterable[Doc], *, update: bool,
+                  progress: ProgressFn | None = None) -> tuple[int, int]:
+    """Index ``docs`` as a new segment in one commit; with ``update`` a document whose id is
+    already live replaces it (otherwise that is an error). Returns (added, replaced)."""
+    snap = Snapshot.open(path)
+    try:
+        m = snap.manifest
+        seen: set[str] = set()
+        dead: dict[int, list[int]] = {}
+
+        def check(doc: Doc) -> None:
+            if doc.id in seen:
+                raise CascadeError(f"document id {doc.id!r} appears twice in the documents to add")
+            seen.add(doc.id)
+            found = snap.locate(doc.id)
+            if found is not None:
+                if not update:
+                    raise CascadeError(f"document id {doc.id!r} is already in {path}; use update (CLI: "
+                                       "cascade add --update) to replace it")
+                dead.setdefault(found[0], []).append(found[1])
+
+        name = segment_name(snap.next_generation)
+        tmp = path / f".tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            entry = write_segment(docs, tmp, name, Analyzer.from_dict(m.analyzer), m.fields, m.filter_fields,
+                                  progress, check)
+            publish_segment(path, tmp, name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        kept = tombstone(snap, {s: np.array(v, dtype=np.int64) for s, v in dead.items()})
+        snap.commit(kept + [entry])
+        return entry.n_docs, sum(len(v) for v in dead.values())
+    finally:
+        snap.close()
+
+
+def delete_documents(path: Path, ids: Iterable[str] = (), where: object = None) -> int:
+    """Delete live documents by id and/or by filter in one commit; returns how many."""
+    from cascade.filters import compile_filter
+
+    snap = Snapshot.open(path)
+    try:
+        expr = compile_filter(where, snap.manifest.filter_fields)  # type: ignore[arg-type]
+        dead: dict[int, np.ndarray] = {}
+        for doc_id in ids:
+            found = snap.locate(str(doc_id))
+            if found is not None:
+                dead.setdefault(found[0], np.empty(0, np.int64))
+                dead[found[0]] = np.append(dead[found[0]], found[1])
+        if expr is not None:
+            for s, seg in enumerate(snap.segments):
+                hit = expr.mask(seg.column, seg.n_docs)
+                if seg.live is not None:
+                    hit &= seg.live
+                if hit.any():
+                    dead[s] = np.union1d(dead.get(s, np.empty(0, np.int64)), np.flatnonzero(hit))
+        count = sum(len(np.unique(v)) for v in dead.values())
+        if count:
+            snap.commit(tombstone(snap, dead))
+        return count
+    finally:
+        snap.close()
