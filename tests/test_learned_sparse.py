@@ -186,3 +186,19 @@ def test_splade_tiny_finds_the_relevant_doc(tmp_path: Path, mode: str) -> None:
     out = stage.search_batch([Query("q1", "what causes diabetes"), Query("q2", "why do volcanoes erupt")])
     run = out.to_run()
     assert next(iter(run["q1"])) == "diabetes" and next(iter(run["q2"])) == "volcano"
+
+
+@pytest.mark.parametrize("mode", ["encoded", "inference_free"])
+def test_merging_carries_the_postings(tmp_path: Path, tiny_model: str, mode: str) -> None:
+    multi = _two_segments(tmp_path / "two.idx")
+    LearnedSparse(multi, mode=mode, model=tiny_model).ensure_encoded()
+    Index.open(multi.path).delete(ids=[DOCS[0].id, DOCS[20].id])
+    before = LearnedSparse(Index.open(multi.path), mode=mode, model=tiny_model, k=9).search_batch(QUERIES).to_run()
+    assert not any(DOCS[0].id in docs or DOCS[20].id in docs for docs in before.values())
+    rep = LearnedSparse(multi, model=tiny_model).rep
+    Index.open(multi.path).optimize()
+    merged = Index.open(multi.path)
+    assert len(merged.segments) == 1 and merged.verify() == []
+    assert reps.has(merged, rep)  # the merge wrote the postings: nothing is encoded again
+    after = LearnedSparse(merged, mode=mode, model=tiny_model, k=9).search_batch(QUERIES).to_run()
+    assert _same_runs(before, after)

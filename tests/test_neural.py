@@ -201,3 +201,90 @@ def test_cli_encode_then_search_with_a_pipeline(tiny_model: str, tmp_path: Path)
     assert 0 < len(hits) <= 3 and all(h["id"].startswith("d") for h in hits)
     bad = runner.invoke(app, ["encode", str(tmp_path / "i"), "--kind", "colbert"])
     assert bad.exit_code != 0 and "--kind" in bad.output
+
+
+@pytest.fixture(scope="session")
+def filtered(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> cascade.Index:
+    docs = [cascade.Doc(d.id, d.text, meta={"group": "abcdefghij"[i % 10], "n": i}) for i, d in enumerate(_docs(200, 7))]
+    idx = cascade.Index.build(docs, tmp_path_factory.mktemp("filtered") / "f.idx",
+                              filter_fields={"group": "keyword", "n": "int"})
+    return encode_biencoder(idx, tiny_model, tokens=False)
+
+
+FILTERS = ['group = "a"', 'n < 3', 'group IN ("b", "c") AND n >= 150', 'NOT group = "a" AND n < 12', "n = 199"]
+
+
+def _matching(index: cascade.Index, where: str) -> set[str]:
+    return set(index.doc_ids(index.allowed_numbers(where)))
+
+
+@pytest.mark.parametrize("method", ["exact", "hnsw"])
+@pytest.mark.parametrize("where", FILTERS)
+def test_filtered_dense_top_k_is_full_and_clean(filtered: cascade.Index, tiny_model: str, method: str,
+                                                where: str) -> None:
+    from cascade.retrieve.dense import Dense
+
+    allowed = _matching(filtered, where)
+    for k in (1, 5, 25):
+        run = Dense(filtered, model=tiny_model, k=k, method=method, where=where).search_batch(_queries(8)).to_run()
+        for docs in run.values():
+            assert set(docs) <= allowed
+            assert len(docs) == min(k, len(allowed))
+
+
+@pytest.mark.parametrize("where", FILTERS)
+def test_filtered_dense_equals_exact_search_over_the_matching_documents(filtered: cascade.Index, tiny_model: str,
+                                                                        where: str) -> None:
+    from cascade.retrieve.dense import Dense
+
+    queries = _queries(6)
+    got = Dense(filtered, model=tiny_model, k=5, where=where).search_batch(queries)
+    scores = _brute_dense(filtered, tiny_model, queries)
+    allowed = filtered.allowed_numbers(where)
+    for i, (_, docs, vals) in enumerate(got.per_query()):
+        best = np.sort(scores[i][allowed])[::-1][:5]
+        np.testing.assert_allclose(vals, best, rtol=1e-5, atol=1e-6)
+
+
+def test_deleted_documents_never_come_back_from_dense(tiny_model: str, tmp_path: Path) -> None:
+    from cascade.retrieve.dense import Dense
+
+    idx = encode_biencoder(cascade.Index.build(_docs(40), tmp_path / "d.idx"), tiny_model, tokens=False)
+    idx.delete(ids=[f"d{i}" for i in range(0, 40, 2)])
+    idx = cascade.Index.open(tmp_path / "d.idx")
+    for method in ("exact", "hnsw"):
+        run = Dense(idx, model=tiny_model, k=40, method=method).search_batch(_queries(5)).to_run()
+        for docs in run.values():
+            assert len(docs) == 20 and all(int(d[1:]) % 2 == 1 for d in docs)
+
+
+def test_merges_carry_representations_without_re_encoding(tiny_model: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from cascade.models import encoders
+    from cascade.models.stored import dense_vectors, token_vectors
+
+    docs = _docs(60, 3)
+    idx = cascade.Index.build(docs[:30], tmp_path / "m.idx")
+    idx.add(docs[30:])
+    idx = encode_biencoder(cascade.Index.open(tmp_path / "m.idx"), tiny_model)
+    name = representation_name(tiny_model)
+
+    def by_id(index: cascade.Index) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for seg in index.segments:
+            dense, (offsets, tokens) = dense_vectors(seg, name), token_vectors(seg, name)
+            for local, doc_id in enumerate(seg.doc_ids(range(seg.n_docs))):
+                if seg.live is None or seg.live[local]:
+                    out[doc_id] = (np.asarray(dense[local]), np.asarray(tokens[offsets[local]:offsets[local + 1]]))
+        return out
+
+    idx.delete(ids=[f"d{i}" for i in range(0, 60, 3)])
+    before = by_id(cascade.Index.open(tmp_path / "m.idx"))
+    monkeypatch.setattr(encoders.Encoder, "encode", lambda *a, **k: pytest.fail("re-encoded during a merge"))
+    cascade.Index.open(tmp_path / "m.idx").optimize()
+    merged = cascade.Index.open(tmp_path / "m.idx")
+    assert len(merged.segments) == 1 and reps.has(merged, name) and merged.verify() == []
+    after = by_id(merged)
+    assert before.keys() == after.keys() and len(after) == 40
+    for doc_id, (dense, tokens) in before.items():
+        assert np.array_equal(dense, after[doc_id][0]) and np.array_equal(tokens, after[doc_id][1])

@@ -20,6 +20,7 @@ from typing import Iterator
 
 from cascade.data.types import Doc
 from cascade.errors import CascadeError
+from cascade.index import representations
 from cascade.index.manifest import SegmentEntry
 from cascade.index.segment import Segment
 from cascade.index.writer import Snapshot, publish_segment, segment_name, write_segment
@@ -63,11 +64,6 @@ def live_docs(segments: list[Segment]) -> Iterator[Doc]:
         yield from seg.docstore.get(batch)
 
 
-def _check_mergeable(segments: list[SegmentEntry]) -> None:
-    if any(name.startswith("rep-") for s in segments for name in s.files):
-        raise CascadeError("merging indexes with neural representations is not supported yet")
-
-
 def merge_segments(path: Path, names: list[str] | None) -> bool:
     """Merge the named segments (None: all of them, dropping every deleted document) in one
     commit; returns False when there was nothing to do. Call under the write lock."""
@@ -81,12 +77,18 @@ def merge_segments(path: Path, names: list[str] | None) -> bool:
         picked = [i for i, s in enumerate(m.segments) if s.name in set(names)]
         if not picked:
             return False
-        _check_mergeable([m.segments[i] for i in picked])
+        lost = representations.unmergeable(m, [m.segments[i] for i in picked])
+        if lost:
+            raise CascadeError(f"cannot merge: representation(s) {', '.join(lost)} are of a kind this Cascade "
+                               "does not know, and a merge would lose them")
         name = segment_name(snap.next_generation)
         tmp = path / f".tmp-{uuid.uuid4().hex[:12]}"
         try:
-            entry = write_segment(live_docs([snap.segments[i] for i in picked]), tmp, name,
-                                  Analyzer.from_dict(m.analyzer), m.fields, m.filter_fields)
+            sources = [snap.segments[i] for i in picked]
+            entry = write_segment(live_docs(sources), tmp, name, Analyzer.from_dict(m.analyzer), m.fields,
+                                  m.filter_fields)
+            # neural representations move with their documents (no re-encoding)
+            entry.files.update(representations.write_merged(m, sources, tmp, snap.next_generation))
             publish_segment(path, tmp, name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -99,15 +101,13 @@ def merge_segments(path: Path, names: list[str] | None) -> bool:
 
 
 def apply_policy(path: Path, policy: TieredMergePolicy, max_merges: int = 16) -> int:
-    """Run the merges ``policy`` asks for (under the write lock); returns how many ran.
-    Segments carrying neural representations (``rep-*`` files) are left out for now."""
+    """Run the merges ``policy`` asks for (under the write lock); returns how many ran."""
     from cascade.index.manifest import Manifest
 
     done = 0
     while done < max_merges:
-        # segments with neural representations cannot be merged yet: the policy leaves them be
-        mergeable = [s for s in Manifest.read(path).segments if not any(f.startswith("rep-") for f in s.files)]
-        names = policy.select(mergeable)
+        m = Manifest.read(path)
+        names = policy.select([s for s in m.segments if not representations.unmergeable(m, [s])])
         if not names or not merge_segments(path, names):
             break
         done += 1

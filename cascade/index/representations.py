@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from cascade.index.segment import Segment
 
 PREFIX = "rep-"
+ROW_PARTS = ("dense",)  # one row per document
+RAGGED_PARTS = {"tok_offsets": "tok_vectors", "id_offsets": "ids"}  # offsets[n_docs + 1] -> the rows they index
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SegmentEncoder = Callable[["Segment"], dict[str, np.ndarray]]
 
@@ -84,45 +86,60 @@ def load(seg: "Segment", name: str, part: str) -> np.ndarray:
         raise BadIndexError(f"{seg.dir / fname}: unreadable ({err})") from None
 
 
+LOCK_WAIT = 300.0  # seconds an encoding waits for another writer (an add, a merge) to commit
+
+
 def add_representation(index: "Index", name: str, rep_spec: dict[str, Any], encode_segment: SegmentEncoder,
                        *, replace: bool = False) -> "Index":
     """Encode every segment lacking ``name`` with ``encode_segment(segment) -> {part: array}``,
-    store the arrays and commit; returns the reopened index."""
+    store the arrays and commit (as the index's one writer); returns the reopened index."""
     from cascade.index.index import Index
+    from cascade.index.lock import writer_lock
 
     if not NAME_PATTERN.match(name):
         raise CascadeError(f"representation name {name!r} must be letters, digits and _ (starting with a letter)")
-    manifest = Manifest.read(index.path)
-    old = manifest.representations.get(name)
-    if old is not None and old != rep_spec and not replace:
-        raise CascadeError(f"{index.path} already has representation {name!r} made with {old}; "
-                           "pass replace=True (CLI: --replace) to re-encode it")
-    stale = old is not None and old != rep_spec
-    changed = old != rep_spec
-    for seg_entry, seg in zip(manifest.segments, index.segments):
-        present = [f for f in seg_entry.files if f.startswith(f"{PREFIX}{name}.")]
-        if present and not stale:
-            continue
-        for f in present:
-            del seg_entry.files[f]
-        arrays = encode_segment(seg)
-        _check_rows(name, arrays, seg.n_docs)
-        seg_entry.files.update(_write_parts(seg.dir, name, arrays, manifest.generation + 1))
-        changed = True
-    if not changed:  # already there (perhaps committed after ``index`` was opened)
-        return index if manifest.generation == index.manifest.generation else Index.open(index.path)
-    manifest.representations[name] = rep_spec
-    manifest.generation += 1
-    manifest.write(index.path)
-    _remove_unlisted(index.path, manifest)
+    with writer_lock(index.path, wait=LOCK_WAIT):
+        manifest = Manifest.read(index.path)
+        old = manifest.representations.get(name)
+        if old is not None and old != rep_spec and not replace:
+            raise CascadeError(f"{index.path} already has representation {name!r} made with {old}; "
+                               "pass replace=True (CLI: --replace) to re-encode it")
+        stale = old is not None and old != rep_spec
+        changed = old != rep_spec
+        opened = {seg.entry.name: seg for seg in index.segments}
+        for seg_entry in manifest.segments:
+            present = [f for f in seg_entry.files if f.startswith(f"{PREFIX}{name}.")]
+            if present and not stale:
+                continue
+            for f in present:
+                del seg_entry.files[f]
+            seg = _segment(index.path, seg_entry, opened)
+            arrays = encode_segment(seg)
+            _check_rows(name, arrays, seg.n_docs)
+            seg_entry.files.update(_write_parts(seg.dir, name, arrays, manifest.generation + 1))
+            changed = True
+        if not changed:  # already there (perhaps committed after ``index`` was opened)
+            return index if manifest.generation == index.manifest.generation else Index.open(index.path)
+        manifest.representations[name] = rep_spec
+        manifest.generation += 1
+        manifest.write(index.path)
+        _remove_unlisted(index.path, manifest)
     return Index.open(index.path)
+
+
+def _segment(path: Path, entry: Any, opened: dict[str, "Segment"]) -> "Segment":
+    """The segment as listed now (reusing one already open when it is the same segment)."""
+    from cascade.index.segment import Segment
+
+    seg = opened.get(entry.name)
+    return seg if seg is not None and seg.n_docs == entry.n_docs else Segment(path / entry.name, entry)
 
 
 def _check_rows(name: str, arrays: dict[str, np.ndarray], n_docs: int) -> None:
     for part, arr in arrays.items():
-        if part == "vectors" and "offsets" not in arrays and len(arr) != n_docs:
+        if part in ROW_PARTS and len(arr) != n_docs:
             raise CascadeError(f"representation {name!r}: {len(arr)} vectors for {n_docs} documents")
-        if part == "offsets" and len(arr) != n_docs + 1:
+        if part in RAGGED_PARTS and len(arr) != n_docs + 1:
             raise CascadeError(f"representation {name!r}: offsets for {len(arr) - 1} documents, not {n_docs}")
 
 
@@ -149,3 +166,93 @@ def _remove_unlisted(path: Path, manifest: Manifest) -> None:
             stem = child.name.lstrip(".")
             if stem.startswith(PREFIX) and child.name not in seg.files:
                 child.unlink(missing_ok=True)
+
+
+# -- merging ----------------------------------------------------------------------------------
+
+MERGEABLE_KINDS = ("biencoder", "sparse")  # carried into merged segments
+DERIVED_KINDS = ("maxsim-bounds", "hnsw", "token-ids")  # dropped by merges, rebuilt on first use
+
+
+def unmergeable(manifest: Manifest, entries: list[Any]) -> list[str]:
+    """Representations the segments ``entries`` carry that a merge would lose (unknown kinds,
+    e.g. written by a newer Cascade): such segments are left out of merges."""
+    names = {f[len(PREFIX):].split(".", 1)[0] for e in entries for f in e.files if f.startswith(PREFIX)}
+    known = MERGEABLE_KINDS + DERIVED_KINDS
+    return sorted(n for n in names if (manifest.representations.get(n) or {}).get("kind") not in known)
+
+
+def merge_parts(kind: str, name: str, segments: list["Segment"]) -> dict[str, np.ndarray] | None:
+    """The parts of representation ``name`` for the merge of ``segments`` (their live documents,
+    in order), or None when this kind is not carried through merges."""
+    if kind == "biencoder":
+        return _merge_rows(name, segments)
+    if kind == "sparse":
+        return _merge_postings(name, segments)
+    return None
+
+
+def _live_rows(seg: "Segment") -> np.ndarray:
+    return np.arange(seg.n_docs) if seg.live is None else np.flatnonzero(seg.live)
+
+
+def _merge_rows(name: str, segments: list["Segment"]) -> dict[str, np.ndarray]:
+    parts: dict[str, list[np.ndarray]] = {}
+    for seg in segments:
+        rows = _live_rows(seg)
+        if has_part(seg, name, "dense"):
+            parts.setdefault("dense", []).append(np.asarray(load(seg, name, "dense")[rows]))
+        for offsets_part, rows_part in RAGGED_PARTS.items():
+            if not has_part(seg, name, offsets_part):
+                continue
+            offsets, vectors = load(seg, name, offsets_part), load(seg, name, rows_part)
+            lengths = (offsets[rows + 1] - offsets[rows]).astype(np.int64)
+            parts.setdefault(offsets_part, []).append(lengths)
+            parts.setdefault(rows_part, []).append(
+                np.concatenate([np.asarray(vectors[offsets[r]:offsets[r + 1]]) for r in rows])
+                if len(rows) else np.asarray(vectors[:0]))
+    out = {part: np.concatenate(arrays) for part, arrays in parts.items()}
+    for offsets_part in RAGGED_PARTS:
+        if offsets_part in out:
+            out[offsets_part] = np.concatenate([[0], np.cumsum(out[offsets_part])]).astype(np.int64)
+    return out
+
+
+def _merge_postings(name: str, segments: list["Segment"]) -> dict[str, np.ndarray]:
+    from cascade.index.csr import csr_from_pairs
+    from cascade.index.impacts import build_blocks
+
+    terms, docs, values = [], [], []
+    base = 0
+    n_terms = 0
+    for seg in segments:
+        indptr, post_docs, post_values = (np.asarray(load(seg, name, p)) for p in ("indptr", "docs", "values"))
+        n_terms = max(n_terms, len(indptr) - 1)
+        renumber = np.full(seg.n_docs, -1, dtype=np.int64)
+        rows = _live_rows(seg)
+        renumber[rows] = np.arange(len(rows)) + base
+        term = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        new_doc = renumber[post_docs]
+        keep = new_doc >= 0
+        terms.append(term[keep]), docs.append(new_doc[keep]), values.append(post_values[keep])
+        base += len(rows)
+    term, doc, value = (np.concatenate(a) for a in (terms, docs, values))
+    order = np.argsort(doc, kind="stable")  # csr_from_pairs wants pairs in doc order
+    position = np.arange(len(term), dtype=np.int32)
+    indptr, merged_docs, moved = csr_from_pairs(term[order].astype(np.int64), doc[order].astype(np.int32),
+                                                position, np.arange(n_terms, dtype=np.int64), n_terms)
+    imp = build_blocks(indptr, merged_docs, value[order].astype(np.float32)[moved])
+    return {"indptr": indptr, "docs": merged_docs, "values": imp.values, "block_indptr": imp.block_indptr,
+            "block_max": imp.block_max, "block_last": imp.block_last, "term_max": imp.term_max}
+
+
+def write_merged(manifest: Manifest, picked: list["Segment"], directory: Path, generation: int) -> dict[str, FileEntry]:
+    """Write into a merged segment's directory every representation all ``picked`` segments carry."""
+    entries: dict[str, FileEntry] = {}
+    for name, rep_spec in manifest.representations.items():
+        if not all(any(f.startswith(f"{PREFIX}{name}.") for f in seg.entry.files) for seg in picked):
+            continue
+        arrays = merge_parts(str(rep_spec.get("kind")), name, picked)
+        if arrays is not None:
+            entries.update(_write_parts(directory, name, arrays, generation))
+    return entries

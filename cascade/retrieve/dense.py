@@ -44,16 +44,26 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
-def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(doc numbers[Q, k'], scores[Q, k']) of the best k by dot product over ``vectors`` [n, d]."""
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int,
+                 allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(doc numbers[Q, k'], scores[Q, k']) of the best k by dot product over ``vectors`` [n, d];
+    with ``allowed`` (bool[n]) only those rows are scored (pre-filtering: k results whenever k
+    rows are allowed)."""
     best_docs = np.zeros((len(queries), 0), np.int64)
     best_scores = np.zeros((len(queries), 0), np.float32)
-    for start in range(0, len(vectors), CHUNK):
-        chunk = np.asarray(vectors[start:start + CHUNK], dtype=np.float32)
+    rows = None if allowed is None else np.flatnonzero(allowed)
+    total = len(vectors) if rows is None else len(rows)
+    for start in range(0, total, CHUNK):
+        if rows is None:
+            chunk = np.asarray(vectors[start:start + CHUNK], dtype=np.float32)
+            numbers = np.arange(start, start + len(chunk))
+        else:
+            numbers = rows[start:start + CHUNK]
+            chunk = np.asarray(vectors[numbers], dtype=np.float32)
         scores = queries @ chunk.T
         docs, vals = top_k_rows(scores, k)
         merged_scores = np.concatenate([best_scores, vals], axis=1)
-        merged_docs = np.concatenate([best_docs, docs + start], axis=1)
+        merged_docs = np.concatenate([best_docs, numbers[docs]], axis=1)
         keep, best_scores = top_k_rows(merged_scores, k)
         best_docs = np.take_along_axis(merged_docs, keep, axis=1)
     return best_docs, best_scores
@@ -63,24 +73,28 @@ class Dense(Pipeline):
     """Dense retrieval with a stored bi-encoder representation (encoded on first use if missing)."""
 
     def __init__(self, index: "Index", model: str = "minilm", k: int = 1000, method: str = "exact",
-                 ef: int = 256, progress: Callable[[int], None] | None = None) -> None:
+                 ef: int = 256, where: Any = None, progress: Callable[[int], None] | None = None) -> None:
+        from cascade.filters import compile_filter
+
         if method not in METHODS:
             raise CascadeError(f"dense method must be one of {', '.join(METHODS)} (got {method!r})")
         if k < 1:
             raise CascadeError(f"k must be at least 1 (got {k})")
         self.index, self.model, self.k, self.method, self.ef = index, model, int(k), method, int(ef)
+        expr = compile_filter(where, index.manifest.filter_fields)
+        self.where = None if expr is None else str(expr)
         self.name = "dense"
         self._progress = progress
 
     def key(self) -> tuple[Any, ...]:
-        return ("dense", self.index.version, self.model, self.k, self.method, self.ef)
+        return ("dense", self.index.version, self.model, self.k, self.method, self.ef, self.where)
 
     @property
     def depth(self) -> int:  # type: ignore[override]
         return self.k
 
     def with_depth(self, k: int) -> "Dense":
-        return Dense(self.index, self.model, min(k, self.k), self.method, self.ef, self._progress)
+        return Dense(self.index, self.model, min(k, self.k), self.method, self.ef, self.where, self._progress)
 
     @property
     def space(self) -> "Index":
@@ -90,6 +104,8 @@ class Dense(Pipeline):
         out: dict[str, Any] = {"model": self.model}
         if self.method != "exact":
             out.update(method=self.method, ef=self.ef)
+        if self.where is not None:
+            out["where"] = self.where
         return out
 
     def __str__(self) -> str:
@@ -124,13 +140,13 @@ class Dense(Pipeline):
 
         index, name = self._graphs if self.method == "hnsw" else self._stored
         parts_docs, parts_scores = [], []
-        for base, seg in zip(index.bases, index.segments):
+        for base, seg, allowed in zip(index.bases, index.segments, index.allowed_docs(self.where)):
             if self.method == "hnsw":
                 from cascade.retrieve.hnsw import hnsw_search
 
-                docs, scores = hnsw_search(seg, self._stored[1], name, qvecs, k, self.ef)
+                docs, scores = hnsw_search(seg, self._stored[1], name, qvecs, k, self.ef, allowed)
             else:
-                docs, scores = exact_search(dense_vectors(seg, name), qvecs, k)
+                docs, scores = exact_search(dense_vectors(seg, name), qvecs, k, allowed)
             parts_docs.append(docs + base)
             parts_scores.append(scores)
         all_scores = np.concatenate(parts_scores, axis=1)

@@ -66,18 +66,36 @@ def _graph(seg: "Segment", graph_name: str) -> object:
     return _LOADED[key]
 
 
-def hnsw_search(seg: "Segment", name: str, graph_name: str, queries: np.ndarray, k: int,
-                ef: int) -> tuple[np.ndarray, np.ndarray]:
-    """(segment-local doc numbers [Q, k'], exact scores) of an approximate top-k per query."""
+def hnsw_search(seg: "Segment", name: str, graph_name: str, queries: np.ndarray, k: int, ef: int,
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(segment-local doc numbers [Q, k'], exact scores) of an approximate top-k per query.
+
+    ``allowed`` (bool[n_docs]) filters inside the graph search; a query that finds fewer than
+    min(k, allowed documents) that way (a very selective filter cuts the graph apart) is
+    answered by exact search over the allowed documents instead."""
+    from cascade.retrieve.dense import exact_search
+
+    faiss = _faiss()
     graph = _graph(seg, graph_name)
-    k = min(k, seg.n_docs)
-    params = _faiss().SearchParametersHNSW(efSearch=max(ef, k))
+    n_allowed = seg.n_docs if allowed is None else int(allowed.sum())
+    k = min(k, n_allowed)
+    if k == 0:
+        return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+    params = faiss.SearchParametersHNSW(efSearch=max(ef, k))
+    if allowed is not None:
+        bits = np.packbits(allowed.astype(np.uint8), bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))  # bits must outlive the search
+        params.sel = selector
     _, keys = graph.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)  # type: ignore[attr-defined]
     vectors = reps.load(seg, name, "dense")
     docs = np.zeros((len(queries), k), np.int64)
     scores = np.full((len(queries), k), -np.inf, np.float32)
     for i in range(len(queries)):
         got = np.unique(keys[i][keys[i] >= 0])  # sorted by doc number: exact ties resolve low-first
+        if len(got) < k:
+            exact_docs, exact_scores = exact_search(vectors, queries[i:i + 1], k, allowed)
+            docs[i], scores[i] = exact_docs[0], exact_scores[0]
+            continue
         exact = np.asarray(vectors[got], dtype=np.float32) @ queries[i]
         order = np.lexsort((got, -exact))
         docs[i, :len(got)] = got[order]

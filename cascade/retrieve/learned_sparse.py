@@ -85,14 +85,13 @@ def sparse_postings(vectors: "SparseVectors", vocab_size: int) -> dict[str, np.n
     return {"indptr": indptr, "docs": docs, **{p: getattr(imp, p) for p in _IMPACT_PARTS}}
 
 
-def token_doc_freqs(encoder: "SpladeEncoder", texts: Sequence[str]) -> np.ndarray:
-    """Per vocabulary id, the documents whose own tokens include it (what inference-free query
-    weights need: the SPLADE postings also count expansion terms, which over-counts df)."""
-    df = np.zeros(encoder.vocab_size, dtype=np.int32)
-    for text in texts:
-        ids = np.unique(np.asarray(encoder.token_ids(text), dtype=np.int64))
-        df[ids[ids < encoder.vocab_size]] += 1
-    return df
+def distinct_token_ids(encoder: "SpladeEncoder", texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per document, the distinct vocabulary ids of its own tokens (ragged: id_offsets + ids):
+    what inference-free idf counts (SPLADE postings also count expansions, over-counting df)."""
+    rows = [np.unique(np.asarray(encoder.token_ids(text), dtype=np.int32)) for text in texts]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=offsets[1:])
+    return {"id_offsets": offsets, "ids": np.concatenate(rows) if rows else np.zeros(0, np.int32)}
 
 
 def encode_sparse(index: Index, model: str = DEFAULT_MODEL, name: str | None = None, *,
@@ -162,12 +161,16 @@ class LearnedSparse(Pipeline):
         mode: ``encoded`` (SPLADE-encode each query) or ``inference_free`` (query tokens x idf).
         model: alias (``splade-tiny``), ``*ForMaskedLM`` directory or hub id.
         k: results per query.
+        where: a metadata filter (string or ``cascade.F`` expression) applied inside retrieval.
     """
 
     name = "sparse"
     cacheable = True
 
-    def __init__(self, index: Index, mode: str = "encoded", model: str = DEFAULT_MODEL, k: int = 1000) -> None:
+    def __init__(self, index: Index, mode: str = "encoded", model: str = DEFAULT_MODEL, k: int = 1000,
+                 where: Any = None) -> None:
+        from cascade.filters import compile_filter
+
         if mode not in MODES:
             raise CascadeError(f"sparse: unknown mode {mode!r}; choose encoded or inference_free")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -175,20 +178,23 @@ class LearnedSparse(Pipeline):
         if not isinstance(model, str) or not model:
             raise CascadeError("sparse: model must be an alias (splade-tiny), a directory or a hub id")
         self.index, self.mode, self.model, self.k = index, mode, model, k
+        expr = compile_filter(where, index.manifest.filter_fields)
+        self.where = None if expr is None else str(expr)
         self.rep = representation_name(model)
         self._version = index.version  # the key stays put when the documents get encoded later
 
     # -- Pipeline interface -------------------------------------------------------------------
 
     def key(self) -> tuple:
-        return (self.name, ("mode", self.mode), ("model", self.model), ("k", self.k), ("index", self._version))
+        return (self.name, ("mode", self.mode), ("model", self.model), ("k", self.k), ("where", self.where),
+                ("index", self._version))
 
     @property
     def depth(self) -> int:  # type: ignore[override]
         return self.k
 
     def with_depth(self, k: int) -> "LearnedSparse":
-        out = type(self)(self.index, self.mode, self.model, k)
+        out = type(self)(self.index, self.mode, self.model, k, self.where)
         out._version = self._version
         for shared in ("_encoder", "_ready"):  # the model and the encoded index carry over
             if shared in self.__dict__:
@@ -200,8 +206,8 @@ class LearnedSparse(Pipeline):
         return self.index
 
     def params(self) -> dict[str, Any]:
-        defaults = {"mode": "encoded", "model": DEFAULT_MODEL, "k": 1000}
-        current = {"mode": self.mode, "model": self.model, "k": self.k}
+        defaults = {"mode": "encoded", "model": DEFAULT_MODEL, "k": 1000, "where": None}
+        current = {"mode": self.mode, "model": self.model, "k": self.k, "where": self.where}
         return {n: v for n, v in current.items() if v != defaults[n]}
 
     def __str__(self) -> str:
@@ -242,17 +248,24 @@ class LearnedSparse(Pipeline):
 
     @cached_property
     def doc_freqs(self) -> np.ndarray:
-        """Per vocabulary id, the documents whose own text contains that token, over all segments
-        (stored as representation ``<name>_tokdf``; SPLADE postings would also count expansions)."""
+        """Per vocabulary id, the live documents whose own text contains that token, over all
+        segments (token ids stored as representation ``<name>_tokids``)."""
         index = self._ready[0]
-        name = f"{self.rep}_tokdf"
+        name = f"{self.rep}_tokids"
         if not reps.has(index, name):  # tokenizer only, no model: seconds, once per segment
-            def count(seg: "Segment") -> dict[str, np.ndarray]:
+            def tokenize(seg: "Segment") -> dict[str, np.ndarray]:
                 texts = [doc_text(d, index.fields) for d in seg.docstore.get(list(range(seg.n_docs)))]
-                return {"df": token_doc_freqs(self._encoder, texts)}
+                return distinct_token_ids(self._encoder, texts)
 
-            index = reps.add_representation(index, name, {"kind": "token-df", "of": self.rep}, count)
-        return np.sum([np.asarray(reps.load(seg, name, "df"), dtype=np.int64) for seg in index.segments], axis=0)
+            index = reps.add_representation(index, name, {"kind": "token-ids", "of": self.rep}, tokenize)
+        df = np.zeros(self._encoder.vocab_size, dtype=np.int64)
+        for seg in index.segments:
+            offsets, ids = reps.load(seg, name, "id_offsets"), np.asarray(reps.load(seg, name, "ids"))
+            if seg.live is not None:  # deleted documents do not count
+                lengths = np.diff(offsets)
+                ids = ids[np.repeat(seg.live, lengths)]
+            df += np.bincount(ids, minlength=len(df))[:len(df)]
+        return df
 
     @cached_property
     def idf(self) -> np.ndarray:
@@ -288,8 +301,9 @@ class LearnedSparse(Pipeline):
         index, views, impacts = self._ready
         impact_search.warm_up()
         mode = impact_search.EXHAUSTIVE if exhaustive else impact_search.RANGES
+        allowed = index.allowed_docs(self.where)  # live documents matching the filter, per segment
         return impact_search.search(views, impacts, index.bases, weights, k, mode=mode,  # type: ignore[arg-type]
-                                    threads=threads)
+                                    threads=threads, allowed=allowed)
 
     def search_batch(self, queries: Sequence[Query], k: int | None = None,
                      progress: ProgressFn | None = None, threads: int = 1, exhaustive: bool = False) -> Candidates:
@@ -315,7 +329,7 @@ def build_sparse_stage(ctx: "Context", *args: Any, **params: Any) -> Pipeline:
     """The ``sparse`` stage of pipeline strings: ``sparse(mode=encoded|inference_free, model=..., k=...)``."""
     if args:
         raise CascadeError("sparse takes only name=value parameters: sparse(mode=inference_free, model=..., k=...)")
-    unknown = sorted(set(params) - {"mode", "model", "k"})
+    unknown = sorted(set(params) - {"mode", "model", "k", "where"})
     if unknown:
-        raise CascadeError(f"sparse: unknown parameter(s) {', '.join(unknown)}; it takes mode, model, k")
+        raise CascadeError(f"sparse: unknown parameter(s) {', '.join(unknown)}; it takes mode, model, k, where")
     return LearnedSparse(ctx.index("sparse"), **params)
