@@ -288,3 +288,22 @@ def test_merges_carry_representations_without_re_encoding(tiny_model: str, tmp_p
     assert before.keys() == after.keys() and len(after) == 40
     for doc_id, (dense, tokens) in before.items():
         assert np.array_equal(dense, after[doc_id][0]) and np.array_equal(tokens, after[doc_id][1])
+
+
+def test_rerankers_read_stored_runs_and_use_the_stage_cache(encoded: cascade.Index, tiny_model: str,
+                                                            tmp_path: Path) -> None:
+    from cascade.pipeline.cache import StageCache
+    from cascade.pipeline.executor import run_pipeline
+
+    queries = _queries(5)
+    first = encoded.bm25().search_batch(queries, k=20).to_run()
+    run_file = tmp_path / "first.trec"
+    run_file.write_text("".join(f"{qid} Q0 {doc} {rank} {score} bm25\n" for qid, docs in first.items()
+                                for rank, (doc, score) in enumerate(docs.items(), 1)))
+    model = repr(tiny_model).replace("'", '"')
+    text = f"run({run_file}) >> maxsim(model={model}) % 5"
+    expected = cascade.parse(f"bm25 % 20 >> maxsim(model={model}) % 5", index=encoded).search(queries).to_run()
+    cache = StageCache(tmp_path / "stages")
+    for _ in range(2):  # computed, then read back from the cache
+        got = run_pipeline(cascade.parse(text, index=encoded), queries, cache=cache).to_run()
+        assert {q: list(d) for q, d in got.items()} == {q: list(d) for q, d in expected.items()}

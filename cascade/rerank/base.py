@@ -1,7 +1,8 @@
 """What rerankers share: reading candidates as index documents, writing re-sorted candidates.
 
-A reranker keeps the incoming candidates' doc-id space (an index, or the id table of a stored
-run) and re-scores them; ``k`` limits its output (pushed down by ``compile()`` from a following
+A reranker re-scores the incoming candidates (from the index, or the id table of a stored run:
+they are mapped to the index by id) and returns them in the index's doc numbers; ``k`` limits
+its output (pushed down by ``compile()`` from a following
 ``% k``), which lets rank-safe pruning skip candidates that cannot reach the top ``k``.
 """
 
@@ -65,6 +66,10 @@ class Reranker(Pipeline):
     def depth(self) -> int:  # type: ignore[override]
         return self.k
 
+    @property
+    def space(self) -> "Index":
+        return self.index
+
     def with_depth(self, k: int) -> "Reranker":
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
@@ -101,10 +106,10 @@ class Reranker(Pipeline):
         qidx, doc, score = [], [], []
         for i, (positions, scores) in enumerate(results):
             qidx.append(np.full(len(positions), i, dtype=np.int64))
-            doc.append(candidates.doc[bounds[i] + positions])
+            doc.append(nums[bounds[i] + positions])
             score.append(scores)
         out = sort_within_queries(candidates.query_ids, _cat(qidx, np.int64), _cat(doc, np.int32),
-                                  _cat(score, np.float32), candidates.space)
+                                  _cat(score, np.float32), self.index)
         if self.k != ALL:
             from cascade.pipeline.candidates import cut
 
