@@ -202,3 +202,18 @@ def test_merging_carries_the_postings(tmp_path: Path, tiny_model: str, mode: str
     assert reps.has(merged, rep)  # the merge wrote the postings: nothing is encoded again
     after = LearnedSparse(merged, mode=mode, model=tiny_model, k=9).search_batch(QUERIES).to_run()
     assert _same_runs(before, after)
+
+
+@pytest.mark.parametrize("mode", ["encoded", "inference_free"])
+@pytest.mark.parametrize("where", ['group = "a"', "n < 4", 'group IN ("b", "c") AND n >= 20', "n = 39"])
+def test_filtered_sparse_top_k_is_full_and_clean(tmp_path: Path, tiny_model: str, mode: str, where: str) -> None:
+    docs = [Doc(d.id, d.text, title=d.title, meta={"group": "abcd"[i % 4], "n": i}) for i, d in enumerate(DOCS)]
+    index = Index.build(docs, tmp_path / "f.idx", filter_fields={"group": "keyword", "n": "int"})
+    allowed = set(index.allowed_numbers(where).tolist())
+    for k in (1, 3, 40):
+        stage = LearnedSparse(index, mode=mode, model=tiny_model, k=k, where=where)
+        expected = _brute_force(stage, tiny_model)
+        for qi, (qid, found, _) in enumerate(stage.search_batch(QUERIES).per_query()):
+            matching = {d for d in allowed if expected[qi, d] > 0}  # a first stage returns scoring documents
+            assert set(found.tolist()) <= matching, qid
+            assert len(found) == min(k, len(matching)), qid
