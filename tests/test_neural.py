@@ -307,3 +307,55 @@ def test_rerankers_read_stored_runs_and_use_the_stage_cache(encoded: cascade.Ind
     for _ in range(2):  # computed, then read back from the cache
         got = run_pipeline(cascade.parse(text, index=encoded), queries, cache=cache).to_run()
         assert {q: list(d) for q, d in got.items()} == {q: list(d) for q, d in expected.items()}
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TEXTS = st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map(" ".join)
+DENSE_OPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.lists(st.tuples(st.integers(0, 11), TEXTS), min_size=1, max_size=4)),
+    st.tuples(st.just("update"), st.lists(st.tuples(st.integers(0, 11), TEXTS), min_size=1, max_size=3)),
+    st.tuples(st.just("delete"), st.lists(st.integers(0, 11), min_size=1, max_size=3)),
+    st.tuples(st.just("merge"), st.just(None)),
+    st.tuples(st.just("search"), st.just(None)),  # encodes whatever segments are new so far
+), min_size=1, max_size=6)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(initial=st.lists(TEXTS, min_size=1, max_size=6), ops=DENSE_OPS)
+def test_dense_scores_after_any_updates_equal_a_fresh_build(tiny_model: str, tmp_path_factory: pytest.TempPathFactory,
+                                                            initial: list[str], ops: list) -> None:
+    from cascade.retrieve.dense import Dense
+
+    tmp = tmp_path_factory.mktemp("dense-ops")
+    live = {f"d{i}": cascade.Doc(f"d{i}", text) for i, text in enumerate(initial)}
+    idx = cascade.Index.build(list(live.values()), tmp / "i")
+    queries = _queries(4, seed=5)
+    for op, arg in ops:
+        if op in ("add", "update"):
+            batch = {f"d{i}": cascade.Doc(f"d{i}", text) for i, text in arg}
+            if op == "add":
+                batch = {k: v for k, v in batch.items() if k not in live}
+                if batch:
+                    idx.add(batch.values())
+            else:
+                idx.update(batch.values())
+            live.update(batch)
+        elif op == "delete":
+            idx.delete([f"d{i}" for i in arg])
+            for i in arg:
+                live.pop(f"d{i}", None)
+        elif op == "merge":
+            idx.optimize()
+        else:
+            Dense(cascade.Index.open(tmp / "i"), model=tiny_model, k=3).search_batch(queries)
+    if not live:
+        return
+    got = Dense(cascade.Index.open(tmp / "i"), model=tiny_model, k=20).search_batch(queries).to_run()
+    fresh = cascade.Index.build(list(live.values()), tmp / "fresh")
+    want = Dense(fresh, model=tiny_model, k=20).search_batch(queries).to_run()
+    for qid in want:  # all live documents come back; scores equal up to float noise of batching
+        assert got[qid].keys() == want[qid].keys() == live.keys()
+        for doc_id, score in want[qid].items():
+            assert got[qid][doc_id] == pytest.approx(score, abs=1e-5)
