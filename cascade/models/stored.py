@@ -1,8 +1,8 @@
 """Bi-encoder representations of an index: encode each segment's documents once, store them.
 
-One forward pass per document gives both its dense vector (part ``dense``) and its contextual
-token vectors (parts ``tok_offsets`` and ``tok_vectors``), stored float16 in the segment under
-the representation's name (by default the model alias, e.g. ``minilm``).
+One forward pass per document gives both its dense vector (part ``dense``, float32) and its
+contextual token vectors (parts ``tok_offsets`` and ``tok_vectors``, float16: they are the bulk),
+stored in the segment under the representation's name (by default the model alias, ``minilm``).
 
 >>> idx = cascade.Index.open("pets.idx")                      # doctest: +SKIP
 >>> idx = encode_biencoder(idx, "minilm")                      # doctest: +SKIP
@@ -55,7 +55,7 @@ def encode_biencoder(index: "Index", model: str = "minilm", *, name: str | None 
         out = encoder.encode(texts, tokens=tokens,
                              progress=None if progress is None else (lambda n: progress(base + n)))
         done[0] += len(texts)
-        parts = {"dense": out.dense.astype(np.float16)}
+        parts = {"dense": out.dense.astype(np.float32)}
         if tokens:
             parts.update(tok_offsets=out.token_offsets, tok_vectors=out.token_vectors)
         return parts

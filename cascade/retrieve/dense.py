@@ -1,6 +1,6 @@
 """Dense first stage: the top-k documents by dot product with the query's bi-encoder vector.
 
-Exact search multiplies the query vectors with each segment's memory-mapped float16 document
+Exact search multiplies the query vectors with each segment's memory-mapped float32 document
 vectors in chunks (one BLAS call per chunk for all queries at once) and keeps a running top-k;
 ``method="hnsw"`` searches an HNSW graph per segment (Malkov & Yashunin, "Efficient and robust
 approximate nearest neighbor search using Hierarchical Navigable Small World graphs", TPAMI
