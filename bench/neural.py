@@ -2,6 +2,7 @@
 
     python bench/neural.py ../shared/datasets/scifact ../shared/datasets/nfcorpus-preprocessed \\
         ../shared/datasets/trec-dl19-passage-pool [--models minilm,mpnet] [--speed scifact]
+    python bench/neural.py ../shared/datasets/trec-dl19-passage-pool --models mpnet --rerank-only
 
 Quality: for a BEIR dataset, every first stage (BM25, dense per model, learned sparse in both
 query modes when the ``sparse`` stage is installed, RRF of BM25 and dense), each alone and
@@ -9,6 +10,9 @@ followed by MaxSim over its top 100 (``X % 100 >> maxsim(model=M) % 10``), plus 
 rescoring of BM25's top 100. For the DL19 pool (a fixed candidate set) the first stage is the
 stored run ``runs/BM25.top100.trec`` and the same rerankers follow it. The collection is
 encoded once per model and kept in the evaluation index cache (``cascade cache info``).
+``--rerank-only`` (pool datasets) evaluates only rerankers of ``runs/BM25.top100.trec`` on a copy
+of the dataset whose corpus holds just that run's documents: the same scores, a third of the
+encoding (how the mpnet rows were made on this 2-core machine).
 
 Speed (``--speed DATASET``): MaxSim reranking of BM25's top 100 to a top 10, pruned vs unpruned,
 in one process, alternating, ``--repeat`` times (median); the top 10 must be identical. Then the
@@ -67,12 +71,44 @@ def pool_pipelines(models: list[str]) -> list[str]:
     return out
 
 
+def rerank_pipelines(models: list[str]) -> list[str]:
+    run = "run(runs/BM25.top100.trec)"
+    out = [run]
+    for m in models:
+        out += [f"{run} >> dense_rerank(model={m})", f"{run} >> maxsim(model={m})",
+                f"rrf({run}, {run} >> maxsim(model={m}))"]
+    return out
+
+
+def candidates_only(dataset: Path, run: str = "runs/BM25.top100.trec") -> Path:
+    """A copy of a pool dataset whose corpus holds only the documents of ``run``: reranking that
+    run gives the same scores as on the whole pool, and only those documents get encoded."""
+    import json
+    import tempfile
+
+    wanted = {line.split()[2] for line in (dataset / run).read_text().splitlines() if line.strip()}
+    out = Path(tempfile.gettempdir()) / f"{dataset.name}-{Path(run).stem}-docs"
+    out.mkdir(exist_ok=True)
+    with open(dataset / "corpus.jsonl") as src, open(out / "corpus.jsonl", "w") as dst:
+        for line in src:
+            if json.loads(line)["_id"] in wanted:
+                dst.write(line)
+    for name in ("queries.jsonl", "qrels", "runs"):
+        if not (out / name).exists():
+            (out / name).symlink_to((dataset / name).resolve())
+    return out
+
+
 def _wrap(stage: str) -> str:
     return f"({stage})" if " " in stage and not stage.startswith("rrf") else stage
 
 
-def quality(dataset: Path, models: list[str]) -> dict[str, Any]:
-    pipelines = pool_pipelines(models) if (dataset / "runs").is_dir() else beir_pipelines(models)
+def quality(dataset: Path, models: list[str], rerank_only: bool = False) -> dict[str, Any]:
+    if rerank_only:
+        pipelines = rerank_pipelines(models)
+        dataset = candidates_only(dataset)
+    else:
+        pipelines = pool_pipelines(models) if (dataset / "runs").is_dir() else beir_pipelines(models)
     opts = EvalOptions(metrics="nDCG@10,R@100")  # the cached index: encoded once per model
     start = time.perf_counter()
     report = strip_per_query(run_experiment(dataset, pipelines, opts=opts))
@@ -173,11 +209,13 @@ def main() -> int:
     parser.add_argument("--models", default="minilm")
     parser.add_argument("--speed", type=Path, help="dataset for the MaxSim speed section")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rerank-only", action="store_true",
+                        help="pool datasets: only rerank runs/BM25.top100.trec, encoding just its documents")
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
     command = "python bench/neural.py " + " ".join(sys.argv[1:])
     parts = [f"# Neural stages\n\nCommand: `{command}`\n\nMachine: {machine()}\n"]
-    reports = [quality(d, models) for d in args.datasets]
+    reports = [quality(d, models, args.rerank_only) for d in args.datasets]
     if reports:
         parts.append(quality_table(reports))
         print(parts[-1], flush=True)
