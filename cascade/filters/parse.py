@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from cascade.lexing import scan
 from cascade.errors import CascadeError
 from cascade.filters.expr import OPS, And, Compare, Expr, In, Not, Or
 
@@ -58,19 +59,7 @@ class Token:
 
 
 def tokenize(text: str) -> list[Token]:
-    tokens, pos = [], 0
-    while pos < len(text):
-        if not text[pos:].strip():
-            break
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            bad = pos + len(text[pos:]) - len(text[pos:].lstrip())
-            raise FilterSyntaxError(text, bad, f"unexpected character {text[bad]!r}")
-        kind = m.lastgroup or "word"
-        tokens.append(Token(kind, m.group(kind), m.start(kind)))
-        pos = m.end()
-    tokens.append(Token("end", "", len(text)))
-    return tokens
+    return [Token(kind, value, pos) for kind, value, pos in scan(text, _TOKEN, FilterSyntaxError)]
 
 
 def _literal(token: Token) -> Any:

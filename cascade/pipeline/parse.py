@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cascade.lexing import scan
 from cascade.errors import BadIndexError, CascadeError, DataError
 from cascade.pipeline.base import Pipeline
 from cascade.pipeline.registry import Context, stage_entry, stage_names
@@ -53,19 +54,7 @@ class Token:
 
 
 def tokenize(text: str) -> list[Token]:
-    tokens, pos = [], 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            bad = pos + len(text[pos:]) - len(text[pos:].lstrip())
-            raise PipelineSyntaxError(text, bad, f"unexpected character {text[bad]!r}")
-        kind = m.lastgroup or "word"
-        tokens.append(Token(kind, m.group(kind), m.start(kind)))
-        pos = m.end()
-    tokens.append(Token("end", "", len(text)))
-    return tokens
+    return [Token(kind, value, pos) for kind, value, pos in scan(text, _TOKEN, PipelineSyntaxError)]
 
 
 def _value(token: Token) -> Any:

@@ -155,7 +155,6 @@ class Dense(Pipeline):
 
     def search_batch(self, queries: Sequence[Query], k: int | None = None) -> Candidates:
         k = self.k if k is None else k
-        start = time.perf_counter()
         self._stored  # encode the collection first (not part of query latency)
         begin = time.perf_counter()
         docs, scores = self.search_vectors(self.encode_queries(queries), k)
@@ -165,7 +164,6 @@ class Dense(Pipeline):
                                       [s[m] for s, m in zip(scores, found)], self.index)
         cands.seconds[self.name] = time.perf_counter() - begin
         cands.query_seconds = np.full(len(queries), per_query)
-        del start
         return cands
 
     def execute(self, executor: object, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
