@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cascade.lexing import scan
 from cascade.errors import BadIndexError, CascadeError, DataError
+from cascade.lexing import scan
 from cascade.pipeline.base import Pipeline
 from cascade.pipeline.registry import Context, stage_entry, stage_names
 
