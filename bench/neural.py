@@ -75,8 +75,9 @@ def rerank_pipelines(models: list[str]) -> list[str]:
     run = "run(runs/BM25.top100.trec)"
     out = [run]
     for m in models:
-        out += [f"{run} >> dense_rerank(model={m})", f"{run} >> maxsim(model={m})",
-                f"rrf({run}, {run} >> maxsim(model={m}))"]
+        out += [f"{run} >> dense_rerank(model={m})", f"rrf({run}, {run} >> dense_rerank(model={m}))",
+                f"{run} >> maxsim(model={m})", f"rrf({run}, {run} >> maxsim(model={m}))",
+                f"rrf({run}, {run} >> dense_rerank(model={m}), {run} >> maxsim(model={m}))"]
     return out
 
 

@@ -70,7 +70,8 @@ def ensure_biencoder(index: "Index", model: str, *, tokens: bool, progress: Prog
     """The index with ``model``'s representation (encoding it now if missing) and its name.
 
     Looks at the index as committed now: another stage may have encoded it since ``index``
-    was opened. A stored encoding with token vectors also serves dense-only use."""
+    was opened. Token vectors are always stored with a new encoding (they come from the same
+    forward pass), so a dense stage and a later MaxSim stage never encode the collection twice."""
     from cascade.index.index import Index
 
     name = representation_name(model)
@@ -79,8 +80,7 @@ def ensure_biencoder(index: "Index", model: str, *, tokens: bool, progress: Prog
     found = index.manifest.representations.get(name) or {}
     if reps.has(index, name) and found.get("model") == model and (found.get("tokens") or not tokens):
         return index, name
-    keep_tokens = tokens or bool(found.get("tokens"))
-    return encode_biencoder(index, model, name=name, tokens=keep_tokens, progress=progress), name
+    return encode_biencoder(index, model, name=name, tokens=True, progress=progress), name
 
 
 def dense_vectors(seg: "Segment", name: str) -> np.ndarray:
