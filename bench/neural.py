@@ -77,7 +77,9 @@ def rerank_pipelines(models: list[str]) -> list[str]:
     for m in models:
         out += [f"{run} >> dense_rerank(model={m})", f"rrf({run}, {run} >> dense_rerank(model={m}))",
                 f"{run} >> maxsim(model={m})", f"rrf({run}, {run} >> maxsim(model={m}))",
-                f"rrf({run}, {run} >> dense_rerank(model={m}), {run} >> maxsim(model={m}))"]
+                f"rrf({run}, {run} >> dense_rerank(model={m}), {run} >> maxsim(model={m}))",
+                f"rrf({run} >> dense_rerank(model={m}), {run} >> maxsim(model={m}))",
+                f"combsum({run} >> dense_rerank(model={m}), {run} >> maxsim(model={m}), norm=zscore)"]
     return out
 
 
