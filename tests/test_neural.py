@@ -130,11 +130,12 @@ def test_pruned_maxsim_returns_the_unpruned_top_k(encoded: cascade.Index, tiny_m
 
     queries = _queries(40, seed=k)
     first = encoded.bm25().search_batch(queries, k=60)
-    pruned = MaxSim(encoded, model=tiny_model, k=k).rerank(queries, first)
     full = MaxSim(encoded, model=tiny_model, prune=False).rerank(queries, first)
-    for (qid, pd, ps), (_, fd, fs) in zip(pruned.per_query(), full.per_query()):
-        assert pd.tolist() == fd[:k].tolist(), qid
-        assert ps.tolist() == fs[:k].tolist(), qid
+    for prune in (True, "auto"):
+        pruned = MaxSim(encoded, model=tiny_model, k=k, prune=prune).rerank(queries, first)
+        for (qid, pd, ps), (_, fd, fs) in zip(pruned.per_query(), full.per_query()):
+            assert pd.tolist() == fd[:k].tolist(), qid
+            assert ps.tolist() == fs[:k].tolist(), qid
 
 
 def test_bounds_never_fall_below_exact_scores(encoded: cascade.Index, tiny_model: str) -> None:
@@ -179,6 +180,8 @@ def test_missing_model_and_bad_settings_are_clear_errors(encoded: cascade.Index,
         encode_biencoder(encoded, str(tmp_path / "no-such-model"))
     with pytest.raises(CascadeError, match="method"):
         Dense(encoded, method="ivf")
+    with pytest.raises(CascadeError, match="prune must be"):
+        cascade.parse("bm25 >> maxsim(prune=sometimes)", index=encoded)
     with pytest.raises(CascadeError, match="put a first stage"):
         cascade.parse("maxsim", index=encoded).search("cats")
 

@@ -6,11 +6,14 @@ vectors (MiniLM / mpnet) or any sentence-transformers checkpoint. Reranking the 
 a strong first stage rather than gathering by token follows Martinico, Nardini, Rulli &
 Venturini, "Multivector Reranking in the Era of Strong First-Stage Retrievers" (2025).
 
-Early pruning (``prune=True``, the default when a cutoff ``% k`` follows): every candidate first
-gets a cheap upper bound from a low-rank projection of its token vectors, and candidates are
-scored exactly in descending bound order until the next bound falls below the k-th exact
-score. The bound is a true bound (see :mod:`cascade.rerank.maxsim_bounds`), so the top k are
-exactly those of unpruned scoring.
+Early pruning, when a cutoff ``% k`` follows: every candidate first gets a cheap upper bound
+from a low-rank projection of its token vectors, and candidates are scored exactly in
+descending bound order until the next bound falls below the k-th exact score. The bound is a
+true bound (see :mod:`cascade.rerank.maxsim_bounds`), so the top k are exactly those of
+unpruned scoring. ``prune="auto"`` (the default) tries it on the first queries of a batch and
+keeps it only while it skips enough candidates to pay for the bounds: with the contextual
+token vectors of MiniLM, which are not trained for late interaction, the bounds are loose and
+skip almost nothing (``bench/neural.py --speed``). ``prune=True`` / ``False`` force it.
 
 >>> pipe = cascade.pipeline("bm25 % 100 >> maxsim % 10", index=idx)   # doctest: +SKIP
 """
@@ -23,12 +26,15 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from cascade.data.types import Query
+from cascade.errors import CascadeError
 from cascade.rerank.base import ALL, Reranker
 
 if TYPE_CHECKING:
     from cascade.index.index import Index
 
 CHUNK = 8  # candidates scored exactly between two checks of the stopping rule
+AUTO_TRIAL = 8  # prune="auto": queries tried with bounds before deciding
+AUTO_KEEP = 0.7  # ... and kept on only if at most this share of candidates had to be scored
 
 
 def maxsim(q: np.ndarray, tokens: np.ndarray) -> np.float32:
@@ -69,16 +75,18 @@ class MaxSim(Reranker):
 
     name = "maxsim"
 
-    def __init__(self, index: "Index", model: str = "minilm", k: int = ALL, prune: bool = True,
+    def __init__(self, index: "Index", model: str = "minilm", k: int = ALL, prune: bool | str = "auto",
                  rank: int = 32, progress: Callable[[int], None] | None = None) -> None:
         super().__init__(index, k)
-        self.model, self.prune, self.rank = model, bool(prune), int(rank)
+        if prune not in (True, False, "auto"):
+            raise CascadeError(f"maxsim: prune must be true, false or auto (got {prune!r})")
+        self.model, self.prune, self.rank = model, prune, int(rank)
         self._progress = progress
 
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model} if self.model != "minilm" else {}
-        if not self.prune:
-            out["prune"] = False
+        if self.prune != "auto":
+            out["prune"] = self.prune
         return out
 
     def key(self) -> tuple[Any, ...]:  # pruning never changes the result, so it is not part of the key
@@ -117,15 +125,20 @@ class MaxSim(Reranker):
 
         self.tokens  # encode the collection first if needed
         qtoks = self.query_tokens(queries)
-        pruning = self.prune and k < ALL
+        pruning = self.prune is not False and k < ALL
         results = []
+        tried = scored = 0
         # one small matrix product per document: BLAS threads only add contention here
         with threadpool_limits(1, user_api="blas"):
-            for q, nums in zip(qtoks, docs):
+            for i, (q, nums) in enumerate(zip(qtoks, docs)):
                 if pruning and len(nums) > k:
                     results.append(self.score_pruned(q, nums, k))
+                    tried, scored = tried + len(nums), scored + self.last_scored
+                    if self.prune == "auto" and i + 1 == AUTO_TRIAL and scored > AUTO_KEEP * tried:
+                        pruning = False  # the bounds cost more than they save on these vectors
                 else:
                     results.append(self.score_all(q, nums))
+        self.pruned_share = 1 - scored / tried if tried else 0.0
         return results
 
     def score_all(self, q: np.ndarray, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
