@@ -375,3 +375,23 @@ def test_onnx_model_in_pipeline_stages(tmp_path: Path) -> None:
                  "rrf(bm25, dense(model=minilm-onnx)) >> dense_rerank(model=minilm-onnx)"):
         run = cascade.parse(text, index=idx).search("what causes diabetes").to_run()
         assert next(iter(run["0"])) == "diabetes", text
+
+
+def test_after_an_add_only_the_new_documents_are_encoded(tiny_model: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from cascade.models import encoders
+    from cascade.retrieve.dense import Dense
+
+    docs = _docs(30, 9)
+    idx = encode_biencoder(cascade.Index.build(docs[:20], tmp_path / "a.idx"), tiny_model)
+    idx.add(docs[20:], merge=False)
+    seen: list[int] = []
+    original = encoders.Encoder.encode
+
+    def counting(self, texts, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(len(texts))
+        return original(self, texts, **kwargs)
+
+    monkeypatch.setattr(encoders.Encoder, "encode", counting)
+    Dense(cascade.Index.open(tmp_path / "a.idx"), model=tiny_model, k=5).search_batch(_queries(3))
+    assert seen == [10, 3]  # the 10 added documents, then the 3 queries
