@@ -19,7 +19,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 
 from cascade.data.beir import BeirDataset
 from cascade.data.trec import read_trec_run

@@ -24,7 +24,6 @@ from cascade.index.segment import doc_text
 if TYPE_CHECKING:
     from cascade.index.index import Index
     from cascade.index.segment import Segment
-    from cascade.models.encoders import Encoder
 
 ProgressFn = Callable[[int], None]
 KIND = "biencoder"

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 CONNECTIVITY = 32
 EXPANSION_ADD = 200
-_LOADED: dict[tuple[str, str, str], object] = {}
+_LOADED: dict[tuple[str, str], object] = {}  # (segment dir, graph file) -> loaded graph
 
 
 def _faiss():  # type: ignore[no-untyped-def]
@@ -59,8 +59,8 @@ def ensure_graphs(index: "Index", name: str) -> tuple["Index", str]:
 
 
 def _graph(seg: "Segment", graph_name: str) -> object:
-    key = (str(seg.dir), graph_name, seg.entry.files and next(
-        (f for f in seg.entry.files if f.startswith(f"rep-{graph_name}.")), ""))
+    # the file name carries its commit's generation, so a rebuilt graph gets a new key
+    key = (str(seg.dir), next((f for f in seg.entry.files if f.startswith(f"{reps.PREFIX}{graph_name}.")), ""))
     if key not in _LOADED:
         _LOADED[key] = _faiss().deserialize_index(np.ascontiguousarray(reps.load(seg, graph_name, "graph")))
     return _LOADED[key]
