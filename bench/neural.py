@@ -43,11 +43,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEPTH = 100
 
 
-def beir_pipelines(models: list[str]) -> list[str]:
+def beir_pipelines(models: list[str], sparse: bool = True) -> list[str]:
     first = ["bm25"]
     for m in models:
         first += [f"dense(model={m})", f"rrf(bm25, dense(model={m}))"]
-    if "sparse" in stage_names():
+    if sparse and "sparse" in stage_names():
         first += ["sparse", "sparse(mode=inference_free)"]
     out = []
     for stage in first:
@@ -60,13 +60,13 @@ def beir_pipelines(models: list[str]) -> list[str]:
     return out
 
 
-def pool_pipelines(models: list[str]) -> list[str]:
+def pool_pipelines(models: list[str], sparse: bool = True) -> list[str]:
     run = "run(runs/BM25.top100.trec)"
     out = [run]
     for m in models:
         out += [f"{run} >> dense_rerank(model={m})", f"{run} >> maxsim(model={m})",
                 f"rrf({run}, {run} >> dense_rerank(model={m}))", f"dense(model={m})"]
-    if "sparse" in stage_names():
+    if sparse and "sparse" in stage_names():
         out += [f"{run} >> maxsim(model={models[0]}) % 10"]
     return out
 
@@ -106,12 +106,12 @@ def _wrap(stage: str) -> str:
     return f"({stage})" if " " in stage and not stage.startswith("rrf") else stage
 
 
-def quality(dataset: Path, models: list[str], rerank_only: bool = False) -> dict[str, Any]:
+def quality(dataset: Path, models: list[str], rerank_only: bool = False, sparse: bool = True) -> dict[str, Any]:
     if rerank_only:
         pipelines = rerank_pipelines(models)
         dataset = candidates_only(dataset)
     else:
-        pipelines = pool_pipelines(models) if (dataset / "runs").is_dir() else beir_pipelines(models)
+        pipelines = (pool_pipelines if (dataset / "runs").is_dir() else beir_pipelines)(models, sparse)
     opts = EvalOptions(metrics="nDCG@10,R@100")  # the cached index: encoded once per model
     start = time.perf_counter()
     report = strip_per_query(run_experiment(dataset, pipelines, opts=opts))
@@ -233,7 +233,15 @@ def _top(out: tuple[np.ndarray, np.ndarray], docs: np.ndarray, k: int) -> list[t
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    from cascade.models.resolve import default_device
+
+    device = default_device()
+    if device.startswith("cuda"):
+        import torch
+
+        device += f" ({torch.cuda.get_device_name()}, encoding only: MaxSim and dense search run on the CPU)"
+    return f"{cpu}; encoders on {device}"
 
 
 def main() -> int:
@@ -249,6 +257,7 @@ def main_args() -> argparse.Namespace:
     parser.add_argument("--pruning-only", action="store_true", help="--speed without the exhaustive comparison")
     parser.add_argument("--rerank-only", action="store_true",
                         help="pool datasets: only rerank runs/BM25.top100.trec, encoding just its documents")
+    parser.add_argument("--no-sparse", action="store_true", help="leave out the learned-sparse rows")
     return parser.parse_args()
 
 
@@ -256,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     models = [m for m in args.models.split(",") if m]
     command = "python bench/neural.py " + " ".join(sys.argv[1:])
     parts = [f"# Neural stages\n\nCommand: `{command}`\n\nMachine: {machine()}\n"]
-    reports = [quality(d, models, args.rerank_only) for d in args.datasets]
+    reports = [quality(d, models, args.rerank_only, not args.no_sparse) for d in args.datasets]
     if reports:
         parts.append(quality_table(reports))
         print(parts[-1], flush=True)
@@ -265,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
         print(parts[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
     what = "-".join(d.name for d in args.datasets) or ("pruning" if args.pruning_only else "speed")
+    if models != ["minilm"]:
+        what += "-" + "-".join(models)
     out = RESULTS / f"neural-{datetime.date.today()}-{what}.md"
     out.write_text("\n\n".join(parts) + "\n")
     print(f"wrote {out}")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cascade.errors import CascadeError
-from cascade.models.resolve import load_sentence_transformer, resolve_model
+from cascade.models.resolve import default_device, load_sentence_transformer, resolve_model
 
 ProgressFn = Callable[[int], None]
 
@@ -42,17 +42,17 @@ class Encoded:
 
 
 class Encoder:
-    """A sentence-transformers bi-encoder on the CPU (or ``device``), batched."""
+    """A sentence-transformers bi-encoder, batched; ``device`` defaults to :func:`default_device`."""
 
     def __init__(self, model: str = "minilm", *, batch_size: int = 32, max_length: int | None = None,
-                 device: str = "cpu") -> None:
+                 device: str | None = None) -> None:
         if batch_size < 1:
             raise CascadeError(f"batch_size must be at least 1 (got {batch_size})")
         self.name = model
         self.location = resolve_model(model)
         self.batch_size = batch_size
         self.max_length = max_length
-        self.device = device
+        self.device = device or default_device()
 
     @cached_property
     def model(self) -> Any:

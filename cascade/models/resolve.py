@@ -72,6 +72,18 @@ def _hub_failure(location: str, err: Exception) -> CascadeError:
                         "whose package is installed)")
 
 
+def default_device() -> str:
+    """``$CASCADE_DEVICE`` if set, else ``cuda`` when torch sees a GPU, else ``cpu``."""
+    chosen = os.environ.get("CASCADE_DEVICE")
+    if chosen:
+        return chosen
+    try:
+        import torch
+    except ImportError:
+        return "cpu"  # loading the model raises the install hint
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_sentence_transformer(location: str, device: str = "cpu") -> Any:
     try:
         from sentence_transformers import SentenceTransformer

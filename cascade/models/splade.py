@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cascade.errors import CascadeError
-from cascade.models.resolve import load_transformers, resolve_model
+from cascade.models.resolve import default_device, load_transformers, resolve_model
 
 ProgressFn = Callable[[int], None]
 
@@ -60,14 +60,15 @@ class SpladeEncoder:
     """
 
     def __init__(self, model: str = "splade-tiny", *, max_length: int = 256, batch_size: int = 16,
-                 top_n: int | None = None, device: str = "cpu") -> None:
+                 top_n: int | None = None, device: str | None = None) -> None:
         if batch_size < 1 or max_length < 2:
             raise CascadeError(f"SPLADE needs batch_size >= 1 and max_length >= 2 (got {batch_size}, {max_length})")
         if top_n is not None and top_n < 1:
             raise CascadeError(f"top_n must be at least 1 (got {top_n})")
         self.name = model
         self.location = resolve_model(model)
-        self.max_length, self.batch_size, self.top_n, self.device = max_length, batch_size, top_n, device
+        self.max_length, self.batch_size, self.top_n, self.device = (
+            max_length, batch_size, top_n, device or default_device())
 
     @cached_property
     def _loaded(self) -> tuple[Any, Any]:
