@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cascade.errors import CascadeError
 from cascade.text.analyzer import DEFAULT_TOKEN_PATTERN, Analyzer
@@ -139,3 +143,17 @@ def test_unknown_settings_key() -> None:
 def test_from_dict_validates_values_too() -> None:
     with pytest.raises(CascadeError, match="unknown stemmer"):
         Analyzer.from_dict({"stemmer": "nope"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aB1_ é-.,'\n\t") + ["ß", "٣", "日", "\u0301"]), max_size=40))
+def test_the_fast_default_pattern_finds_the_same_tokens(text: str) -> None:
+    """Analyzer swaps the default pattern for an unanchored one: the tokens must not change."""
+    assert Analyzer(**PLAIN).raw_tokens(text) == re.findall(DEFAULT_TOKEN_PATTERN, text.lower())
+    assert Analyzer(lowercase=False, **PLAIN).raw_tokens(text) == re.findall(DEFAULT_TOKEN_PATTERN, text)
+
+
+def test_raw_tokens_and_term_of_compose_to_terms() -> None:
+    analyzer = Analyzer()
+    text = "The Runners were RUNNING quickly, and the cat's whiskers twitched"
+    assert [t for t in map(analyzer.term_of, analyzer.raw_tokens(text)) if t is not None] == analyzer.terms(text)

@@ -20,6 +20,7 @@ skip almost nothing (``bench/neural.py --speed``). ``prune=True`` / ``False`` fo
 
 from __future__ import annotations
 
+import warnings
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -45,6 +46,27 @@ def maxsim(q: np.ndarray, tokens: np.ndarray) -> np.float32:
     if len(tokens) == 0:
         return np.float32(0.0)
     return (q @ np.asarray(tokens, dtype=np.float32).T).max(axis=1).sum(dtype=np.float32)
+
+
+def doc_scorer(q: np.ndarray) -> Callable[[np.ndarray], np.float32]:
+    """The exact MaxSim of ``q`` with one document's tokens, as a function: through torch when it
+    is installed (its float16-to-float32 conversion is vectorised, about 3x faster per document
+    than numpy's), else :func:`maxsim`. Either way one product per document."""
+    try:
+        import torch
+    except ImportError:
+        return lambda tokens: maxsim(q, tokens)
+    qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+
+    def score(tokens: np.ndarray) -> np.float32:
+        if len(tokens) == 0:
+            return np.float32(0.0)
+        with warnings.catch_warnings():  # memory-mapped rows are read-only; torch only reads them
+            warnings.simplefilter("ignore", UserWarning)
+            rows = torch.from_numpy(tokens)
+        return np.float32((qt @ rows.to(torch.float32).T).amax(dim=1).sum().item())
+
+    return score
 
 
 class DocTokens:
@@ -142,14 +164,14 @@ class MaxSim(Reranker):
         return results
 
     def score_all(self, q: np.ndarray, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.tokens.rows
-        scores = np.array([maxsim(q, rows(s, b, e)) for s, b, e in self.tokens.slices(nums)], dtype=np.float32)
+        rows, exact = self.tokens.rows, doc_scorer(q)
+        scores = np.array([exact(rows(s, b, e)) for s, b, e in self.tokens.slices(nums)], dtype=np.float32)
         return np.arange(len(nums)), scores
 
     def score_pruned(self, q: np.ndarray, nums: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores for candidates taken in descending upper-bound order, stopping once no
         remaining candidate's bound can reach the k-th exact score (ties included)."""
-        where = self.tokens.slices(nums)
+        where, exact = self.tokens.slices(nums), doc_scorer(q)
         upper = self.bounds.upper_bounds(q, where)
         order = np.argsort(-upper, kind="stable")
         done_pos: list[np.ndarray] = []
@@ -161,7 +183,7 @@ class MaxSim(Reranker):
                 break
             batch = order[scored:scored + CHUNK]
             done_pos.append(batch)
-            done_scores.append(np.array([maxsim(q, self.tokens.rows(*where[i])) for i in batch], dtype=np.float32))
+            done_scores.append(np.array([exact(self.tokens.rows(*where[i])) for i in batch], dtype=np.float32))
             scored += len(batch)
             if scored >= k:
                 all_scores = np.concatenate(done_scores)

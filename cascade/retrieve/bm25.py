@@ -106,7 +106,7 @@ class BM25(Pipeline):
     def _sync(self) -> None:
         """Drop statistics cached for an earlier snapshot of the index (after ``refresh()``)."""
         if self.index.version != self._seen_version:
-            for name in ("impacts", "_idf", "_segment_idf", "_default_masks"):
+            for name in ("impacts", "_idf", "_segment_idf", "_default_masks", "_token_numbers"):
                 self.__dict__.pop(name, None)
             self._seen_version = self.index.version
 
@@ -215,22 +215,8 @@ class BM25(Pipeline):
         [mask] = self.allowed(where)
         impact_search.warm_up()
         seg = self.index.segments[0]
-        lookup = seg.term_numbers
-        terms_of = self.index.analyzer.terms
-        flat: list[int] = []
-        counts: list[int] = []
-        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-        for q, text in enumerate(texts):
-            seen: dict[int, int] = {}
-            for term in terms_of(text):
-                number = lookup.get(term)
-                if number is not None:
-                    seen[number] = seen.get(number, 0) + 1
-            flat.extend(seen)
-            counts.extend(seen.values())
-            offsets[q + 1] = len(flat)
-        terms = np.array(flat, dtype=np.int64)
-        weights = np.array(counts, dtype=np.float64) * self._segment_idf[terms]
+        offsets, terms, counts = self._numbered_queries(texts, seg.term_numbers)
+        weights = counts * self._segment_idf[terms]
         # terms whose live df is 0 (all their documents deleted) score nothing, as in rank_many
         keep_terms = weights > 0
         if not keep_terms.all():
@@ -243,6 +229,42 @@ class BM25(Pipeline):
         out_offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(found, out=out_offsets[1:])
         return out_offsets, docs[keep], scores[keep]
+
+    def _numbered_queries(self, texts: Sequence[str], lookup: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each query's distinct term numbers (first-seen order) and their counts, flat and split by
+        offsets. Raw tokens are memoised to term numbers (-1: stopword, or not in the index), so
+        a warm query costs one regex pass and a dictionary lookup per token."""
+        memo = self._token_numbers
+        if len(memo) > 1_000_000:
+            memo.clear()
+        number_of, raw_tokens = memo.get, self.index.analyzer.raw_tokens
+        flat: list[int] = []
+        counts: list[int] = []
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        for q, text in enumerate(texts):
+            tokens = raw_tokens(text)
+            numbers = [number_of(token) for token in tokens]
+            if None in numbers:
+                numbers = [self._learn_token(token, lookup) for token in tokens]
+            seen: dict[int, int] = {}
+            for number in numbers:
+                if number >= 0:
+                    seen[number] = seen.get(number, 0) + 1
+            flat.extend(seen)
+            counts.extend(seen.values())
+            offsets[q + 1] = len(flat)
+        return offsets, np.array(flat, dtype=np.int64), np.array(counts, dtype=np.float64)
+
+    def _learn_token(self, token: str, lookup: dict[str, int]) -> int:
+        number = self._token_numbers.get(token)
+        if number is None:
+            term = self.index.analyzer.term_of(token)
+            number = self._token_numbers[token] = -1 if term is None else lookup.get(term, -1)
+        return number
+
+    @cached_property
+    def _token_numbers(self) -> dict[str, int]:
+        return {}
 
     def rank_one(self, text: str, k: int, where: "str | Expr | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` for one query in plain numpy: no compiled kernels to load, so an

@@ -18,11 +18,10 @@ Queries are processed one per thread (``threads`` > 1 runs a parallel batch).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
+from cascade.kernels.keys import ENTRY, pack, trim, unpack_score, write_sorted
 from cascade.kernels.topk import heap_offer, heap_sorted
 
 SLACK = 1e-9  # prune only when a bound is clearly below the threshold (float64 sum-order noise)
@@ -175,77 +174,10 @@ def exhaustive_query(indptr, docs, impacts, terms, weights, k, acc, touched, out
             keys[kept] = pack(acc[d], d)
             kept += 1
         acc[d] = 0.0
-    return _write_sorted(keys, kept, k, out_docs, out_scores, row)
+    return write_sorted(keys, kept, k, out_docs, out_scores, row)
 
 
 RANGE = 1 << 15  # documents per range: a float64 accumulator of 256 KiB stays in L2
-
-
-@njit(cache=True, inline="always")
-def pack(score: float, doc: int) -> np.uint64:
-    """One sortable key per result: ascending keys are score descending, then doc ascending.
-
-    Scores are positive float32 values, whose bit patterns order like the numbers."""
-    bits = np.uint64(np.float32(score).view(np.uint32))
-    return ((np.uint64(0xFFFFFFFF) - bits) << np.uint64(32)) | np.uint64(doc)
-
-
-@njit(cache=True, inline="always")
-def unpack_score(key: np.uint64) -> float:
-    """The float32 score inside a packed key, exactly, without allocating."""
-    bits = np.int64(np.uint64(0xFFFFFFFF) - (key >> np.uint64(32)))
-    exponent = (bits >> 23) & 0xFF
-    mantissa = bits & 0x7FFFFF
-    if exponent == 0:
-        return math.ldexp(float(mantissa), -149)
-    return math.ldexp(float(mantissa | 0x800000), exponent - 150)
-
-
-@njit(cache=True)
-def _select(a, n, k):  # type: ignore[no-untyped-def]
-    """In-place quickselect: afterwards a[:k] holds the k smallest of the (distinct) keys a[:n],
-    and a[k-1] is the largest of them, which is returned."""
-    lo, hi, target = 0, n - 1, k - 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        x, y, z = a[lo], a[mid], a[hi]
-        pivot = max(min(x, y), min(max(x, y), z))  # median of three
-        i, j = lo, hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                a[i], a[j] = a[j], a[i]
-                i += 1
-                j -= 1
-        if target <= j:
-            hi = j
-        elif target >= i:
-            lo = i
-        else:
-            break
-    return a[target]
-
-
-@njit(cache=True)
-def _trim(pool, n, k):  # type: ignore[no-untyped-def]
-    """Keep the k best (smallest) of the first n keys at the front; returns the k-th key."""
-    return _select(pool, n, k)
-
-
-@njit(cache=True)
-def _write_sorted(pool, n, k, out_docs, out_scores, row):  # type: ignore[no-untyped-def]
-    """Write the best min(k, n) keys in order into row ``row`` of the outputs; returns the count."""
-    if n > k:
-        _trim(pool, n, k)
-        n = k
-    pool[:n].sort()
-    for j in range(n):
-        out_docs[row, j] = np.int32(pool[j] & np.uint64(0xFFFFFFFF))
-        out_scores[row, j] = np.float32(unpack_score(pool[j]))
-    return n
 
 
 @njit(cache=True, inline="always")
@@ -288,6 +220,7 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_te
     size = 0
     theta = -1.0  # k-th best score once the pool has held k candidates
     kth_key = np.uint64(0xFFFFFFFFFFFFFFFF)
+    entry = 0.0  # below this no score can reach the k-th (see ENTRY)
     full = False
     cap = len(pool)
     span = len(acc)
@@ -336,17 +269,19 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_te
             d = touched[j]
             score = acc[d]
             acc[d] = 0.0
-            if score > 0.0 and (not filtered or allowed[d + r0]):
+            # a float comparison first: most documents fall below the k-th score, and packing is dearer
+            if score >= entry and score > 0.0 and (not filtered or allowed[d + r0]):
                 key = pack(score, d + r0)
                 if key < kth_key:
                     pool[size] = key
                     size += 1
                     if size == cap:
-                        kth_key = _trim(pool, size, k)
+                        kth_key = trim(pool, size, k)
                         size = k
                         theta = unpack_score(kth_key)
+                        entry = theta * ENTRY
                         full = True
-    return _write_sorted(pool, size, k, out_docs, out_scores, row)
+    return write_sorted(pool, size, k, out_docs, out_scores, row)
 
 
 @njit(cache=True)
