@@ -13,7 +13,8 @@ true bound (see :mod:`cascade.rerank.maxsim_bounds`), so the top k are exactly t
 unpruned scoring. ``prune="auto"`` (the default) tries it on the first queries of a batch and
 keeps it only while it skips enough candidates to pay for the bounds: with the contextual
 token vectors of MiniLM, which are not trained for late interaction, the bounds are loose and
-skip almost nothing (``bench/neural.py --speed``). ``prune=True`` / ``False`` force it.
+skip almost nothing (``bench/neural.py --speed``; ``bench/maxsim_pruning.py`` measures the
+slack against the score gaps). ``prune=True`` / ``False`` force it.
 
 >>> pipe = cascade.pipeline("bm25 % 100 >> maxsim % 10", index=idx)   # doctest: +SKIP
 """
