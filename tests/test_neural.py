@@ -395,3 +395,17 @@ def test_after_an_add_only_the_new_documents_are_encoded(tiny_model: str, tmp_pa
     monkeypatch.setattr(encoders.Encoder, "encode", counting)
     Dense(cascade.Index.open(tmp_path / "a.idx"), model=tiny_model, k=5).search_batch(_queries(3))
     assert seen == [10, 3]  # the 10 added documents, then the 3 queries
+
+
+def test_encoders_run_on_the_default_device_which_the_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from cascade.models.encoders import Encoder
+    from cascade.models.resolve import default_device
+
+    monkeypatch.delenv("CASCADE_DEVICE", raising=False)
+    assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("CASCADE_DEVICE", "meta")
+    assert default_device() == "meta"
+    assert Encoder("minilm").device == "meta"  # the model is not loaded until first use
+    assert Encoder("minilm", device="cpu").device == "cpu"

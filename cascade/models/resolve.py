@@ -97,7 +97,7 @@ def load_sentence_transformer(location: str, device: str = "cpu") -> Any:
 
 def load_transformers(location: str, head: str) -> tuple[Any, Any]:
     """(tokenizer, model) with ``head`` one of the transformers Auto classes' suffixes,
-    e.g. ``ForSequenceClassification`` or ``ForMaskedLM``; eval mode, CPU."""
+    e.g. ``ForSequenceClassification`` or ``ForMaskedLM``; eval mode, on the CPU (callers move it)."""
     try:
         import transformers
     except ImportError:

@@ -41,7 +41,7 @@ import numpy as np
 
 from cascade.data.types import Doc, Query
 from cascade.errors import CascadeError
-from cascade.models.resolve import load_transformers, resolve_model
+from cascade.models.resolve import default_device, load_transformers, resolve_model
 from cascade.pipeline.base import Pipeline, format_call
 from cascade.pipeline.candidates import Candidates, cut, sort_within_queries
 
@@ -92,6 +92,7 @@ class CrossEncoder(Pipeline):
     def loaded(self) -> tuple[Any, Any]:
         """(tokenizer, model), loaded on first use."""
         tokenizer, model = load_transformers(self.location, "ForSequenceClassification")
+        model = model.to(default_device())
         n_labels = int(model.config.num_labels)
         if n_labels not in (1, 2):
             raise CascadeError(f"cross_encoder needs a model with 1 or 2 output labels; {self.label} has {n_labels}")
@@ -120,7 +121,7 @@ class CrossEncoder(Pipeline):
         with torch.inference_mode():
             for batch, strategy in groups:
                 features = tokenizer([pairs[i][0] for i in batch], [pairs[i][1] for i in batch], padding=True,
-                                     truncation=strategy, max_length=max_length, return_tensors="pt")
+                                     truncation=strategy, max_length=max_length, return_tensors="pt").to(model.device)
                 logits = model(**features).logits.float()
                 scores = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1] - logits[:, 0]
                 out[batch] = scores.cpu().numpy()
