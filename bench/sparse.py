@@ -21,6 +21,10 @@ or more word characters, Lucene's English stop set and the Snowball English stem
 k1=0.9, b=0.4 (Lucene's variant); for the synthetic corpus (bench/synthetic.py) no stop words and
 no stemming. Differences that remain are listed per system in the output (see NOTES).
 
+``--rounds R`` runs the whole sweep R times (system order reversed every other round) and reports
+each figure's median over the rounds: peers' speeds drift by up to a third between runs on a busy
+machine, and the median of interleaved rounds keeps that drift out of the ratios.
+
 Without --json: prints a Markdown table and writes bench/results/sparse-<date>.md with the command
 line, the machine and the package versions. With --json: one JSON object per line per (system,
 dataset), nothing written.
@@ -511,6 +515,41 @@ def run_child(job: dict[str, Any], timeout: float | None) -> dict[str, Any]:
     return {**row, "error": tail[-1] if tail else f"exit status {done.returncode}"}
 
 
+def sweep_one(system: str, spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """One (system, dataset) measurement in its own child process, or the row saying why not."""
+    job = {"system": system, "dataset": spec, "threads": args.threads, "index_threads": args.index_threads,
+           "repeat": args.repeat, "max_queries": args.queries,
+           "workdir": str(args.workdir) if args.workdir else None}
+    if system == "rank-bm25" and spec["kind"] == "synthetic" and spec["n_docs"] > RANK_BM25_MAX_DOCS:
+        return {**empty_row(system, spec, args.threads, args.repeat),
+                "skipped": f"over {RANK_BM25_MAX_DOCS:,} documents (scores every document in Python)"}
+    if not args.json:
+        print(f"running {system} on {spec['name']} ...", file=sys.stderr, flush=True)
+    return run_child(job, args.timeout)
+
+
+MEDIAN_FIELDS = ("qps_top10", "qps_top1000", "qps_top10_mt", "index_docs_per_s", "index_seconds", "peak_rss_mb",
+                 "baseline_rss_mb")
+
+
+def median_rows(rows: list[dict[str, Any]], systems: list[str]) -> list[dict[str, Any]]:
+    """One row per (dataset, system): each measured figure's median over the rounds that gave one."""
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        for system in systems:
+            group = [r for r in rows if r["dataset"] == dataset and r["system"] == system]
+            measured = [r for r in group if r.get("qps_top10") is not None]
+            if not measured:
+                out.append(group[0])
+                continue
+            merged = {**measured[0], "rounds": len(measured)}
+            for field in MEDIAN_FIELDS:
+                values = [r[field] for r in measured if r.get(field) is not None]
+                merged[field] = round(statistics.median(values), 3) if values else None
+            out.append(merged)
+    return out
+
+
 def dataset_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
     specs = []
     for path in args.datasets:
@@ -617,8 +656,10 @@ def write_results(path: Path, command: str, info: dict[str, Any], rows: list[dic
               "(ru_maxrss): the corpus as read, and for numba users (bm25s; Cascade if it uses numba) "
               "the JIT compiler, are included (baseline_rss_mb in --json is the RSS after reading the "
               "corpus). Index time is one indexing thread unless --index-threads. rank-bm25 answers at "
-              f"most its first {RANK_BM25_MAX_QUERIES} queries, so its nDCG@10 is over those only.\n\n"
-            + f"## Systems\n\n{notes}\n")
+              f"most its first {RANK_BM25_MAX_QUERIES} queries, so its nDCG@10 is over those only."
+            + (f" Every figure is the median over {max(r.get('rounds', 1) for r in rows)} rounds of the whole "
+               "sweep, system order reversed every other round." if any(r.get("rounds", 1) > 1 for r in rows) else "")
+            + f"\n\n## Systems\n\n{notes}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
@@ -638,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-threads", type=int, default=1, help="indexing threads where a system has them")
     parser.add_argument("--repeat", type=int, default=3,
                         help="timed passes over the queries per setting; QPS is from the median (default 3)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the whole sweep this many times, system order reversed every other round, and "
+                             "report each figure's median over the rounds (steadier ratios on a busy machine)")
     parser.add_argument("--seed", type=int, default=42, help="synthetic corpus seed")
     parser.add_argument("--timeout", type=float, default=7200, help="seconds per (system, dataset) child")
     parser.add_argument("--workdir", type=Path, help="where the children build their indexes (default: temp dir)")
@@ -648,26 +692,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         parser.error(f"unknown systems {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
-    if min(args.threads, args.index_threads, args.repeat) < 1:
-        parser.error("--threads, --index-threads and --repeat must be at least 1")
+    if min(args.threads, args.index_threads, args.repeat, args.rounds) < 1:
+        parser.error("--threads, --index-threads, --repeat and --rounds must be at least 1")
     command = "python " + shlex.join([sys.argv[0], *argv])
     info = machine_info()
     rows = []
     for spec in dataset_specs(args):
-        for system in systems:
-            job = {"system": system, "dataset": spec, "threads": args.threads, "index_threads": args.index_threads,
-                   "repeat": args.repeat,
-                   "max_queries": args.queries, "workdir": str(args.workdir) if args.workdir else None}
-            if system == "rank-bm25" and spec["kind"] == "synthetic" and spec["n_docs"] > RANK_BM25_MAX_DOCS:
-                row = {**empty_row(system, spec, args.threads, args.repeat),
-                       "skipped": f"over {RANK_BM25_MAX_DOCS:,} documents (scores every document in Python)"}
-            else:
-                if not args.json:
-                    print(f"running {system} on {spec['name']} ...", file=sys.stderr, flush=True)
-                row = run_child(job, args.timeout)
-            rows.append(row)
-            if args.json:
-                print(json.dumps(row), flush=True)
+        for round_ in range(args.rounds):
+            for system in (systems if round_ % 2 == 0 else systems[::-1]):
+                row = sweep_one(system, spec, args)
+                rows.append({**row, "round": round_ + 1})
+                if args.json:
+                    print(json.dumps(rows[-1]), flush=True)
+    if args.rounds > 1:
+        rows = median_rows(rows, systems)
     if not args.json:
         print(markdown_table(rows, args.threads))
         ratios = ratio_table(rows, args.threads)
