@@ -162,10 +162,19 @@ def _grow(children: st.SearchStrategy[Pipeline]) -> st.SearchStrategy[Pipeline]:
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.recursive(_leaf, _grow, max_leaves=6))
 def test_compile_preserves_results(p: Pipeline) -> None:
     same(Executor().run(p, FQ), Executor().run(p.compile(), FQ))
+
+
+def test_a_weight_under_a_cutoff_still_weighs_its_fusion_input() -> None:
+    """Found by the property above: ``rrf(a, 0.5 * a % 1)`` fused the top document at weight 1
+    as written and at 0.5 once compiled (``(w * a) % k`` -> ``w * (a % k)``)."""
+    p = Fuse("rrf", [ra, (0.5 * ra) % 1])
+    written, compiled = Executor().run(p, FQ), Executor().run(p.compile(), FQ)
+    same(written, compiled)
+    assert written.score[0] == pytest.approx((1 + 0.5) / 61)
 
 
 # -- executor: shared work runs once ------------------------------------------------------------

@@ -90,6 +90,19 @@ class Weighted(Pipeline):
         return f"{format_value(self.weight)} * {wrap(self.inner, ATOM)}"
 
 
+def fusion_weight(p: Pipeline) -> tuple[float, Pipeline]:
+    """A fusion input's weight and what to run for it. ``w * a`` weighs ``a``'s results by w, and
+    so does ``(w * a) % k`` for w > 0: it is ``w * (a % k)``, which is what ``compile()`` makes of
+    it, so a pipeline fuses the same compiled or not."""
+    if isinstance(p, Weighted):
+        return p.weight, p.inner
+    if isinstance(p, Cutoff):
+        weight, inner = fusion_weight(p.inner)
+        if inner is not p.inner and weight > 0:
+            return weight, Cutoff(inner, p.k)
+    return 1.0, p
+
+
 class Union(Pipeline):
     """``a | b``: every document any input retrieved, ordered by its best rank in any input.
 
@@ -174,12 +187,9 @@ class Fuse(Pipeline):
 
         weights, outs = [], []
         for p in self.inputs:
-            if isinstance(p, Weighted):
-                weights.append(p.weight)
-                outs.append(executor.run(p.inner, queries, candidates))
-            else:
-                weights.append(1.0)
-                outs.append(executor.run(p, queries, candidates))
+            weight, inner = fusion_weight(p)
+            weights.append(weight)
+            outs.append(executor.run(inner, queries, candidates))
         return FUSION_METHODS[self.method].fuse(outs, weights, **self.params)
 
     def __str__(self) -> str:
