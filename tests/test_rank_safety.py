@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cascade
 from cascade.index.index import Index
@@ -97,3 +100,23 @@ def test_multi_segment_index_matches_single_segment(tmp_path: Path, synthetic_in
         assert a.offsets.tolist() == b.offsets.tolist() and np.array_equal(a.doc, b.doc)
         np.testing.assert_allclose(a.score, b.score, rtol=1e-6)  # impacts per segment: same maths, other rounding
         assert_same(a, multi.search_batch(queries, k=k, exhaustive=True))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([1, 3, 10]), st.booleans())
+def test_dense_accumulator_path_with_ties_and_filters(tmp_path_factory: pytest.TempPathFactory, seed: int, k: int,
+                                                     filtered: bool) -> None:
+    """Queries whose postings cover a large share of a small segment take the dense-accumulator
+    path (retrieve/taat_dense.py): its chunk bound must keep ties and respect filters."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(12)]
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 6))) for _ in range(120)]
+    docs = [cascade.Doc(f"d{i}", texts[i % len(texts)], meta={"g": i % 7}) for i in range(1500)]  # many exact ties
+    index = Index.build(docs, tmp_path_factory.mktemp("dense") / "i", filter_fields={"g": "int"},
+                        analyzer=cascade.Analyzer(stopwords=None, stemmer=None))
+    queries = [cascade.Query(f"q{i}", " ".join(rng.choices(words, k=rng.randint(1, 4)))) for i in range(20)]
+    bm25 = index.bm25()
+    where = "g IN (2, 5)" if filtered else None
+    exhaustive = bm25.search_batch(queries, k=k, exhaustive=True, where=where)
+    assert_same(bm25.search_batch(queries, k=k, where=where), exhaustive)
+    assert_same(bm25.search_batch(queries, k=k, threads=2, where=where), exhaustive)

@@ -23,6 +23,7 @@ from numba import njit, prange
 
 from cascade.kernels.keys import ENTRY, pack, trim, unpack_score, write_sorted
 from cascade.kernels.topk import heap_offer, heap_sorted
+from cascade.retrieve.taat_dense import CHUNK, DENSE_SHARE, dense_query
 
 SLACK = 1e-9  # prune only when a bound is clearly below the threshold (float64 sum-order noise)
 
@@ -291,6 +292,14 @@ def _block_of(n_queries, n_workers, worker):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _postings(indptr, q_terms, qa, qb):  # type: ignore[no-untyped-def]
+    total = 0
+    for i in range(qa, qb):
+        total += indptr[q_terms[i] + 1] - indptr[q_terms[i]]
+    return total
+
+
+@njit(cache=True)
 def _max_terms(q_offsets):  # type: ignore[no-untyped-def]
     longest = 1
     for q in range(len(q_offsets) - 1):
@@ -310,12 +319,21 @@ def _ranges_batch(indptr, docs, impacts, block_indptr, block_max, block_last, te
         pos = np.empty(max_terms, dtype=np.int64)
         end = np.empty(max_terms, dtype=np.int64)
         bpos = np.empty(max_terms, dtype=np.int64)
+        maxima = np.empty(RANGE // CHUNK + 1 if n_docs <= RANGE else 0)
+        best = np.empty(k)
         lo, hi = _block_of(n_queries, n_workers, worker)
         for q in range(lo, hi):
             qa, qb = q_offsets[q], q_offsets[q + 1]
-            out_counts[q] = 0 if qb == qa else range_query(
-                indptr, docs, impacts, block_indptr, block_max, block_last, q_terms, q_weights, qa, qb, k, block,
-                n_docs, acc, touched, pool, pos, end, bpos, out_docs, out_scores, q, allowed)
+            if qb == qa:
+                out_counts[q] = 0
+            elif n_docs <= RANGE and k * CHUNK * DENSE_SHARE <= n_docs and \
+                    DENSE_SHARE * _postings(indptr, q_terms, qa, qb) >= n_docs:
+                out_counts[q] = dense_query(indptr, docs, impacts, q_terms, q_weights, qa, qb, k, n_docs, acc, maxima,
+                                            best, pool, out_docs, out_scores, q, allowed)
+            else:
+                out_counts[q] = range_query(
+                    indptr, docs, impacts, block_indptr, block_max, block_last, q_terms, q_weights, qa, qb, k, block,
+                    n_docs, acc, touched, pool, pos, end, bpos, out_docs, out_scores, q, allowed)
 
 
 def _exhaustive_batch(indptr, docs, impacts, block_indptr, block_max, block_last, term_max, q_offsets, q_terms,
