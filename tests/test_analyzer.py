@@ -157,3 +157,18 @@ def test_raw_tokens_and_term_of_compose_to_terms() -> None:
     analyzer = Analyzer()
     text = "The Runners were RUNNING quickly, and the cat's whiskers twitched"
     assert [t for t in map(analyzer.term_of, analyzer.raw_tokens(text)) if t is not None] == analyzer.terms(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60), st.booleans())
+def test_ascii_words_longer_than_one_character_are_the_raw_tokens(text: str, lowercase: bool) -> None:
+    analyzer = Analyzer(lowercase=lowercase, **PLAIN)
+    words = analyzer.ascii_words(text)
+    assert words is not None
+    assert [w.decode() for w in words if len(w) > 1] == analyzer.raw_tokens(text)
+
+
+def test_ascii_words_only_for_ascii_text_and_the_default_pattern() -> None:
+    assert Analyzer().ascii_words("café au lait") is None
+    assert Analyzer(token_pattern=r"\w+").ascii_words("plain text") is None
+    assert Analyzer().ascii_words("Hello, A-b c_d") == [b"hello", b"a", b"b", b"c_d"]

@@ -233,16 +233,19 @@ class BM25(Pipeline):
     def _numbered_queries(self, texts: Sequence[str], lookup: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each query's distinct term numbers (first-seen order) and their counts, flat and split by
         offsets. Raw tokens are memoised to term numbers (-1: stopword, or not in the index), so
-        a warm query costs one regex pass and a dictionary lookup per token."""
+        a warm query costs one tokenising pass and a dictionary lookup per token."""
         memo = self._token_numbers
         if len(memo) > 1_000_000:
             memo.clear()
-        number_of, raw_tokens = memo.get, self.index.analyzer.raw_tokens
+        analyzer = self.index.analyzer
+        number_of, raw_tokens, ascii_words = memo.get, analyzer.raw_tokens, analyzer.ascii_words
         flat: list[int] = []
         counts: list[int] = []
         offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         for q, text in enumerate(texts):
-            tokens = raw_tokens(text)
+            tokens: list[str] | list[bytes] | None = ascii_words(text)
+            if tokens is None:
+                tokens = raw_tokens(text)
             numbers = [number_of(token) for token in tokens]
             if None in numbers:
                 numbers = [self._learn_token(token, lookup) for token in tokens]
@@ -255,15 +258,18 @@ class BM25(Pipeline):
             offsets[q + 1] = len(flat)
         return offsets, np.array(flat, dtype=np.int64), np.array(counts, dtype=np.float64)
 
-    def _learn_token(self, token: str, lookup: dict[str, int]) -> int:
+    def _learn_token(self, token: str | bytes, lookup: dict[str, int]) -> int:
+        """The term number of a raw token (str from the regex, or bytes from ``ascii_words``,
+        whose one-character words the token pattern would drop), memoised."""
         number = self._token_numbers.get(token)
         if number is None:
-            term = self.index.analyzer.term_of(token)
+            word = token.decode() if isinstance(token, bytes) else token
+            term = self.index.analyzer.term_of(word) if len(word) > 1 else None
             number = self._token_numbers[token] = -1 if term is None else lookup.get(term, -1)
         return number
 
     @cached_property
-    def _token_numbers(self) -> dict[str, int]:
+    def _token_numbers(self) -> dict[str | bytes, int]:
         return {}
 
     def rank_one(self, text: str, k: int, where: "str | Expr | None" = None) -> tuple[np.ndarray, np.ndarray]:

