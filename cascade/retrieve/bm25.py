@@ -234,29 +234,23 @@ class BM25(Pipeline):
         """Each query's distinct term numbers (first-seen order) and their counts, flat and split by
         offsets. Raw tokens are memoised to term numbers (-1: stopword, or not in the index), so
         a warm query costs one tokenising pass and a dictionary lookup per token."""
+        from cascade.kernels.query_terms import count_terms
+
         memo = self._token_numbers
         if len(memo) > 1_000_000:
             memo.clear()
         analyzer = self.index.analyzer
-        number_of, raw_tokens, ascii_words = memo.get, analyzer.raw_tokens, analyzer.ascii_words
-        flat: list[int] = []
-        counts: list[int] = []
-        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-        for q, text in enumerate(texts):
-            tokens: list[str] | list[bytes] | None = ascii_words(text)
-            if tokens is None:
-                tokens = raw_tokens(text)
-            numbers = [number_of(token) for token in tokens]
-            if None in numbers:
-                numbers = [self._learn_token(token, lookup) for token in tokens]
-            seen: dict[int, int] = {}
-            for number in numbers:
-                if number >= 0:
-                    seen[number] = seen.get(number, 0) + 1
-            flat.extend(seen)
-            counts.extend(seen.values())
-            offsets[q + 1] = len(flat)
-        return offsets, np.array(flat, dtype=np.int64), np.array(counts, dtype=np.float64)
+        raw_tokens, ascii_words = analyzer.raw_tokens, analyzer.ascii_words
+        tokens: list[str | bytes] = []
+        bounds = [0]
+        for text in texts:
+            words = ascii_words(text)
+            tokens.extend(raw_tokens(text) if words is None else words)
+            bounds.append(len(tokens))
+        numbers = list(map(memo.get, tokens))
+        if None in numbers:
+            numbers = [self._learn_token(token, lookup) for token in tokens]
+        return count_terms(np.array(numbers, dtype=np.int64), np.array(bounds, dtype=np.int64))
 
     def _learn_token(self, token: str | bytes, lookup: dict[str, int]) -> int:
         """The term number of a raw token (str from the regex, or bytes from ``ascii_words``,
