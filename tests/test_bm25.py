@@ -311,3 +311,12 @@ def test_batch_and_single_query_paths_weigh_repeated_and_unicode_terms_alike(tmp
         nums, scores = bm25.rank_one(q.text, 3)
         lo, hi = batch.offsets[i], batch.offsets[i + 1]
         assert batch.doc[lo:hi].tolist() == nums.tolist() and batch.score[lo:hi].tolist() == scores.tolist()
+
+
+def test_one_character_tokens_of_a_custom_pattern_count_in_the_batch_path(tmp_path: Path) -> None:
+    analyzer = Analyzer(token_pattern=r"\w+", stopwords=None, stemmer=None)
+    bm25 = Index.build([Doc("a", "x marks the spot"), Doc("b", "y z spot")], tmp_path / "i", analyzer=analyzer).bm25()
+    batch = bm25.search_batch([Query("q", "x spot")], k=5)
+    nums, scores = bm25.rank_one("x spot", 5)
+    assert batch.doc.tolist() == nums.tolist() == [0, 1]
+    assert batch.score.tolist() == scores.tolist()

@@ -257,8 +257,10 @@ class BM25(Pipeline):
         whose one-character words the token pattern would drop), memoised."""
         number = self._token_numbers.get(token)
         if number is None:
-            word = token.decode() if isinstance(token, bytes) else token
-            term = self.index.analyzer.term_of(word) if len(word) > 1 else None
+            if isinstance(token, bytes):  # an ASCII word: the default pattern takes two characters or more
+                term = self.index.analyzer.term_of(token.decode()) if len(token) > 1 else None
+            else:
+                term = self.index.analyzer.term_of(token)
             number = self._token_numbers[token] = -1 if term is None else lookup.get(term, -1)
         return number
 
