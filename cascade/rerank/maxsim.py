@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -49,25 +49,24 @@ def maxsim(q: np.ndarray, tokens: np.ndarray) -> np.float32:
     return (q @ np.asarray(tokens, dtype=np.float32).T).max(axis=1).sum(dtype=np.float32)
 
 
-def doc_scorer(q: np.ndarray) -> Callable[[np.ndarray], np.float32]:
-    """The exact MaxSim of ``q`` with one document's tokens, as a function: through torch when it
-    is installed (its float16-to-float32 conversion is vectorised, about 3x faster per document
+def exact_scores(q: np.ndarray, documents: Iterable[np.ndarray]) -> np.ndarray:
+    """float32 exact MaxSim of ``q`` with each document's token rows: through torch when it is
+    installed (its float16-to-float32 conversion is vectorised, about 3x faster per document
     than numpy's), else :func:`maxsim`. Either way one product per document."""
     try:
         import torch
     except ImportError:
-        return lambda tokens: maxsim(q, tokens)
+        return np.array([maxsim(q, tokens) for tokens in documents], dtype=np.float32)
     qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
-
-    def score(tokens: np.ndarray) -> np.float32:
-        if len(tokens) == 0:
-            return np.float32(0.0)
-        with warnings.catch_warnings():  # memory-mapped rows are read-only; torch only reads them
-            warnings.simplefilter("ignore", UserWarning)
-            rows = torch.from_numpy(tokens)
-        return np.float32((qt @ rows.to(torch.float32).T).amax(dim=1).sum().item())
-
-    return score
+    out = []
+    with warnings.catch_warnings():  # memory-mapped rows are read-only; torch only reads them
+        warnings.simplefilter("ignore", UserWarning)
+        for tokens in documents:
+            if len(tokens) == 0:
+                out.append(0.0)
+            else:
+                out.append((qt @ torch.from_numpy(tokens).to(torch.float32).T).amax(dim=1).sum().item())
+    return np.array(out, dtype=np.float32)
 
 
 class DocTokens:
@@ -165,14 +164,14 @@ class MaxSim(Reranker):
         return results
 
     def score_all(self, q: np.ndarray, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows, exact = self.tokens.rows, doc_scorer(q)
-        scores = np.array([exact(rows(s, b, e)) for s, b, e in self.tokens.slices(nums)], dtype=np.float32)
+        rows = self.tokens.rows
+        scores = exact_scores(q, (rows(s, b, e) for s, b, e in self.tokens.slices(nums)))
         return np.arange(len(nums)), scores
 
     def score_pruned(self, q: np.ndarray, nums: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores for candidates taken in descending upper-bound order, stopping once no
         remaining candidate's bound can reach the k-th exact score (ties included)."""
-        where, exact = self.tokens.slices(nums), doc_scorer(q)
+        where = self.tokens.slices(nums)
         upper = self.bounds.upper_bounds(q, where)
         order = np.argsort(-upper, kind="stable")
         done_pos: list[np.ndarray] = []
@@ -184,7 +183,7 @@ class MaxSim(Reranker):
                 break
             batch = order[scored:scored + CHUNK]
             done_pos.append(batch)
-            done_scores.append(np.array([exact(self.tokens.rows(*where[i])) for i in batch], dtype=np.float32))
+            done_scores.append(exact_scores(q, (self.tokens.rows(*where[i]) for i in batch)))
             scored += len(batch)
             if scored >= k:
                 all_scores = np.concatenate(done_scores)
