@@ -71,10 +71,8 @@ class Analyzer:
 
     def tokens(self, text: str) -> list[str]:
         """Tokens after lowercasing and stopword removal, before stemming."""
-        if self.lowercase:
-            text = text.lower()
         stop = self._stopset
-        return [t for t in self._regex.findall(text) if t not in stop]
+        return [t for t in self.raw_tokens(text) if t not in stop]
 
     def raw_tokens(self, text: str) -> list[str]:
         """Tokens after lowercasing, stopwords still in: with :meth:`term_of`, the two halves of
