@@ -168,6 +168,29 @@ def test_ascii_words_longer_than_one_character_are_the_raw_tokens(text: str, low
     assert [w.decode() for w in words if len(w) > 1] == analyzer.raw_tokens(text)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(max_codepoint=300), max_size=30), max_size=6), st.booleans())
+def test_the_batch_split_is_each_texts_ascii_words_between_breaks(texts: list[str], lowercase: bool) -> None:
+    from cascade.text.analyzer import QUERY_BREAK
+
+    analyzer = Analyzer(lowercase=lowercase, **PLAIN)
+    batch = analyzer.ascii_words_batch(texts)
+    if any(QUERY_BREAK.decode() in text for text in texts if text.isascii()):
+        assert batch is None  # the break character inside a text would split it: no batch split
+        return
+    assert batch is not None
+    expected: list[bytes] = []
+    for i, text in enumerate(texts):
+        expected += ([QUERY_BREAK] if i else []) + (analyzer.ascii_words(text) or [])
+    assert batch == (expected, [i for i, text in enumerate(texts) if not text.isascii()])
+
+
+def test_the_batch_split_leaves_unicode_texts_out_and_needs_the_default_pattern() -> None:
+    assert Analyzer().ascii_words_batch(["plain", "café", "x"]) == ([b"plain", b"\x01", b"\x01", b"x"], [1])
+    assert Analyzer(token_pattern=r"\w+").ascii_words_batch(["plain text"]) is None
+    assert Analyzer().ascii_words_batch([]) == ([], [])
+
+
 def test_ascii_words_only_for_ascii_text_and_the_default_pattern() -> None:
     assert Analyzer().ascii_words("café au lait") is None
     assert Analyzer(token_pattern=r"\w+").ascii_words("plain text") is None

@@ -293,24 +293,31 @@ def test_two_segments_ties_and_cut(tmp_path: Path) -> None:
 
 def test_count_terms_keeps_first_seen_order_and_drops_missing_tokens() -> None:
     from cascade.kernels.query_terms import count_terms
+    from cascade.text.marks import NO_TERM as N, QUERY_END as E
 
-    numbers = np.array([5, -1, 3, 5, 5, -1, -1, 7, 3, 7], dtype=np.int64)
-    bounds = np.array([0, 5, 5, 7, 10], dtype=np.int64)  # the second query is empty, the third all missing
-    offsets, terms, counts = count_terms(numbers, bounds)
-    assert offsets.tolist() == [0, 2, 2, 2, 4]
+    # the second query is empty, the third all missing, the fifth empty and last
+    numbers = np.array([5, N, 3, 5, 5, E, E, N, N, E, 7, 3, 7, E], dtype=np.int64)
+    offsets, terms, counts = count_terms(numbers, 5)
+    assert offsets.tolist() == [0, 2, 2, 2, 4, 4]
     assert terms.tolist() == [5, 3, 7, 3]
     assert counts.tolist() == [3.0, 1.0, 2.0, 1.0]
+    assert [a.tolist() for a in count_terms(np.empty(0, np.int64), 2)] == [[0, 0, 0], [], []]
+    assert [a.tolist() for a in count_terms(np.empty(0, np.int64), 0)] == [[0], [], []]
 
 
 def test_batch_and_single_query_paths_weigh_repeated_and_unicode_terms_alike(tmp_path: Path) -> None:
     docs = [Doc("a", "café crème café"), Doc("b", "plain plain text"), Doc("c", "x y z")]
     bm25 = Index.build(docs, tmp_path / "i").bm25()
-    queries = [Query("1", "café café plain"), Query("2", "PLAIN, plain; a b"), Query("3", "")]
-    batch = bm25.search_batch(queries, k=3)
-    for i, q in enumerate(queries):
-        nums, scores = bm25.rank_one(q.text, 3)
-        lo, hi = batch.offsets[i], batch.offsets[i + 1]
-        assert batch.doc[lo:hi].tolist() == nums.tolist() and batch.score[lo:hi].tolist() == scores.tolist()
+    unicode = [Query("1", "café café plain"), Query("2", "PLAIN, plain; a b"), Query("3", "")]
+    ascii_only = [Query("1", ""), Query("2", "PLAIN, plain; a b"), Query("3", "text\x01plain z"), Query("4", "")]
+    mixed = [Query("1", "café plain"), Query("2", "plain a"), Query("3", "ünïcode"), Query("4", "crème text"),
+             Query("5", "text")]
+    for queries in (unicode, ascii_only, ascii_only[:1], ascii_only[1:3], mixed, mixed[1:], mixed[:1]):
+        batch = bm25.search_batch(queries, k=3)
+        for i, q in enumerate(queries):
+            nums, scores = bm25.rank_one(q.text, 3)
+            lo, hi = batch.offsets[i], batch.offsets[i + 1]
+            assert batch.doc[lo:hi].tolist() == nums.tolist() and batch.score[lo:hi].tolist() == scores.tolist()
 
 
 def test_one_character_tokens_of_a_custom_pattern_count_in_the_batch_path(tmp_path: Path) -> None:

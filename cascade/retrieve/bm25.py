@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from itertools import repeat
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -35,6 +36,7 @@ from cascade.errors import CascadeError
 from cascade.index.impacts import Impacts
 from cascade.index.index import Index
 from cascade.index.segment import segment_impacts
+from cascade.text.marks import NO_TERM, QUERY_END
 from cascade.retrieve import impact_search
 from cascade.pipeline.base import Pipeline, format_call
 from cascade.pipeline.candidates import Candidates
@@ -232,25 +234,44 @@ class BM25(Pipeline):
 
     def _numbered_queries(self, texts: Sequence[str], lookup: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each query's distinct term numbers (first-seen order) and their counts, flat and split by
-        offsets. Raw tokens are memoised to term numbers (-1: stopword, or not in the index), so
-        a warm query costs one tokenising pass and a dictionary lookup per token."""
+        offsets. Raw tokens are memoised to term numbers (NO_TERM: stopword, or not in the index),
+        so a warm batch costs one tokenising pass and a dictionary lookup per token. ASCII queries
+        are split together; any others, one by one with the token pattern, then put in place."""
         from cascade.kernels.query_terms import count_terms
+        from cascade.text.analyzer import QUERY_BREAK
 
         memo = self._token_numbers
         if len(memo) > 1_000_000:
             memo.clear()
+        memo[QUERY_BREAK] = QUERY_END
         analyzer = self.index.analyzer
-        raw_tokens, ascii_words = analyzer.raw_tokens, analyzer.ascii_words
-        tokens: list[str | bytes] = []
-        bounds = [0]
-        for text in texts:
-            words = ascii_words(text)
-            tokens.extend(raw_tokens(text) if words is None else words)
-            bounds.append(len(tokens))
-        numbers = list(map(memo.get, tokens))
-        if None in numbers:
-            numbers = [self._learn_token(token, lookup) for token in tokens]
-        return count_terms(np.array(numbers, dtype=np.int64), np.array(bounds, dtype=np.int64))
+        batch = analyzer.ascii_words_batch(texts)
+        if batch is None:
+            tokens: list[str | bytes] = []
+            for i, text in enumerate(texts):
+                if i:
+                    tokens.append(QUERY_BREAK)
+                words = analyzer.ascii_words(text)
+                tokens.extend(analyzer.raw_tokens(text) if words is None else words)
+            return count_terms(self._token_array(tokens, lookup), len(texts))
+        words, others = batch
+        numbers = self._token_array(words, lookup)
+        if others:  # each one's tokens go where its empty text left them: after the break before it
+            starts = np.flatnonzero(numbers == QUERY_END) + 1
+            parts = [self._token_array(analyzer.raw_tokens(texts[i]), lookup) for i in others]
+            at = np.repeat([0 if i == 0 else starts[i - 1] for i in others], [len(p) for p in parts])
+            numbers = np.insert(numbers, at, np.concatenate(parts))
+        return count_terms(numbers, len(texts))
+
+    def _token_array(self, tokens: Sequence[str | bytes], lookup: dict[str, int]) -> np.ndarray:
+        """The memoised term numbers of raw tokens, learning the ones not seen before."""
+        unseen = NO_TERM - 2  # below every number the memo holds
+        numbers = np.fromiter(map(self._token_numbers.get, tokens, repeat(unseen)), dtype=np.int64,
+                              count=len(tokens))
+        if len(numbers) and numbers.min() == unseen:
+            numbers = np.fromiter((self._learn_token(token, lookup) for token in tokens), dtype=np.int64,
+                                  count=len(tokens))
+        return numbers
 
     def _learn_token(self, token: str | bytes, lookup: dict[str, int]) -> int:
         """The term number of a raw token (str from the regex, or bytes from ``ascii_words``,
@@ -261,7 +282,7 @@ class BM25(Pipeline):
                 term = self.index.analyzer.term_of(token.decode()) if len(token) > 1 else None
             else:
                 term = self.index.analyzer.term_of(token)
-            number = self._token_numbers[token] = -1 if term is None else lookup.get(term, -1)
+            number = self._token_numbers[token] = NO_TERM if term is None else lookup.get(term, NO_TERM)
         return number
 
     @cached_property

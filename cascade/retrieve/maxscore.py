@@ -163,7 +163,7 @@ def exhaustive_query(indptr, docs, impacts, terms, weights, k, acc, touched, out
     for i in range(len(terms)):
         wt = weights[i]
         for p in range(indptr[terms[i]], indptr[terms[i] + 1]):
-            d = docs[p]
+            d = np.uint32(docs[p])
             touched[n] = d
             n += acc[d] == 0.0
             acc[d] += wt * np.float64(impacts[p])
@@ -261,7 +261,7 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_te
             p0 = pos[i]
             stop = end[i] if r1 >= n_docs else _first_at_least(docs, p0, end[i], r1)
             for p in range(p0, stop):
-                d = docs[p] - r0
+                d = np.uint32(docs[p] - r0)  # unsigned: indexing skips the negative-index check
                 touched[n] = d
                 n += acc[d] == 0.0  # branch-free: remember d the first time it scores
                 acc[d] += wt * np.float64(impacts[p])
@@ -314,12 +314,12 @@ def _ranges_batch(indptr, docs, impacts, block_indptr, block_max, block_last, te
     max_terms = _max_terms(q_offsets)
     for worker in prange(n_workers):
         acc = np.zeros(RANGE)
-        touched = np.empty(RANGE, dtype=np.int64)
+        touched = np.empty(RANGE, dtype=np.uint32)
         pool = np.empty(max(4 * k, 64), dtype=np.uint64)
         pos = np.empty(max_terms, dtype=np.int64)
         end = np.empty(max_terms, dtype=np.int64)
         bpos = np.empty(max_terms, dtype=np.int64)
-        maxima = np.empty(RANGE // CHUNK + 1 if n_docs <= RANGE else 0)
+        maxima = np.empty(RANGE // CHUNK if n_docs <= RANGE else 0)
         best = np.empty(k)
         lo, hi = _block_of(n_queries, n_workers, worker)
         for q in range(lo, hi):
@@ -341,7 +341,7 @@ def _exhaustive_batch(indptr, docs, impacts, block_indptr, block_max, block_last
     n_queries = len(q_offsets) - 1
     for worker in prange(n_workers):
         acc = np.zeros(n_docs)
-        touched = np.empty(n_docs, dtype=np.int64)
+        touched = np.empty(n_docs, dtype=np.uint32)
         lo, hi = _block_of(n_queries, n_workers, worker)
         for q in range(lo, hi):
             qa, qb = q_offsets[q], q_offsets[q + 1]

@@ -13,13 +13,19 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Sequence
 
 from cascade.errors import CascadeError
 from cascade.text.stopwords import stopword_set
 
 # Words of two or more word characters (the scikit-learn / bm25s default).
 DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+# The token that ``ascii_words_batch`` puts between two texts: a control character, which the
+# default pattern never makes part of a word.
+QUERY_BREAK = b"\x01"
+_BREAK_CHAR = QUERY_BREAK.decode()
+_BREAK_JOINER = f" {_BREAK_CHAR} "
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,29 @@ class Analyzer:
         if self.token_pattern != DEFAULT_TOKEN_PATTERN or not text.isascii():
             return None
         return text.encode().translate(self._ascii_table).split()
+
+    def ascii_words_batch(self, texts: Sequence[str]) -> tuple[list[bytes], list[int]] | None:
+        """:meth:`ascii_words` of every ASCII text, with a :data:`QUERY_BREAK` token between two
+        texts, from one translate and split of the whole batch; and the positions of the texts
+        that are not ASCII, which are left empty here. None when the pattern is not the default
+        or a text holds the break character itself."""
+        if self.token_pattern != DEFAULT_TOKEN_PATTERN:
+            return None
+        others = [i for i, text in enumerate(texts) if not text.isascii()]
+        if others:
+            texts = list(texts)
+            for i in others:
+                texts[i] = ""
+        joined = _BREAK_JOINER.join(texts)
+        if joined.count(_BREAK_CHAR) != max(len(texts) - 1, 0):
+            return None
+        return joined.encode().translate(self._ascii_break_table).split(), others
+
+    @cached_property
+    def _ascii_break_table(self) -> bytes:
+        table = bytearray(self._ascii_table)
+        table[QUERY_BREAK[0]] = QUERY_BREAK[0]
+        return bytes(table)
 
     @cached_property
     def _ascii_table(self) -> bytes:
