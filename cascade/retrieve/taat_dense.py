@@ -29,11 +29,6 @@ CHUNK = 16  # accumulators per chunk maximum
 DENSE_SHARE = 4  # take this path when postings * DENSE_SHARE >= documents
 
 
-def n_chunks_for(n_docs: int) -> int:
-    """How many strided chunks cover ``n_docs`` accumulators (the last row may be partial)."""
-    return (n_docs + CHUNK - 1) // CHUNK
-
-
 @njit(cache=True, fastmath=True)
 def chunk_maxima(acc, n_chunks, out):  # type: ignore[no-untyped-def]
     """out[c] = the largest of acc[c], acc[c + n_chunks], ... (CHUNK values), for c < n_chunks.
@@ -71,8 +66,8 @@ def _kth_largest(values, n, k, best):  # type: ignore[no-untyped-def]
 def dense_query(indptr, docs, impacts, q_terms, q_weights, qa, qb, k, n_docs, acc, maxima, best, pool, out_docs,
                 out_scores, row, allowed):  # type: ignore[no-untyped-def]
     """Top k of query ``q_terms[qa:qb]`` over a whole segment; writes row ``row`` of the outputs
-    and returns the count. ``acc`` (at least CHUNK * n_chunks_for(n_docs) long) is zero on entry
-    and on return; ``maxima`` holds n_chunks_for(n_docs) values.
+    and returns the count. ``acc`` (at least n_docs rounded up to a multiple of CHUNK long) is zero
+    on entry and on return; ``maxima`` holds one value per chunk.
     Only documents with ``allowed[d]`` are candidates (an empty ``allowed``: every document);
     under a filter the chunk bound is not used (a chunk's best may be a filtered-out document)."""
     filtered = len(allowed) > 0
