@@ -120,3 +120,17 @@ def test_dense_accumulator_path_with_ties_and_filters(tmp_path_factory: pytest.T
     exhaustive = bm25.search_batch(queries, k=k, exhaustive=True, where=where)
     assert_same(bm25.search_batch(queries, k=k, where=where), exhaustive)
     assert_same(bm25.search_batch(queries, k=k, threads=2, where=where), exhaustive)
+
+
+def test_dense_accumulator_path_with_a_negative_query_weight(tmp_path: Path) -> None:
+    """The dense path compares chunk maxima as float64 bit patterns; a negative weight makes
+    negative sums, which must still rank (and drop at <= 0) as on the exhaustive path."""
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(6)]
+    docs = [cascade.Doc(f"d{i}", " ".join(rng.choices(words, k=rng.randint(1, 5)))) for i in range(1500)]
+    bm25 = Index.build(docs, tmp_path / "i", analyzer=cascade.Analyzer(stopwords=None, stemmer=None)).bm25()
+    queries = [{"w0": 1.0, "w1": -0.7}, {"w2": -1.0, "w3": 0.2, "w4": 0.3}, {"w5": -1.0}]
+    for k in (1, 10):
+        expected = bm25.rank_many(queries, k, exhaustive=True)
+        for got in (bm25.rank_many(queries, k), bm25.rank_many(queries, k, threads=2)):
+            assert [a.tolist() for a in got] == [a.tolist() for a in expected]
