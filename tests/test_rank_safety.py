@@ -134,3 +134,18 @@ def test_dense_accumulator_path_with_a_negative_query_weight(tmp_path: Path) -> 
         expected = bm25.rank_many(queries, k, exhaustive=True)
         for got in (bm25.rank_many(queries, k), bm25.rank_many(queries, k, threads=2)):
             assert [a.tolist() for a in got] == [a.tolist() for a in expected]
+
+
+def test_serial_and_parallel_kernels_keep_separate_compiled_code() -> None:
+    """numba's disk cache keys an entry by function and signature, not by the parallel flag: if
+    the two builds of a driver shared an entry, the parallel one would load the serial code
+    and run every batch on one thread (results unchanged, so only this test would notice)."""
+    from cascade.retrieve import maxscore
+
+    for serial, parallel in maxscore.KERNELS.values():
+        assert parallel.targetoptions.get("parallel") and not serial.targetoptions.get("parallel")
+        index_names = [getattr(getattr(getattr(d, "_cache", None), "_cache_file", None), "_index_path", None)
+                       for d in (serial, parallel)]
+        if None in index_names:
+            pytest.skip("numba's cache internals moved")
+        assert index_names[0] != index_names[1]

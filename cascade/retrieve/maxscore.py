@@ -18,6 +18,8 @@ Queries are processed one per thread (``threads`` > 1 runs a parallel batch).
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -368,8 +370,18 @@ def _maxscore_batch(indptr, docs, impacts, block_indptr, block_max, block_last, 
             out_counts[q] = size
 
 
+def _own_copy(driver, suffix):  # type: ignore[no-untyped-def]
+    """The same function under another name. numba's on-disk cache names an entry after the
+    function and keys it by signature, not by the ``parallel`` flag: a serial and a parallel
+    build of one function would share an entry, and whichever was saved first would be loaded
+    for both (the parallel kernel then runs on one thread)."""
+    copy = types.FunctionType(driver.__code__, driver.__globals__, driver.__name__ + suffix, driver.__defaults__)
+    copy.__qualname__ = driver.__qualname__ + suffix
+    return copy
+
+
 # mode -> (serial kernel, parallel kernel); modes are numbered as in impact_search
 KERNELS = {
-    mode: (njit(cache=True)(driver), njit(cache=True, parallel=True)(driver))
+    mode: (njit(cache=True)(driver), njit(cache=True, parallel=True)(_own_copy(driver, "_parallel")))
     for mode, driver in ((0, _maxscore_batch), (1, _exhaustive_batch), (2, _ranges_batch))
 }
