@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from cascade.text.marks import NO_TERM, QUERY_END  # noqa: F401  (NO_TERM: for callers' convenience)
+from cascade.text.marks import QUERY_END
 
 
 @njit(cache=True)

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from itertools import repeat
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
@@ -36,10 +36,11 @@ from cascade.errors import CascadeError
 from cascade.index.impacts import Impacts
 from cascade.index.index import Index
 from cascade.index.segment import segment_impacts
-from cascade.text.marks import NO_TERM, QUERY_END
 from cascade.retrieve import impact_search
 from cascade.pipeline.base import Pipeline, format_call
 from cascade.pipeline.candidates import Candidates
+from cascade.text.analyzer import QUERY_BREAK
+from cascade.text.marks import NO_TERM, QUERY_END
 
 if TYPE_CHECKING:
     from cascade.filters.expr import Expr
@@ -237,8 +238,7 @@ class BM25(Pipeline):
         offsets. Raw tokens are memoised to term numbers (NO_TERM: stopword, or not in the index),
         so a warm batch costs one tokenising pass and a dictionary lookup per token. ASCII queries
         are split together; any others, one by one with the token pattern, then put in place."""
-        from cascade.kernels.query_terms import count_terms
-        from cascade.text.analyzer import QUERY_BREAK
+        from cascade.kernels.query_terms import count_terms  # numba: loaded only for batches
 
         memo = self._token_numbers
         if len(memo) > 1_000_000:
