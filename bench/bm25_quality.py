@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 import cascade
-from cascade.data.types import ReadReport
+from cascade.core.types import ReadReport
 from cascade.evaluation import evaluate
+from cascade.retrieve.bm25 import BM25
 
 METRICS = ["nDCG@10", "R@100"]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -30,7 +31,7 @@ def cascade_bm25(dataset: cascade.BeirDataset, stopwords: str) -> tuple[dict, fl
     start = time.perf_counter()
     idx = cascade.Index.build(dataset.corpus(skip_bad=True, report=ReadReport()), Path(tempfile.mkdtemp()) / "i",
                               analyzer=cascade.Analyzer(stopwords=stopwords))
-    run = idx.bm25(k=1000).search_batch(queries).to_run()
+    run = BM25(idx, k=1000).search_batch(queries).to_run()
     seconds = time.perf_counter() - start
     return evaluate(run, dataset.qrels(), METRICS, queries=[q.id for q in queries]).mean, seconds
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cascade.models.resolve import models_root
+from cascade.core.paths import models_root
 
 MARKER = ".cascade-fetch.json"
 
@@ -190,7 +190,7 @@ def fetch(alias: str, dest: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", choices=sorted(MODELS))
-    parser.add_argument("--dest", type=Path, default=None, help="default: cascade.models.resolve.models_root()")
+    parser.add_argument("--dest", type=Path, default=None, help="default: cascade.core.paths.models_root()")
     args = parser.parse_args(argv)
     dest = (args.dest or models_root()).expanduser()
     for alias in args.models:

@@ -30,7 +30,7 @@ FIELDS = {"year": "int", "lang": "keyword"}
 
 
 def make_doc(rng: random.Random, doc_id: str):  # type: ignore[no-untyped-def]
-    from cascade.data.types import Doc
+    from cascade.core.types import Doc
 
     return Doc(doc_id, " ".join(rng.choices(WORDS, k=rng.randint(3, 30))),
                meta={"year": rng.randint(2000, 2019), "lang": rng.choice(["en", "de", "fr"])})
@@ -140,15 +140,16 @@ def cli_check(path: Path) -> None:
 
 
 def scores_match_fresh(path: Path, tmp: Path) -> None:
-    from cascade.data.types import Doc
+    from cascade.core.types import Doc
     from cascade.index.index import Index
+    from cascade.retrieve.bm25 import BM25
 
     idx = Index.open(path)
     fresh = Index.build([Doc(d.id, d.text, meta=d.meta) for d in idx], tmp / "fresh", filter_fields=FIELDS,
                         overwrite=True)
     for q in ("w1 w2 w3", "w10 w200", "w7"):
-        a = {h.id: h.score for h in idx.bm25().search(q, k=1000)}
-        b = {h.id: h.score for h in fresh.bm25().search(q, k=1000)}
+        a = {h.id: h.score for h in BM25(idx).search(q, k=1000)}
+        b = {h.id: h.score for h in BM25(fresh).search(q, k=1000)}
         assert a == b, q
     idx.close()
     fresh.close()

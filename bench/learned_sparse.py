@@ -19,14 +19,14 @@ import os
 import time
 from pathlib import Path
 
-
+from cascade.core.types import Query, Run
 from cascade.data.beir import BeirDataset
 from cascade.data.trec import read_trec_run
-from cascade.data.types import Query, Run
 from cascade.evaluation import evaluate
 from cascade.index import representations as reps
 from cascade.index.cache import cached_index
 from cascade.index.index import Index
+from cascade.retrieve.bm25 import BM25
 from cascade.retrieve.learned_sparse import LearnedSparse, encode_sparse, representation_name
 from cascade.text.analyzer import Analyzer
 
@@ -61,7 +61,7 @@ def first_stage(path: Path, model: str) -> list[str]:
     queries, qrels = judged_queries(dataset)
     lines = [f"### {dataset.name} ({index.n_docs} docs, {len(queries)} queries)", "",
              f"Encoding: {encoding}", "", "| pipeline | nDCG@10 | R@100 | R@1000 | queries/s |", "|---|---|---|---|---|"]
-    bm25 = index.bm25().search_batch(queries)
+    bm25 = BM25(index).search_batch(queries)
     lines.append(_row("bm25 (reference)", evaluate(bm25.to_run(), qrels, ["nDCG@10", "R@100", "R@1000"]),
                       bm25.seconds["bm25"], len(queries)))
     for mode in MODES:

@@ -34,6 +34,7 @@ def candidates(dataset: Path, model: str, first: str, n_queries: int) -> tuple[s
     from cascade.data.beir import BeirDataset
     from cascade.index.cache import cached_index
     from cascade.rerank.maxsim import MaxSim
+    from cascade.retrieve.bm25 import BM25
     from cascade.retrieve.dense import Dense
     from cascade.text.analyzer import Analyzer
 
@@ -41,7 +42,7 @@ def candidates(dataset: Path, model: str, first: str, n_queries: int) -> tuple[s
     index, _, _ = cached_index(ds.name, ds.content_hash(), ds.corpus, analyzer=Analyzer())
     qrels = ds.qrels("test")
     queries = [q for q in ds.queries() if q.id in qrels][:n_queries]
-    stage = index.bm25() if first == "bm25" else Dense(index, model=model)
+    stage = BM25(index) if first == "bm25" else Dense(index, model=model)
     run = stage.search_batch(queries, k=DEPTH)
     ms = MaxSim(index, model=model, k=K)
     qtoks = ms.query_tokens(queries)

@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from cascade.core.registry import stage_names
 from cascade.evaluation.experiment import EvalOptions, run_experiment, strip_per_query
-from cascade.pipeline.registry import stage_names
+from cascade.retrieve.bm25 import BM25
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEPTH = 100
@@ -152,7 +153,7 @@ def _speed(dataset: Path, model: str, repeat: int, skip_exhaustive: bool = False
     qrels = ds.qrels("test")
     queries = [q for q in ds.queries() if q.id in qrels]
     n_queries = len(queries)
-    first = index.bm25().search_batch(queries, k=DEPTH)
+    first = BM25(index).search_batch(queries, k=DEPTH)
     pruned, full = MaxSim(index, model=model, k=10), MaxSim(index, model=model, k=10, prune=False)
     pruned.tokens, pruned.bounds, full.tokens  # load vectors and bounds (building them if needed) untimed
     qtoks = pruned.query_tokens(queries)
@@ -199,7 +200,7 @@ def _speed(dataset: Path, model: str, repeat: int, skip_exhaustive: bool = False
     exhaustive = [_top(full.score_all(q, all_docs), all_docs, 10) for q in qtoks]
     t_exhaustive = time.perf_counter() - start
     start = time.perf_counter()
-    first2 = index.bm25().search_batch(queries, k=DEPTH)
+    first2 = BM25(index).search_batch(queries, k=DEPTH)
     q2 = pruned.query_tokens(queries)
     d2 = [first2.doc[first2.offsets[i]:first2.offsets[i + 1]].astype(np.int64) for i in range(len(queries))]
     two_stage = [_top(pruned.score_pruned(q, d, 10), d, 10) for q, d in zip(q2, d2)]

@@ -52,13 +52,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from cascade.index import bm25_formula
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SYSTEMS = ("cascade", "bm25s", "pisa", "tantivy", "rank-bm25")
 PACKAGES = {"cascade": "cascade-ir", "bm25s": "bm25s", "pisa": "pyterrier-pisa", "tantivy": "tantivy",
             "rank-bm25": "rank-bm25"}
 OTHER_PACKAGES = ("numpy", "numba", "PyStemmer", "python-terrier", "ir_measures")
-K1, B = 0.9, 0.4
+K1, B = bm25_formula.K1, bm25_formula.B
 WARMUP_QUERIES = 10
 RANK_BM25_MAX_DOCS = 100_000
 RANK_BM25_MAX_QUERIES = 100
@@ -112,7 +114,7 @@ def load_dataset(spec: dict[str, Any]) -> Dataset:
         docs, queries = generate(spec["n_docs"], spec["n_queries"], seed=spec["seed"])
         return Dataset(spec["name"], [(i, "", text) for i, text in docs], queries, None, english=False)
     import cascade
-    from cascade.data.types import ReadReport
+    from cascade.core.types import ReadReport
 
     ds = cascade.BeirDataset(spec["path"])
     docs = [(d.id, d.title, d.text) for d in ds.corpus(skip_bad=True, report=ReadReport())]
@@ -184,7 +186,7 @@ class CascadeSystem(System):
         # A throwaway 3-document index, built and searched: any JIT compilation happens here, not
         # under the timers (as bm25s's numba compilation is done before them).
         toy = [cascade.Doc(str(i), text) for i, text in enumerate(["w1 w2 alpha", "w2 beta", "w3 alpha w1"])]
-        warm = cascade.Index.build(toy, self.workdir / "warmup", analyzer=self.analyzer()).bm25(k1=K1, b=B)
+        warm = cascade.BM25(cascade.Index.build(toy, self.workdir / "warmup", analyzer=self.analyzer()), k1=K1, b=B)
         for threads in (1, 2):
             warm.search_batch([cascade.Query("q", "w1 alpha")], k=2, threads=threads).to_run()
         shutil.rmtree(self.workdir / "warmup", ignore_errors=True)
@@ -197,7 +199,7 @@ class CascadeSystem(System):
         c = self.cascade
         self.idx = c.Index.build((c.Doc(i, text, title) for i, title, text in docs), self.path,
                                  analyzer=self.analyzer())
-        self.bm25 = self.idx.bm25(k1=K1, b=B)
+        self.bm25 = c.BM25(self.idx, k1=K1, b=B)
 
     def index_bytes(self) -> int:
         self.extra["docstore_mb"] = round(

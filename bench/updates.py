@@ -30,8 +30,9 @@ docs = list(read_jsonl_docs(sys.argv[2]))
 t1 = time.perf_counter()
 idx = cascade.Index.open(sys.argv[1])
 idx.add(docs)
+idx = idx.refresh()
 t2 = time.perf_counter()
-hits = idx.bm25().search("microstructural development of white matter", k=10)
+hits = cascade.BM25(idx).search("microstructural development of white matter", k=10)
 t3 = time.perf_counter()
 print(f"{t3 - t0:.3f} {t1 - t0:.3f} {t2 - t1:.3f} {t3 - t2:.3f} {hits[0].id}")
 """
@@ -81,8 +82,8 @@ def main() -> None:
         fresh = cascade.Index.build(docs, tmp / "fresh.idx")
         updated = cascade.Index.open(tmp / "py0.idx")
         for q in ("white matter diffusion", "vitamin d deficiency", "gene expression in cancer cells"):
-            a = {h.id: h.score for h in updated.bm25().search(q, k=100)}
-            b = {h.id: h.score for h in fresh.bm25().search(q, k=100)}
+            a = {h.id: h.score for h in cascade.BM25(updated).search(q, k=100)}
+            b = {h.id: h.score for h in cascade.BM25(fresh).search(q, k=100)}
             assert a == b, q
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

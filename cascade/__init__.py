@@ -2,8 +2,10 @@
 
 >>> import tempfile, cascade
 >>> index = cascade.Index.build([cascade.Doc("1", "hello world")], tempfile.mkdtemp() + "/i")
->>> index.bm25().search("hello")[0].id
+>>> cascade.BM25(index).search("hello")[0].id
 '1'
+>>> cascade.parse("bm25 % 10", index=index).search("hello").to_run()
+{'0': {'1': 0.13076457381248474}}
 
 Names are imported on first use, so ``import cascade`` stays cheap.
 """
@@ -16,11 +18,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Doc": "cascade.data.types",
-    "Query": "cascade.data.types",
-    "Qrels": "cascade.data.types",
-    "Run": "cascade.data.types",
-    "ReadReport": "cascade.data.types",
+    "Doc": "cascade.core.types",
+    "Query": "cascade.core.types",
+    "Qrels": "cascade.core.types",
+    "Run": "cascade.core.types",
+    "Hit": "cascade.core.types",
+    "ReadReport": "cascade.core.types",
+    "Candidates": "cascade.core.candidates",
+    "CascadeError": "cascade.core.errors",
+    "DataError": "cascade.core.errors",
+    "BadIndexError": "cascade.core.errors",
+    "Pipeline": "cascade.core.nodes",
+    "Stage": "cascade.core.nodes",
+    "ParamInfo": "cascade.core.params",
+    "register_stage": "cascade.core.registry",
+    "Context": "cascade.core.registry",
+    "Executor": "cascade.core.executor",
     "BeirDataset": "cascade.data.beir",
     "open_corpus": "cascade.data",
     "read_jsonl_docs": "cascade.data",
@@ -31,27 +44,18 @@ _EXPORTS = {
     "read_trec_topics": "cascade.data",
     "read_folder": "cascade.data",
     "Analyzer": "cascade.text.analyzer",
-    "Index": "cascade.index.index",
     "F": "cascade.filters.expr",
+    "Index": "cascade.index.index",
     "TieredMergePolicy": "cascade.index.merge",
     "BM25": "cascade.retrieve.bm25",
-    "Hit": "cascade.retrieve.bm25",
-    "Candidates": "cascade.pipeline.candidates",
-    "Stage": "cascade.pipeline.stage",
-    "Pipeline": "cascade.pipeline.base",
+    "RM3": "cascade.retrieve.rm3",
+    "RunStage": "cascade.retrieve.run",
     "parse": "cascade.pipeline.parse",
     "stage": "cascade.pipeline.function",
-    "register_stage": "cascade.pipeline.registry",
-    "Context": "cascade.pipeline.registry",
-    "Executor": "cascade.pipeline.executor",
     "StageCache": "cascade.pipeline.cache",
-    "RunStage": "cascade.retrieve.run",
-    "RM3": "cascade.retrieve.rm3",
     "evaluate": "cascade.evaluation.metrics",
     "Evaluation": "cascade.evaluation.metrics",
-    "CascadeError": "cascade.errors",
-    "DataError": "cascade.errors",
-    "BadIndexError": "cascade.errors",
+    "run_experiment": "cascade.evaluation.experiment",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -71,23 +75,33 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from cascade.data import (BeirDataset, open_corpus, read_folder, read_jsonl_docs, read_jsonl_queries,
-                              read_qrels, read_trec_run, read_trec_topics, write_trec_run)
-    from cascade.data.types import Doc, Qrels, Query, ReadReport, Run
-    from cascade.errors import BadIndexError, CascadeError, DataError
+    from cascade.core.candidates import Candidates
+    from cascade.core.errors import BadIndexError, CascadeError, DataError
+    from cascade.core.executor import Executor
+    from cascade.core.nodes import Pipeline, Stage
+    from cascade.core.params import ParamInfo
+    from cascade.core.registry import Context, register_stage
+    from cascade.core.types import Doc, Hit, Qrels, Query, ReadReport, Run
+    from cascade.data import (
+        BeirDataset,
+        open_corpus,
+        read_folder,
+        read_jsonl_docs,
+        read_jsonl_queries,
+        read_qrels,
+        read_trec_run,
+        read_trec_topics,
+        write_trec_run,
+    )
+    from cascade.evaluation.experiment import run_experiment
     from cascade.evaluation.metrics import Evaluation, evaluate
     from cascade.filters.expr import F
     from cascade.index.index import Index
     from cascade.index.merge import TieredMergePolicy
-    from cascade.pipeline.candidates import Candidates
-    from cascade.pipeline.base import Pipeline
     from cascade.pipeline.cache import StageCache
-    from cascade.pipeline.executor import Executor
     from cascade.pipeline.function import stage
     from cascade.pipeline.parse import parse
-    from cascade.pipeline.registry import Context, register_stage
-    from cascade.pipeline.stage import Stage
+    from cascade.retrieve.bm25 import BM25
     from cascade.retrieve.rm3 import RM3
     from cascade.retrieve.run import RunStage
-    from cascade.retrieve.bm25 import BM25, Hit
     from cascade.text.analyzer import Analyzer

@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cascade.errors import CascadeError, DataError
+from cascade.core.errors import CascadeError, DataError
+from cascade.index import bm25_formula
 
 app = typer.Typer(
     help="Cascade: multi-stage retrieval — index, search and evaluate.",
@@ -105,7 +106,7 @@ def index(
     from cascade.index.index import Index
 
     with user_errors():
-        from cascade.index.columns import check_filter_fields
+        from cascade.filters.columns import check_filter_fields
 
         analyzer = analyzer_from(stopwords, stemmer, lowercase)
         filter_fields = check_filter_fields(parse_filter_fields(filter_field))
@@ -157,8 +158,9 @@ def add(
         start = time.perf_counter()
         with progress_bar() as bar:
             task = bar.add_task(f"adding {source.name}", total=None)
-            added, replaced = idx._add(docs, update, wait, True, lambda n: bar.update(task, completed=n))
+            added, replaced = idx.write(docs, update=update, wait=wait, progress=lambda n: bar.update(task, completed=n))
         seconds = time.perf_counter() - start
+        idx = idx.refresh()
         skipped = f", {report.skipped} bad records skipped" if report.skipped else ""
         what = f"added {added:,} documents" + (f" ({replaced:,} replaced old versions)" if update else "")
         err.print(f"{what} to {index_dir} in {seconds:.2f} s; {idx.n_docs:,} documents, "
@@ -181,6 +183,7 @@ def delete(
             raise CascadeError("say what to delete: --id ID (repeatable) and/or --where FILTER")
         idx = Index.open(index_dir, verify=False)
         n = idx.delete(ids, where=where, wait=wait)
+        idx = idx.refresh()
         err.print(f"deleted {n:,} documents from {index_dir}; {idx.n_docs:,} left", highlight=False)
 
 
@@ -200,6 +203,7 @@ def optimize(
         before = len(idx.segments)
         start = time.perf_counter()
         idx.optimize(policy=TieredMergePolicy() if policy else None, wait=wait)
+        idx = idx.refresh()
         err.print(f"{index_dir}: {before} -> {len(idx.segments)} segment(s), {idx.n_docs:,} documents, "
                   f"in {time.perf_counter() - start:.2f} s", highlight=False)
 
@@ -210,8 +214,8 @@ def search(
     query: str = typer.Argument(..., help="Query text."),
     k: int = typer.Option(10, "-k", help="Number of hits."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    k1: float = typer.Option(0.9, help="BM25 k1."),
-    b: float = typer.Option(0.4, help="BM25 b."),
+    k1: float = typer.Option(bm25_formula.K1, help="BM25 k1."),
+    b: float = typer.Option(bm25_formula.B, help="BM25 b."),
     pipeline: Optional[str] = typer.Option(None, "-p", "--pipeline",
                                            help="Search with a pipeline instead of BM25, e.g. 'bm25 % 100 >> maxsim'."),
     where: Optional[str] = typer.Option(None, "--where", help='Only documents matching this filter, '
@@ -219,6 +223,7 @@ def search(
 ) -> None:
     """Search an index (BM25, or any pipeline) and print the hits."""
     from cascade.index.index import Index
+    from cascade.retrieve.bm25 import BM25
 
     with user_errors():
         if k < 1:
@@ -226,7 +231,7 @@ def search(
         start = time.perf_counter()
         idx = Index.open(index_dir)
         if pipeline is None:
-            hits = idx.bm25(k1=k1, b=b).search(query, k=k, where=where)
+            hits = BM25(idx, k1=k1, b=b).search(query, k=k, where=where)
         elif where is not None:
             raise CascadeError("with --pipeline, give the filter to its first stage: e.g. -p 'bm25(where=\"year >= 2020\") % 100 >> maxsim'")
         else:
@@ -240,20 +245,15 @@ def search(
 
 
 def pipeline_hits(idx: Any, text: str, query: str, k: int) -> list[Any]:
-    from cascade.data.types import Query
+    from cascade.core.registry import Context
     from cascade.pipeline.parse import parse
-    from cascade.pipeline.registry import Context
-    from cascade.retrieve.bm25 import Hit
 
     with progress_bar() as bar:
         task = bar.add_task("preparing", total=None)
         ctx = Context.of(index=idx)
         ctx.on_progress = lambda label, done, total: bar.update(task, description=label, completed=done, total=total)
-        cands = parse(text, ctx).search([Query("q", query)])
-    nums, scores = cands.doc[:k], cands.score[:k]
-    ids = cands.space.doc_ids(nums)
-    docs = [idx.get(i) for i in ids]
-    return [Hit(d.id, float(s), d.title, d.text, -1) for d, s in zip(docs, scores)]
+        cands = parse(text, ctx).search(query, k=k)
+    return cands.hits(0, source=idx)
 
 
 def print_hits(query: str, hits: list[Any], seconds: float) -> None:
@@ -283,8 +283,8 @@ def eval_(
     plot_file: Optional[Path] = typer.Option(None, "--plot", help="Write an effectiveness-vs-latency plot (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     per_query: bool = typer.Option(False, "--per-query", help="Include per-query values in --json output."),
-    k1: float = typer.Option(0.9, help="BM25 k1 for a bare 'bm25' pipeline."),
-    b: float = typer.Option(0.4, help="BM25 b for a bare 'bm25' pipeline."),
+    k1: float = typer.Option(bm25_formula.K1, help="BM25 k1 for a bare 'bm25' pipeline."),
+    b: float = typer.Option(bm25_formula.B, help="BM25 b for a bare 'bm25' pipeline."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the index and stage caches."),
     permutations: int = typer.Option(10_000, help="Randomisation-test permutations."),
     skip_bad: bool = SkipBadOpt,
@@ -293,7 +293,8 @@ def eval_(
     lowercase: bool = LowercaseOpt,
 ) -> None:
     """Evaluate pipelines (default: bm25) and stored runs on a dataset, stage by stage."""
-    from cascade.evaluation.experiment import EvalOptions, Progress as Hooks, run_experiment, strip_per_query
+    from cascade.evaluation.experiment import EvalOptions, run_experiment, strip_per_query
+    from cascade.evaluation.experiment import Progress as Hooks
     from cascade.evaluation.report import markdown, plot_tradeoff
 
     with user_errors():
@@ -385,7 +386,7 @@ def cache_clear(
     """Delete cached stage outputs and (unless --stages-only) cached indexes."""
     import shutil
 
-    from cascade.index.cache import cache_root
+    from cascade.core.paths import cache_root
     from cascade.pipeline.cache import StageCache
 
     with user_errors():
@@ -402,7 +403,7 @@ def cache_clear(
 @cache_app.command("info")
 def cache_info() -> None:
     """Show where the caches are and how big they are."""
-    from cascade.index.cache import cache_root
+    from cascade.core.paths import cache_root
 
     root = cache_root()
     for name in ("indexes", "stages"):
@@ -493,6 +494,7 @@ def demo(
 
     from cascade.data.pydocs import python_docstrings
     from cascade.index.index import Index
+    from cascade.retrieve.bm25 import BM25
 
     with user_errors():
         path = output or Path(tempfile.mkdtemp(prefix="cascade-demo-")) / "stdlib.idx"
@@ -503,7 +505,7 @@ def demo(
                               progress=lambda n: bar.update(task, completed=n))
         seconds = time.perf_counter() - start
         out.print(f"indexed {idx.n_docs:,} docstrings into {path} in {seconds:.2f} s", highlight=False)
-        bm25 = idx.bm25()
+        bm25 = BM25(idx)
         for q in query or ["parse a json string", "temporary directory cleanup", "compare two sequences of lines",
                            "thread safe queue"]:
             start = time.perf_counter()

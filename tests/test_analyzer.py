@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
 from cascade.text.analyzer import DEFAULT_TOKEN_PATTERN, Analyzer
 from cascade.text.stopwords import LUCENE_ENGLISH, SNOWBALL_ENGLISH, stopword_set
 

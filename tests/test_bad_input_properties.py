@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cascade
+from cascade.core.errors import BadIndexError, CascadeError, DataError
+from cascade.core.types import Doc
 from cascade.data import read_jsonl_docs
-from cascade.data.types import Doc
-from cascade.errors import BadIndexError, CascadeError, DataError
 from cascade.filters import parse_filter
 from cascade.index.index import Index
 from cascade.index.manifest import MANIFEST_NAME

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cascade.data.types import Doc, Query
-from cascade.errors import CascadeError
+from cascade.core.candidates import SAMPLED, Candidates
+from cascade.core.errors import CascadeError
+from cascade.core.types import Doc, Hit, Query
 from cascade.index.index import Index
 from cascade.index.manifest import Manifest
 from cascade.index.segment import SegmentWriter
-from cascade.pipeline.candidates import Candidates
-from cascade.retrieve.bm25 import BM25, Hit
+from cascade.retrieve.bm25 import BM25
 from cascade.text.analyzer import Analyzer
 
 RAW = Analyzer(stopwords=None, stemmer=None)
@@ -56,7 +56,7 @@ def test_index_statistics_match_the_hand_count(index: Index) -> None:
 
 
 def test_single_term_default_parameters(index: Index) -> None:
-    bm25 = index.bm25()  # k1 = 0.9, b = 0.4
+    bm25 = BM25(index)  # k1 = 0.9, b = 0.4
     got = scores(bm25, "apple")
     expected = {
         "d0": 1 * idf(4, 2) * tf_part(2, 3, 3.0, 0.9, 0.4),
@@ -71,7 +71,7 @@ def test_single_term_default_parameters(index: Index) -> None:
 
 
 def test_multi_term_query_sums_terms(index: Index) -> None:
-    got = scores(index.bm25(), "cherry durian")
+    got = scores(BM25(index), "cherry durian")
     expected = {
         "d2": idf(4, 2) * tf_part(3, 5, 3.0, 0.9, 0.4) + idf(4, 1) * tf_part(1, 5, 3.0, 0.9, 0.4),
         "d1": idf(4, 2) * tf_part(1, 2, 3.0, 0.9, 0.4),
@@ -82,7 +82,7 @@ def test_multi_term_query_sums_terms(index: Index) -> None:
 
 @pytest.mark.parametrize("k1,b", [(1.2, 0.75), (2.0, 1.0), (0.5, 0.0), (0.0, 0.5)])
 def test_non_default_parameters(index: Index, k1: float, b: float) -> None:
-    got = scores(index.bm25(k1=k1, b=b), "banana cherry fig")
+    got = scores(BM25(index, k1=k1, b=b), "banana cherry fig")
     expected = {
         "d0": idf(4, 2) * tf_part(1, 3, 3.0, k1, b),
         "d1": idf(4, 2) * tf_part(1, 2, 3.0, k1, b) + idf(4, 2) * tf_part(1, 2, 3.0, k1, b),
@@ -94,17 +94,17 @@ def test_non_default_parameters(index: Index, k1: float, b: float) -> None:
 
 
 def test_k1_zero_ignores_term_frequency(index: Index) -> None:
-    got = scores(index.bm25(k1=0.0, b=0.4), "cherry")
+    got = scores(BM25(index, k1=0.0, b=0.4), "cherry")
     assert got == pytest.approx({"d1": idf(4, 2), "d2": idf(4, 2)}, abs=1e-5)
     assert list(got) == ["d1", "d2"]  # tie broken by doc number
 
 
 def test_parameters_change_the_scores(index: Index) -> None:
-    assert scores(index.bm25(k1=1.2, b=0.75), "apple") != pytest.approx(scores(index.bm25(), "apple"))
+    assert scores(BM25(index, k1=1.2, b=0.75), "apple") != pytest.approx(scores(BM25(index), "apple"))
 
 
 def test_repeated_query_terms_count(index: Index) -> None:
-    bm25 = index.bm25()
+    bm25 = BM25(index)
     got = scores(bm25, "apple apple banana")
     expected = {
         "d0": 2 * idf(4, 2) * tf_part(2, 3, 3.0, 0.9, 0.4) + 1 * idf(4, 2) * tf_part(1, 3, 3.0, 0.9, 0.4),
@@ -118,11 +118,11 @@ def test_repeated_query_terms_count(index: Index) -> None:
 
 
 def test_query_weights_drop_oov_terms(index: Index) -> None:
-    assert index.bm25().query_weights("zebra durian") == pytest.approx({"durian": idf(4, 1)})
+    assert BM25(index).query_weights("zebra durian") == pytest.approx({"durian": idf(4, 1)})
 
 
 def test_top_k_ordering_and_cut(index: Index) -> None:
-    bm25 = index.bm25()
+    bm25 = BM25(index)
     hits = bm25.search("apple banana cherry durian fig", k=10)
     assert len(hits) == 4
     values = [h.score for h in hits]
@@ -132,9 +132,9 @@ def test_top_k_ordering_and_cut(index: Index) -> None:
 
 
 def test_hits_carry_stored_fields(index: Index) -> None:
-    [hit] = index.bm25().search("fig", k=1)
+    [hit] = BM25(index).search("fig", k=1)
     assert isinstance(hit, Hit)
-    assert (hit.id, hit.title, hit.text, hit.num) == ("d3", "", "elderberry fig", 3)
+    assert (hit.id, hit.title, hit.text, hit.rank) == ("d3", "", "elderberry fig", 1)
     assert isinstance(hit.score, float)
 
 
@@ -143,25 +143,25 @@ def test_ties_broken_by_doc_number(tmp_path: Path) -> None:
     docs = [Doc("low", "omega filler filler filler filler filler"), Doc("c", "omega x1"),
             Doc("a", "omega x1"), Doc("b", "omega x1")]
     idx = Index.build(docs, tmp_path / "ties", analyzer=RAW)
-    hits = idx.bm25().search("omega", k=10)
+    hits = BM25(idx).search("omega", k=10)
     assert [h.id for h in hits] == ["c", "a", "b", "low"]
     assert hits[0].score == hits[1].score == hits[2].score > hits[3].score
-    assert [h.id for h in idx.bm25().search("omega", k=2)] == ["c", "a"]
+    assert [h.id for h in BM25(idx).search("omega", k=2)] == ["c", "a"]
 
 
 def test_oov_query_gives_no_hits(index: Index) -> None:
-    bm25 = index.bm25()
+    bm25 = BM25(index)
     assert bm25.search("zebra") == []
     assert bm25.search("") == []
     assert bm25.search("a b c") == []  # single characters are not tokens
-    nums, vals = bm25.rank("zebra", 5)
-    assert len(nums) == 0 and len(vals) == 0
+    offsets, nums, vals = bm25.rank(["zebra"], 5)
+    assert offsets.tolist() == [0, 0] and len(nums) == 0 and len(vals) == 0
 
 
 @pytest.mark.parametrize("kwargs", [dict(k1=-0.1), dict(b=1.5), dict(b=-0.1), dict(k=0), dict(k=-3)])
 def test_invalid_parameters(index: Index, kwargs: dict) -> None:
     with pytest.raises(CascadeError):
-        index.bm25(**kwargs)
+        BM25(index, **kwargs)
     with pytest.raises(CascadeError):
         BM25(index, **kwargs)
 
@@ -169,13 +169,13 @@ def test_invalid_parameters(index: Index, kwargs: dict) -> None:
 @pytest.mark.parametrize("k", [0, -1])
 def test_invalid_k_per_call(index: Index, k: int) -> None:
     with pytest.raises(CascadeError, match="k must be at least 1"):
-        index.bm25().search("apple", k=k)
+        BM25(index).search("apple", k=k)
     with pytest.raises(CascadeError, match="k must be at least 1"):
-        index.bm25().search_batch([Query("q", "apple")], k=k)
+        BM25(index).search_batch([Query("q", "apple")], k=k)
 
 
 def test_search_batch_shape_and_to_run(index: Index) -> None:
-    bm25 = index.bm25()
+    bm25 = BM25(index)
     queries = [Query("q1", "apple"), Query("q2", "zebra"), Query("q3", "banana cherry fig")]
     cands = bm25.search_batch(queries)
     assert isinstance(cands, Candidates)
@@ -194,22 +194,19 @@ def test_search_batch_shape_and_to_run(index: Index) -> None:
     assert [q for q, _, _ in per_query] == ["q1", "q2", "q3"]
     assert [len(d) for _, d, _ in per_query] == [2, 0, 4]
     # k from the call, else from the retriever
-    assert index.bm25(k=1).search_batch(queries).offsets.tolist() == [0, 1, 1, 2]
+    assert BM25(index, k=1).search_batch(queries).offsets.tolist() == [0, 1, 1, 2]
     assert bm25.search_batch(queries, k=1).offsets.tolist() == [0, 1, 1, 2]
     done: list[int] = []
     bm25.search_batch(queries, progress=done.append)
     assert done == [3]  # one compiled call answers the batch
-    done.clear()
-    timed = bm25.search_batch(queries, progress=done.append, per_query_timing=True)
-    assert done == [1, 2, 3]
-    assert timed.offsets.tolist() == cands.offsets.tolist() and timed.doc.tolist() == cands.doc.tolist()
-    # a BM25 is a first stage: calling it is search_batch
+    # a BM25 is a first stage: calling it is search_batch, with per-query latencies from a sample
     staged = bm25(queries)
     assert staged.to_run() == run
+    assert staged.timing == SAMPLED and np.isfinite(staged.query_seconds).all()
 
 
 def test_empty_batch(index: Index) -> None:
-    cands = index.bm25().search_batch([])
+    cands = BM25(index).search_batch([])
     assert len(cands) == 0 and cands.offsets.tolist() == [0] and cands.to_run() == {}
 
 
@@ -221,9 +218,9 @@ def test_candidates_validate_lengths(index: Index) -> None:
 
 
 def test_key_names_settings_and_index_version(index: Index) -> None:
-    assert index.bm25().key() == index.bm25().key()
-    assert index.bm25(k1=1.2).key() != index.bm25().key()
-    assert index.version in str(index.bm25().key())
+    assert BM25(index).key() == BM25(index).key()
+    assert BM25(index, k1=1.2).key() != BM25(index).key()
+    assert index.version in str(BM25(index).key())
 
 
 # -- multi-segment ------------------------------------------------------------------------
@@ -251,19 +248,19 @@ def test_two_segments_score_like_one(index: Index, tmp_path: Path) -> None:
     assert multi.n_docs == 4 and multi.avg_doc_length == 3.0
     assert multi.df("apple") == 2 and multi.df("cherry") == 2
     for k1, b in [(0.9, 0.4), (1.2, 0.75)]:
-        one, two = index.bm25(k1=k1, b=b), multi.bm25(k1=k1, b=b)
+        one, two = BM25(index, k1=k1, b=b), BM25(multi, k1=k1, b=b)
         for q in QUERIES:
             h1, h2 = one.search(q, k=10), two.search(q, k=10)
             assert [h.id for h in h2] == [h.id for h in h1], q
-            assert [h.num for h in h2] == [h.num for h in h1], q
+            assert [h.rank for h in h2] == [h.rank for h in h1], q
             assert [h.score for h in h2] == pytest.approx([h.score for h in h1], abs=1e-6), q
     # and against the hand computation, which uses global N and avgdl
-    got = scores(multi.bm25(), "cherry durian")
+    got = scores(BM25(multi), "cherry durian")
     assert got == pytest.approx({
         "d2": idf(4, 2) * tf_part(3, 5, 3.0, 0.9, 0.4) + idf(4, 1) * tf_part(1, 5, 3.0, 0.9, 0.4),
         "d1": idf(4, 2) * tf_part(1, 2, 3.0, 0.9, 0.4)}, abs=1e-5)
     queries = [Query(str(i), q) for i, q in enumerate(QUERIES)]
-    run_multi, run_one = multi.bm25().search_batch(queries).to_run(), index.bm25().search_batch(queries).to_run()
+    run_multi, run_one = BM25(multi).search_batch(queries).to_run(), BM25(index).search_batch(queries).to_run()
     assert list(run_multi) == list(run_one)
     for qid in run_one:
         assert run_multi[qid] == pytest.approx(run_one[qid], abs=1e-6)
@@ -287,13 +284,14 @@ def test_two_segments_ties_and_cut(tmp_path: Path) -> None:
     single = Index.build([Doc("pad", "padding words here")] + same, tmp_path / "one.idx", analyzer=RAW)
     for k in (1, 2, 3, 4, 5, 6, 10):
         expect = [f"t{i}" for i in range(min(k, 6))]
-        assert [h.id for h in multi.bm25().search("omega", k=k)] == expect
-        assert [h.id for h in single.bm25().search("omega", k=k)] == expect
+        assert [h.id for h in BM25(multi).search("omega", k=k)] == expect
+        assert [h.id for h in BM25(single).search("omega", k=k)] == expect
 
 
 def test_count_terms_keeps_first_seen_order_and_drops_missing_tokens() -> None:
     from cascade.kernels.query_terms import count_terms
-    from cascade.text.marks import NO_TERM as N, QUERY_END as E
+    from cascade.text.marks import NO_TERM as N
+    from cascade.text.marks import QUERY_END as E
 
     # the second query is empty, the third all missing, the fifth empty and last
     numbers = np.array([5, N, 3, 5, 5, E, E, N, N, E, 7, 3, 7, E], dtype=np.int64)
@@ -307,7 +305,8 @@ def test_count_terms_keeps_first_seen_order_and_drops_missing_tokens() -> None:
 
 def test_batch_and_single_query_paths_weigh_repeated_and_unicode_terms_alike(tmp_path: Path) -> None:
     docs = [Doc("a", "café crème café"), Doc("b", "plain plain text"), Doc("c", "x y z")]
-    bm25 = Index.build(docs, tmp_path / "i").bm25()
+    index = Index.build(docs, tmp_path / "i")
+    bm25, single = BM25(index, engine="kernels"), BM25(index, engine="numpy")
     unicode = [Query("1", "café café plain"), Query("2", "PLAIN, plain; a b"), Query("3", "")]
     ascii_only = [Query("1", ""), Query("2", "PLAIN, plain; a b"), Query("3", "text\x01plain z"), Query("4", "")]
     mixed = [Query("1", "café plain"), Query("2", "plain a"), Query("3", "ünïcode"), Query("4", "crème text"),
@@ -315,15 +314,15 @@ def test_batch_and_single_query_paths_weigh_repeated_and_unicode_terms_alike(tmp
     for queries in (unicode, ascii_only, ascii_only[:1], ascii_only[1:3], mixed, mixed[1:], mixed[:1]):
         batch = bm25.search_batch(queries, k=3)
         for i, q in enumerate(queries):
-            nums, scores = bm25.rank_one(q.text, 3)
+            _, nums, scores = single.rank([q.text], 3)
             lo, hi = batch.offsets[i], batch.offsets[i + 1]
             assert batch.doc[lo:hi].tolist() == nums.tolist() and batch.score[lo:hi].tolist() == scores.tolist()
 
 
 def test_one_character_tokens_of_a_custom_pattern_count_in_the_batch_path(tmp_path: Path) -> None:
     analyzer = Analyzer(token_pattern=r"\w+", stopwords=None, stemmer=None)
-    bm25 = Index.build([Doc("a", "x marks the spot"), Doc("b", "y z spot")], tmp_path / "i", analyzer=analyzer).bm25()
-    batch = bm25.search_batch([Query("q", "x spot")], k=5)
-    nums, scores = bm25.rank_one("x spot", 5)
+    index = Index.build([Doc("a", "x marks the spot"), Doc("b", "y z spot")], tmp_path / "i", analyzer=analyzer)
+    batch = BM25(index, engine="kernels").search_batch([Query("q", "x spot")], k=5)
+    _, nums, scores = BM25(index, engine="numpy").rank(["x spot"], 5)
     assert batch.doc.tolist() == nums.tolist() == [0, 1]
     assert batch.score.tolist() == scores.tolist()

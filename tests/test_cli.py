@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cascade.cli import app
 from cascade.data import read_trec_run
 from cascade.index.index import Index
+from cascade.retrieve.bm25 import BM25
 
 runner = CliRunner()
 
@@ -105,7 +106,7 @@ def test_index_then_search_json(built: Path) -> None:
     assert all(set(h) == {"id", "score", "title"} for h in hits)
     assert hits[0]["title"] == "Solar power"
     assert hits[0]["score"] > hits[1]["score"] > 0
-    expected = Index.open(built).bm25().search("solar sunlight", k=10)
+    expected = BM25(Index.open(built)).search("solar sunlight", k=10)
     assert [h["score"] for h in hits] == [round(h.score, 4) for h in expected]
 
 

@@ -12,18 +12,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cascade
+from cascade.core.candidates import Candidates, IdTable, query_set_hash, sort_within_queries
+from cascade.core.executor import Executor
+from cascade.core.nodes import Fuse, Pipeline, Then
+from cascade.core.types import Query
 from cascade.data.beir import BeirDataset
-from cascade.data.types import Query
 from cascade.evaluation.metrics import evaluate
-from cascade.pipeline.base import Pipeline
-from cascade.pipeline.cache import StageCache, query_set_hash
-from cascade.pipeline.candidates import Candidates, IdTable, sort_within_queries
-from cascade.pipeline.executor import Executor
+from cascade.fuse import combmnz, combsum, linear, rrf
+from cascade.pipeline.cache import StageCache
 from cascade.pipeline.function import stage
-from cascade.pipeline.operators import Fuse, Then
 from cascade.pipeline.parse import parse
 from cascade.retrieve.bm25 import BM25
 from cascade.retrieve.rm3 import RM3
+
+FUSIONS = {m.METHOD.name: m.METHOD for m in (rrf, combsum, combmnz, linear)}
 
 # -- a tiny index with more matching documents than the cutoffs below ---------------------------
 
@@ -94,13 +96,13 @@ def test_cutoff_pushed_into_bm25(index: cascade.Index, monkeypatch: pytest.Monke
     c = p.compile()
     assert isinstance(c, BM25) and c.k == 100 and str(c) == "bm25(k=100)"
     asked: list[int] = []
-    rank = BM25.rank_many
+    rank = BM25.rank
 
-    def spy(self: BM25, queries: list, k: int, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        asked.extend([k] * len(queries))
-        return rank(self, queries, k, *args, **kwargs)
+    def spy(self: BM25, texts: list, k: int, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        asked.extend([k] * len(texts))
+        return rank(self, texts, k, *args, **kwargs)
 
-    monkeypatch.setattr(BM25, "rank_many", spy)
+    monkeypatch.setattr(BM25, "rank", spy)
     ex = Executor()
     out = ex.run(c, QUERIES)
     assert asked == [100] * len(QUERIES)  # the search itself is asked for 100, not 1000 then cut
@@ -158,7 +160,7 @@ def _grow(children: st.SearchStrategy[Pipeline]) -> st.SearchStrategy[Pipeline]:
         two.map(lambda x: x[0] | x[1]),
         two.map(lambda x: x[0] + x[1]),
         st.tuples(st.sampled_from(["rrf", "combsum", "combmnz", "linear"]), two).map(
-            lambda x: Fuse(x[0], list(x[1]))),
+            lambda x: Fuse(FUSIONS[x[0]], list(x[1]))),
     )
 
 
@@ -171,7 +173,7 @@ def test_compile_preserves_results(p: Pipeline) -> None:
 def test_a_weight_under_a_cutoff_still_weighs_its_fusion_input() -> None:
     """Found by the property above: ``rrf(a, 0.5 * a % 1)`` fused the top document at weight 1
     as written and at 0.5 once compiled (``(w * a) % k`` -> ``w * (a % k)``)."""
-    p = Fuse("rrf", [ra, (0.5 * ra) % 1])
+    p = Fuse(FUSIONS["rrf"], [ra, (0.5 * ra) % 1])
     written, compiled = Executor().run(p, FQ), Executor().run(p.compile(), FQ)
     same(written, compiled)
     assert written.score[0] == pytest.approx((1 + 0.5) / 61)
@@ -245,9 +247,9 @@ def test_stage_cache_across_executors(index: cascade.Index, tmp_path: Path,
     cache = StageCache(tmp_path / "stages")
     p = parse("bm25(k1=1.2) % 100", index=index).compile()
     searched: list[dict] = []
-    rank = BM25.rank_many
-    monkeypatch.setattr(BM25, "rank_many", lambda self, queries, k, *a, **kw: searched.extend(queries)
-                        or rank(self, queries, k, *a, **kw))
+    rank = BM25.rank
+    monkeypatch.setattr(BM25, "rank", lambda self, texts, k, *a, **kw: searched.extend(texts)
+                        or rank(self, texts, k, *a, **kw))
 
     first = Executor(cache)
     a = first.run(p, QUERIES)
@@ -358,7 +360,7 @@ def test_corrupt_cache_file_is_a_miss(index: cascade.Index, tmp_path: Path) -> N
 
 def test_rm3_expand_weights(index: cascade.Index) -> None:
     rm3 = RM3(index, fb_docs=5, fb_terms=4, max_df=1.0)
-    fb = index.bm25(k=5).search_batch([QUERIES[0]])
+    fb = BM25(index, k=5).search_batch([QUERIES[0]])
     weights = rm3.expand(QUERIES[0].text, fb.doc, fb.score)
     assert sum(weights.values()) == pytest.approx(1.0)
     assert all(w > 0 for w in weights.values())
@@ -395,7 +397,7 @@ def test_rm3_on_scifact(scifact: dict) -> None:
     assert 0.6 <= ndcg <= 0.75, ndcg  # a sanity range, not a target (bm25 alone: 0.676)
     # the expansion of one query: weights sum to 1 and keep the query's terms
     rm = RM3(index)
-    top = index.bm25(k=10).search_batch(queries[:1])
+    top = BM25(index, k=10).search_batch(queries[:1])
     weights = rm.expand(queries[0].text, top.doc, top.score)
     assert sum(weights.values()) == pytest.approx(1.0)
     assert set(index.analyzer.terms(queries[0].text)) & set(weights)
@@ -424,7 +426,7 @@ class Scale(Pipeline):
 
 
 def test_compile_fuses_adjacent_stages_that_declare_it(index: cascade.Index) -> None:
-    bm25 = index.bm25(k=5)
+    bm25 = BM25(index, k=5)
     p = bm25 >> Scale(2.0) >> Scale(3.0) >> Scale(0.5)
     compiled = p.compile()
     assert compiled.key() == (bm25 >> Scale(3.0)).key()  # three stages became one

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import cascade
+from cascade.retrieve.bm25 import BM25
 
 BUILD_SCRIPT = """
 import random, sys
@@ -37,7 +38,7 @@ def assert_old_or_new(index_dir: Path, n_new: int) -> str:
     idx = cascade.Index.open(index_dir)
     assert idx.verify() == []
     if idx.n_docs == len(OLD_DOCS):
-        assert [h.id for h in idx.bm25().search("apples", k=3)] == ["old0", "old1", "old2"]
+        assert [h.id for h in BM25(idx).search("apples", k=3)] == ["old0", "old1", "old2"]
         state = "old"
     else:
         assert idx.n_docs == n_new

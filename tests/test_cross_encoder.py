@@ -11,11 +11,13 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import cascade  # noqa: E402
+from cascade.core.errors import CascadeError  # noqa: E402
+from cascade.core.registry import lookup  # noqa: E402
+from cascade.core.types import Query  # noqa: E402
 from cascade.data.trec import write_trec_run  # noqa: E402
-from cascade.data.types import Query  # noqa: E402
-from cascade.errors import CascadeError  # noqa: E402
-from cascade.pipeline.registry import register_stage, stage_names  # noqa: E402
-from cascade.rerank.cross_encoder import CrossEncoder, build_cross_encoder_stage  # noqa: E402
+from cascade.pipeline import builtins  # noqa: E402,F401  (registers the stages)
+from cascade.rerank.cross_encoder import CrossEncoder  # noqa: E402
+from cascade.retrieve.bm25 import BM25
 
 DOCS = [
     ("d0", "Apple pie", "apple pie with butter crust and sugar"),
@@ -56,13 +58,6 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> cascade.Index:
     return cascade.Index.build(docs, tmp_path_factory.mktemp("ce-index") / "index")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _registered() -> None:
-    """The grammar name (builtins may or may not register it yet: load them first, then replace)."""
-    stage_names()
-    register_stage("cross_encoder", build_cross_encoder_stage, help="cross-encoder reranking", replace=True)
-
-
 def _direct_scores(model_dir: Path, pairs: list[tuple[str, str]], max_length: int = 512,
                    truncation: str = "only_second") -> np.ndarray:
     """Each pair through the model alone: no batching, no padding."""
@@ -101,11 +96,11 @@ def test_bm25_then_cross_encoder_matches_pairwise_scoring(index: cascade.Index, 
     p = cascade.parse(f"bm25 >> cross_encoder(model={models[1]}, batch_size=3)", index=index)
     out = p(QUERIES)
     assert int(out.offsets[-1]) > len(QUERIES)  # several candidates per query, batches span queries
-    _check_against_direct(out, index.bm25()(QUERIES), index, models[1])
+    _check_against_direct(out, BM25(index)(QUERIES), index, models[1])
 
 
 def test_scores_sorted_within_each_query_ties_by_doc_number(index: cascade.Index, models: dict[int, Path]) -> None:
-    out = (index.bm25() >> CrossEncoder(index, str(models[1]), batch_size=2))(QUERIES)
+    out = (BM25(index) >> CrossEncoder(index, str(models[1]), batch_size=2))(QUERIES)
     for _, docs, scores in out.per_query():
         assert np.all(np.diff(scores) <= 0)
         same = np.diff(scores) == 0
@@ -114,7 +109,7 @@ def test_scores_sorted_within_each_query_ties_by_doc_number(index: cascade.Index
 
 
 def test_batch_size_does_not_change_scores(index: cascade.Index, models: dict[int, Path]) -> None:
-    runs = [(index.bm25() >> CrossEncoder(index, str(models[1]), batch_size=b))(QUERIES).to_run() for b in (1, 4, 64)]
+    runs = [(BM25(index) >> CrossEncoder(index, str(models[1]), batch_size=b))(QUERIES).to_run() for b in (1, 4, 64)]
     for q in QUERIES:
         for other in runs[1:]:
             assert list(other[q.id]) == list(runs[0][q.id])
@@ -122,8 +117,8 @@ def test_batch_size_does_not_change_scores(index: cascade.Index, models: dict[in
 
 
 def test_two_label_model_scores_last_minus_first(index: cascade.Index, models: dict[int, Path]) -> None:
-    p = index.bm25() >> CrossEncoder(index, str(models[2]))
-    _check_against_direct(p(QUERIES), index.bm25()(QUERIES), index, models[2])
+    p = BM25(index) >> CrossEncoder(index, str(models[2]))
+    _check_against_direct(p(QUERIES), BM25(index)(QUERIES), index, models[2])
 
 
 def test_missing_model_directory_is_a_cascade_error(index: cascade.Index, tmp_path: Path) -> None:
@@ -134,7 +129,7 @@ def test_missing_model_directory_is_a_cascade_error(index: cascade.Index, tmp_pa
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(CascadeError, match="could not load model"):
-        (index.bm25() >> CrossEncoder(index, str(empty)))(QUERIES)
+        (BM25(index) >> CrossEncoder(index, str(empty)))(QUERIES)
 
 
 def test_needs_a_model_and_known_parameters(index: cascade.Index, models: dict[int, Path]) -> None:
@@ -159,7 +154,7 @@ def test_prints_parses_back_and_pushes_k_into_first_stage(index: cascade.Index, 
 
 def test_run_file_candidates_are_mapped_to_the_index(index: cascade.Index, models: dict[int, Path],
                                                      tmp_path: Path) -> None:
-    first = index.bm25()(QUERIES)
+    first = BM25(index)(QUERIES)
     run_path = tmp_path / "first.trec"
     write_trec_run(first.to_run(), run_path)
     out = cascade.parse(f"run({run_path}) >> cross_encoder(model={models[1]})", index=index)(QUERIES)
@@ -174,7 +169,7 @@ def test_run_file_candidates_are_mapped_to_the_index(index: cascade.Index, model
 def test_query_longer_than_max_length_truncates_both(index: cascade.Index, models: dict[int, Path]) -> None:
     long_query = Query("long", " ".join(WORDS))  # far more than 16 tokens
     stage = CrossEncoder(index, str(models[1]), max_length=16, batch_size=4)
-    out = (index.bm25() >> stage)([long_query])
+    out = (BM25(index) >> stage)([long_query])
     ids = list(out.to_run()["long"])
     expected = _direct_scores(models[1], [(long_query.text, _doc_text(index, d)) for d in ids], max_length=16,
                               truncation="longest_first")
@@ -184,16 +179,16 @@ def test_query_longer_than_max_length_truncates_both(index: cascade.Index, model
 def test_progress_callback_reaches_total(index: cascade.Index, models: dict[int, Path]) -> None:
     seen: list[tuple[int, int]] = []
     stage = CrossEncoder(index, str(models[1]), batch_size=2, progress=lambda done, total: seen.append((done, total)))
-    out = (index.bm25() >> stage)(QUERIES)
+    out = (BM25(index) >> stage)(QUERIES)
     n = int(out.offsets[-1])
     assert seen[-1] == (n, n) and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
 def test_stage_cache_reuses_scores(index: cascade.Index, models: dict[int, Path], cache_dir: Path) -> None:
+    from cascade.core.executor import run_pipeline
     from cascade.pipeline.cache import StageCache
-    from cascade.pipeline.executor import run_pipeline
 
-    p = index.bm25() >> CrossEncoder(index, str(models[1]))
+    p = BM25(index) >> CrossEncoder(index, str(models[1]))
     cache = StageCache(cache_dir / "stages")
     first = run_pipeline(p, QUERIES, cache=cache)
     again = run_pipeline(p, QUERIES, cache=cache)
@@ -208,18 +203,18 @@ def test_pairs_of_all_queries_share_batches(index: cascade.Index, models: dict[i
     hook = model.register_forward_hook(lambda _m, args, kwargs, _out: calls.append(len(kwargs["input_ids"])),
                                        with_kwargs=True)
     try:
-        out = (index.bm25() >> stage)(QUERIES)
+        out = (BM25(index) >> stage)(QUERIES)
     finally:
         hook.remove()
     assert calls == [int(out.offsets[-1])]  # one forward pass for every query's candidates
 
 
 def test_builder_reports_progress_to_the_context(index: cascade.Index, models: dict[int, Path]) -> None:
-    from cascade.pipeline.registry import Context
+    from cascade.core.registry import Context
 
     seen: list[tuple[str, int, int | None]] = []
     ctx = Context.of(index=index)
     ctx.on_progress = lambda label, done, total: seen.append((label, done, total))  # type: ignore[attr-defined]
-    out = (index.bm25() >> build_cross_encoder_stage(ctx, model=str(models[1])))(QUERIES)
+    out = (BM25(index) >> lookup("cross_encoder").make(ctx, [], {"model": str(models[1])}))(QUERIES)
     n = int(out.offsets[-1])
     assert seen[-1] == ("cross-encoding pairs", n, n)

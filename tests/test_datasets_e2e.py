@@ -16,6 +16,7 @@ import pytest
 
 from cascade.data import BeirDataset
 from cascade.index.index import Index
+from cascade.retrieve.bm25 import BM25
 
 
 def require(datasets_dir: Path, name: str) -> Path:
@@ -99,5 +100,5 @@ def test_index_build_scifact_is_fast(datasets_dir: Path, tmp_path: Path) -> None
     assert index.n_docs == 5183
     assert seconds < 20, f"indexing scifact took {seconds:.1f} s"
     assert index.verify() == []
-    hits = index.bm25().search("0-dimensional biomaterials show inductive properties", k=10)
+    hits = BM25(index).search("0-dimensional biomaterials show inductive properties", k=10)
     assert len(hits) == 10 and hits[0].score >= hits[-1].score > 0

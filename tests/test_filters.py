@@ -14,11 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cascade.data.types import Doc, Query
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
+from cascade.core.types import Doc, Query
 from cascade.filters import F, FilterSyntaxError, parse_filter
 from cascade.filters.expr import And, Compare, Expr, In, Not, Or
 from cascade.index.index import Index
+from cascade.retrieve.bm25 import BM25
 
 FIELDS = {"year": "int", "lang": "keyword", "score": "float", "day": "date"}
 LANGS = ["de", "en", "fr", "zh"]
@@ -58,7 +59,7 @@ def indexes(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Doc], Index,
     multi.add(docs[200:400] + [Doc("gone2", "w1 w1", meta={"lang": "en"})], merge=False)
     multi.add(docs[400:], merge=False)
     multi.delete(["gone1", "gone2"])
-    return Fixture((docs, single, multi))
+    return Fixture((docs, single, multi.refresh()))
 
 
 # -- the language -----------------------------------------------------------------------
@@ -182,14 +183,14 @@ def test_filters_match_the_python_oracle(indexes, expr: Expr) -> None:  # type: 
 # -- pre-filtered top-k ---------------------------------------------------------------------
 
 def full_ranking(idx: Index, query: str) -> list[tuple[str, float]]:
-    hits = idx.bm25().search(query, k=10_000)
+    hits = BM25(idx).search(query, k=10_000)
     return [(h.id, h.score) for h in hits]
 
 
 def check_filtered(idx: Index, query: str, expr: Expr, k: int, matching: set[str]) -> None:
     ranking = [(i, s) for i, s in full_ranking(idx, query) if i in matching]
     expected_n = min(k, len(ranking))
-    bm25 = idx.bm25()
+    bm25 = BM25(idx)
     one = [(h.id, h.score) for h in bm25.search(query, k=k, where=expr)]
     assert len(one) == expected_n and all(i in matching for i, _ in one)
     assert sorted(s for _, s in one) == sorted(s for _, s in ranking[:expected_n])
@@ -197,7 +198,7 @@ def check_filtered(idx: Index, query: str, expr: Expr, k: int, matching: set[str
         run = bm25.search_batch([Query("q", query)], k=k, where=expr, mode=mode).to_run().get("q", {})
         assert len(run) == expected_n and set(run) <= matching, mode
         assert sorted(run.values()) == sorted(s for _, s in ranking[:expected_n]), mode
-    stage = idx.bm25(k=k, where=expr)  # the filter as part of the retriever (pipelines)
+    stage = BM25(idx, k=k, where=expr)  # the filter as part of the retriever (pipelines)
     assert {h.id for h in stage.search(query, k=k)} == {i for i, _ in one}
 
 
@@ -223,12 +224,12 @@ def test_selective_filters_still_fill_k(indexes) -> None:  # type: ignore[no-unt
 
 def test_retriever_filter_and_call_filter_combine(indexes) -> None:  # type: ignore[no-untyped-def]
     docs, single, _ = indexes
-    bm25 = single.bm25(where="year >= 2010")
+    bm25 = BM25(single, where="year >= 2010")
     hits = bm25.search("w1 w2", k=1000, where='lang = "en"')
     meta = {d.id: d.meta for d in docs}
     assert hits and all(meta[h.id]["year"] >= 2010 and meta[h.id]["lang"] == "en" for h in hits)
     assert str(bm25) == 'bm25(where="year >= 2010")' or "year >= 2010" in str(bm25)
-    assert bm25.key() != single.bm25().key()
+    assert bm25.key() != BM25(single).key()
 
 
 def test_allowed_docs_api(indexes) -> None:  # type: ignore[no-untyped-def]

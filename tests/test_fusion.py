@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cascade.core.candidates import Candidates, IdTable
+from cascade.core.executor import Executor
+from cascade.core.types import Query
 from cascade.data.readers import read_jsonl_queries
 from cascade.data.trec import read_trec_run
-from cascade.data.types import Query
-from cascade.pipeline.candidates import Candidates, IdTable
-from cascade.pipeline.executor import Executor
 from cascade.pipeline.function import stage
 from cascade.pipeline.parse import parse
 

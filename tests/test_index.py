@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from cascade.data.types import Doc
-from cascade.errors import BadIndexError, CascadeError
+from cascade.core.errors import BadIndexError, CascadeError
+from cascade.core.types import Doc
 from cascade.index.index import Index
 from cascade.index.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest
+from cascade.retrieve.bm25 import BM25
 from cascade.text.analyzer import Analyzer
 
 DOCS = [
@@ -178,8 +179,8 @@ def test_overwrite_replaces_contents_and_removes_old_segments(built: Index, tmp_
     assert new.manifest.generation == 2
     assert [s.name for s in new.manifest.segments] == ["seg-000002"]
     assert sorted(p.name for p in root.iterdir()) == [MANIFEST_NAME, "seg-000002"]
-    assert [h.id for h in new.bm25().search("zebra")] == ["z1", "z2"]
-    assert new.bm25().search("cat") == []
+    assert [h.id for h in BM25(new).search("zebra")] == ["z1", "z2"]
+    assert BM25(new).search("cat") == []
     assert new.verify() == []
     assert new.version != built.version
     again = Index.build(DOCS[:1], root, overwrite=True)
@@ -237,14 +238,14 @@ def test_query_analysed_like_documents_via_manifest(tmp_path: Path) -> None:
     Index.build([Doc("a", "the running man"), Doc("b", "a runner")], tmp_path / "raw", analyzer=raw)
     idx = Index.open(tmp_path / "raw")  # analyzer comes from the manifest, not the default
     assert idx.analyzer == raw
-    assert [h.id for h in idx.bm25().search("the")] == ["a"]
-    assert [h.id for h in idx.bm25().search("running")] == ["a"]
-    assert idx.bm25().search("run") == []  # not stemmed
+    assert [h.id for h in BM25(idx).search("the")] == ["a"]
+    assert [h.id for h in BM25(idx).search("running")] == ["a"]
+    assert BM25(idx).search("run") == []  # not stemmed
     # the default analyzer drops "the" and stems: the same docs behave differently
     Index.build([Doc("a", "the running man"), Doc("b", "a runner")], tmp_path / "std")
     std = Index.open(tmp_path / "std")
-    assert std.bm25().search("the") == []
-    assert [h.id for h in std.bm25().search("runs")] == ["a"]
+    assert BM25(std).search("the") == []
+    assert [h.id for h in BM25(std).search("runs")] == ["a"]
 
 
 def test_repr(built: Index) -> None:

@@ -16,16 +16,23 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from cascade.data.types import Doc, Query  # noqa: E402
-from cascade.errors import CascadeError  # noqa: E402
+from cascade.core.errors import CascadeError  # noqa: E402
+from cascade.core.registry import (
+    Context,  # noqa: E402
+    lookup,  # noqa: E402
+)
+from cascade.core.types import Doc, Query  # noqa: E402
 from cascade.index import representations as reps  # noqa: E402
 from cascade.index.index import Index  # noqa: E402
 from cascade.index.manifest import Manifest  # noqa: E402
 from cascade.index.segment import SegmentWriter, doc_text  # noqa: E402
 from cascade.models.splade import SpladeEncoder  # noqa: E402
-from cascade.pipeline.compile import compile_pipeline  # noqa: E402
-from cascade.pipeline.registry import Context  # noqa: E402
-from cascade.retrieve.learned_sparse import LearnedSparse, build_sparse_stage, encode_sparse  # noqa: E402
+from cascade.pipeline import builtins  # noqa: E402,F401  (registers the stages)
+from cascade.retrieve.learned_sparse import LearnedSparse, encode_sparse  # noqa: E402
+
+
+def build_sparse_stage(ctx, *args, **params):  # noqa: ANN001, ANN002, ANN003, ANN201
+    return lookup("sparse").make(ctx, list(args), params)
 from cascade.text.analyzer import Analyzer  # noqa: E402
 
 WORDS = ("apple banana cherry durian elder fig grape honey iris jade kiwi lemon mango nut olive pear "
@@ -151,8 +158,8 @@ def test_stage_in_pipelines(one_segment: Index, tiny_model: str) -> None:
     stage = build_sparse_stage(Context.of(one_segment), mode="inference_free", model=tiny_model)
     assert str(stage).startswith("sparse(") and "mode=inference_free" in str(stage)
     assert str(build_sparse_stage(Context.of(one_segment))) == "sparse"
-    cut = compile_pipeline(stage % 5)
-    assert isinstance(cut, LearnedSparse) and cut.depth == 5 and cut.key() != stage.key()
+    cut = (stage % 5).compile()
+    assert isinstance(cut, LearnedSparse) and cut.k == 5 and cut.key() != stage.key()
     out = cut(QUERIES)
     assert max(np.diff(out.offsets)) <= 5 and out.seconds["sparse"] >= 0 and out.query_seconds is not None
     assert out.space is one_segment
@@ -170,7 +177,7 @@ def test_user_errors(one_segment: Index, tmp_path: Path) -> None:
         build_sparse_stage(Context.of(one_segment), depth=3)
     with pytest.raises(CascadeError, match="name=value"):
         build_sparse_stage(Context.of(one_segment), "splade-tiny")
-    with pytest.raises(CascadeError, match="positive"):
+    with pytest.raises(CascadeError, match="at least 1"):
         LearnedSparse(one_segment, k=0)
 
 

@@ -6,7 +6,7 @@ from math import log2
 
 import pytest
 
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
 from cascade.evaluation.metrics import DEFAULT_METRICS, Evaluation, evaluate, parse_metrics
 
 QRELS = {

@@ -15,9 +15,10 @@ import pytest
 pytest.importorskip("sentence_transformers")
 
 import cascade
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
 from cascade.index import representations as reps
 from cascade.models.stored import encode_biencoder, representation_name
+from cascade.retrieve.bm25 import BM25
 
 WORDS = ("the a cats dogs purr bark at in garden loudly fish swim water birds fly sky sun moon night day "
          "cheese mice eat").split()
@@ -117,7 +118,7 @@ def test_maxsim_scores_equal_brute_force(encoded: cascade.Index, tiny_model: str
     from cascade.rerank.maxsim import MaxSim
 
     queries = _queries(5)
-    first = encoded.bm25().search_batch(queries, k=30)
+    first = BM25(encoded).search_batch(queries, k=30)
     out = MaxSim(encoded, model=tiny_model).rerank(queries, first)
     for q, (_, docs, scores) in zip(queries, out.per_query()):
         np.testing.assert_allclose(scores, _brute_maxsim(encoded, tiny_model, q.text, docs), rtol=1e-4, atol=1e-4)
@@ -129,7 +130,7 @@ def test_pruned_maxsim_returns_the_unpruned_top_k(encoded: cascade.Index, tiny_m
     from cascade.rerank.maxsim import MaxSim
 
     queries = _queries(40, seed=k)
-    first = encoded.bm25().search_batch(queries, k=60)
+    first = BM25(encoded).search_batch(queries, k=60)
     full = MaxSim(encoded, model=tiny_model, prune=False).rerank(queries, first)
     for prune in (True, "auto"):
         pruned = MaxSim(encoded, model=tiny_model, k=k, prune=prune).rerank(queries, first)
@@ -165,7 +166,7 @@ def test_dense_rerank_orders_by_stored_vectors(encoded: cascade.Index, tiny_mode
     from cascade.rerank.dense_rerank import DenseRerank
 
     queries = _queries(4)
-    first = encoded.bm25().search_batch(queries, k=15)
+    first = BM25(encoded).search_batch(queries, k=15)
     out = DenseRerank(encoded, model=tiny_model).rerank(queries, first)
     scores = _brute_dense(encoded, tiny_model, queries)
     for i, (_, docs, vals) in enumerate(out.per_query()):
@@ -295,11 +296,11 @@ def test_merges_carry_representations_without_re_encoding(tiny_model: str, tmp_p
 
 def test_rerankers_read_stored_runs_and_use_the_stage_cache(encoded: cascade.Index, tiny_model: str,
                                                             tmp_path: Path) -> None:
+    from cascade.core.executor import run_pipeline
     from cascade.pipeline.cache import StageCache
-    from cascade.pipeline.executor import run_pipeline
 
     queries = _queries(5)
-    first = encoded.bm25().search_batch(queries, k=20).to_run()
+    first = BM25(encoded).search_batch(queries, k=20).to_run()
     run_file = tmp_path / "first.trec"
     run_file.write_text("".join(f"{qid} Q0 {doc} {rank} {score} bm25\n" for qid, docs in first.items()
                                 for rank, (doc, score) in enumerate(docs.items(), 1)))

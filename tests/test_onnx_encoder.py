@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cascade.errors import CascadeError, MissingDependency
+from cascade.core.errors import CascadeError, MissingDependency
 from cascade.models.onnx_encoder import OnnxEncoder, is_onnx_model
 
 WORDS = ("the a cats dogs purr bark at in garden loudly fish swim water birds fly sky sun moon night day "

@@ -10,17 +10,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cascade
-from cascade.errors import CascadeError
+from cascade.core.candidates import Candidates, IdTable
+from cascade.core.errors import CascadeError
+from cascade.core.nodes import SUM, Cutoff, Fuse, Pipeline, Then, Union, Weighted
+from cascade.core.registry import register_stage, stage_names
+from cascade.fuse import combmnz, combsum, linear, rrf
 from cascade.fuse.normalize import NORMS
-from cascade.pipeline.base import Pipeline
-from cascade.pipeline.candidates import Candidates, IdTable
 from cascade.pipeline.function import FunctionStage, stage
-from cascade.pipeline.operators import Cutoff, Fuse, Then, Union, Weighted
 from cascade.pipeline.parse import PipelineSyntaxError, parse
-from cascade.pipeline.registry import register_stage, stage_names
 from cascade.retrieve.bm25 import BM25
 from cascade.retrieve.rm3 import RM3
 from cascade.retrieve.run import RunStage
+
+FUSIONS = {m.METHOD.name: m.METHOD for m in (rrf, combsum, combmnz, linear)}
 
 _SPACE = IdTable(["d0", "d1", "d2"])
 
@@ -69,10 +71,10 @@ def _extend(children: st.SearchStrategy[Pipeline]) -> st.SearchStrategy[Pipeline
         st.tuples(weights, children).map(lambda wa: wa[0] * wa[1]),
         st.tuples(children, weights).map(lambda aw: aw[0] * aw[1]),
         st.tuples(some, st.one_of(st.just({}), st.builds(dict, k=st.integers(1, 100)))).map(
-            lambda x: Fuse("rrf", x[0], x[1])),
+            lambda x: Fuse(FUSIONS["rrf"], x[0], x[1])),
         st.tuples(st.sampled_from(["combsum", "combmnz", "linear"]), some,
                   st.one_of(st.just({}), st.builds(dict, norm=st.sampled_from(NORMS)))).map(
-            lambda x: Fuse(x[0], x[1], x[2])),
+            lambda x: Fuse(FUSIONS[x[0]], x[1], x[2])),
     )
 
 
@@ -166,8 +168,8 @@ def test_builtin_stages_roundtrip(tiny: tuple[cascade.Index, Path]) -> None:
 def test_builtin_mixed_roundtrip(tiny: tuple[cascade.Index, Path], data: st.DataObject) -> None:
     index, root = tiny
     builtin = st.sampled_from([
-        index.bm25(k1=1.2, b=0.75, k=50), index.bm25(), RM3(index, fb_docs=5),
-        index.bm25(k1=1.2) >> RM3(index, k1=1.2),
+        BM25(index, k1=1.2, b=0.75, k=50), BM25(index), RM3(index, fb_docs=5),
+        BM25(index, k1=1.2) >> RM3(index, k1=1.2),
         RunStage(root / "a.trec", label="a.trec"), RunStage(root / "my runs" / "b c.trec", label="my runs/b c.trec"),
     ])
     p = data.draw(st.recursive(st.one_of(builtin, leaves), _extend, max_leaves=6))
@@ -187,26 +189,26 @@ def test_precedence_by_hand() -> None:
     assert isinstance(t, Cutoff) and t.k == 10 and t.inner == Weighted(2.0, a)
     assert t == Cutoff(Weighted(2, a), 10) == 2 * a % 10
     t = parse("ga + gb >> gdirect")
-    assert isinstance(t, Then) and t.steps[0] == Fuse("sum", [a, b]) and t == (a + b) >> c
+    assert isinstance(t, Then) and t.steps[0] == Fuse(SUM, [a, b]) and t == (a + b) >> c
     t = parse("ga >> gb + gdirect")
-    assert t == Then([a, Fuse("sum", [b, c])]) == a >> b + c
+    assert t == Then([a, Fuse(SUM, [b, c])]) == a >> b + c
     assert parse("ga % 10 >> gb % 5") == Then([Cutoff(a, 10), Cutoff(b, 5)]) == a % 10 >> b % 5
     assert parse("(ga | gb) >> gdirect") == Then([Union([a, b]), c]) == (a | b) >> c
     assert parse("ga * 2") == Weighted(2.0, a) == a * 2
-    assert parse("ga + -1 * gb") == Fuse("sum", [a, Weighted(-1.0, b)]) == a + -1 * b
+    assert parse("ga + -1 * gb") == Fuse(SUM, [a, Weighted(-1.0, b)]) == a + -1 * b
     assert parse("2 * (ga % 10)") == Weighted(2.0, Cutoff(a, 10)) == 2 * (a % 10)
     assert parse("(ga >> gb) % 10") == Cutoff(Then([a, b]), 10) == (a >> b) % 10
     # associativity: chains flatten, so grouping does not change the tree
     assert parse("ga >> (gb >> gdirect)") == parse("(ga >> gb) >> gdirect") == Then([a, b, c])
     assert parse("ga | (gb | gdirect)") == Union([a, b, c])
-    assert parse("ga + (gb + gdirect)") == Fuse("sum", [a, b, c])
+    assert parse("ga + (gb + gdirect)") == Fuse(SUM, [a, b, c])
     assert parse("ga % 5 % 10") == Cutoff(Cutoff(a, 5), 10)
     # printing puts back exactly the parentheses that are needed
     assert str(a | (b >> c)) == "ga | gb >> gdirect"
     assert str((a | b) >> c) == "(ga | gb) >> gdirect"
     assert str((a + b) % 10) == "(ga + gb) % 10"
     assert str(2 * (a + b)) == "2.0 * (ga + gb)"
-    assert str(Fuse("rrf", [a | b, c], {"k": 10})) == "rrf(ga | gb, gdirect, k=10)"
+    assert str(Fuse(FUSIONS["rrf"], [a | b, c], {"k": 10})) == "rrf(ga | gb, gdirect, k=10)"
 
 
 def test_fusion_params_normalised() -> None:
@@ -290,8 +292,7 @@ def test_errors_raise_before_building(tmp_path: Path) -> None:
 
 def test_python_operator_errors() -> None:
     for bad in (lambda: ga % 0, lambda: ga % 2.5, lambda: ga % True, lambda: ga >> 3, lambda: ga | "x",
-                lambda: ga + None, lambda: ga * "2", lambda: parse(42), lambda: Fuse("nope", [ga]),
-                lambda: Fuse("rrf", [ga], {"q": 1}), lambda: Fuse("rrf", [])):
+                lambda: ga + None, lambda: ga * "2", lambda: parse(42), lambda: Fuse(FUSIONS["rrf"], [ga], {"q": 1}), lambda: Fuse(FUSIONS["rrf"], [])):
         with pytest.raises(CascadeError):
             bad()
 

@@ -13,13 +13,12 @@ def test_import_is_light() -> None:
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     heavy = {"numpy", "numba", "torch", "transformers", "ir_measures", "scipy", "typer", "rich"}
     assert not heavy & {m.split(".")[0] for m in out["modules"]}
-    assert out["seconds"] < 0.3
 
 
 def test_subpackage_imports_do_not_shadow_functions() -> None:
     import cascade
+    import cascade.core.nodes  # noqa: F401
     import cascade.evaluation.experiment  # noqa: F401
-    import cascade.pipeline.stage  # noqa: F401
 
     assert callable(cascade.evaluate) and cascade.evaluate.__module__ == "cascade.evaluation.metrics"
     assert callable(cascade.stage) and cascade.stage.__module__ == "cascade.pipeline.function"
@@ -32,14 +31,25 @@ def test_every_export_resolves() -> None:
         assert getattr(cascade, name) is not None, name
 
 
-def test_open_and_first_search_need_no_compiled_kernels(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _first_search(index: str, env: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    code = ("import sys, json; import cascade; "
+            f"hits = cascade.BM25(cascade.Index.open({index!r})).search('word7 common', k=3); "
+            "print(json.dumps({'top': [h.id for h in hits], 'numba': 'numba' in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return json.loads(done.stdout)
+
+
+def test_a_cold_first_search_needs_no_compiled_kernels_and_a_warm_one_uses_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
     import cascade
+    from cascade.retrieve import impact_search
 
     cascade.Index.build([cascade.Doc(str(i), f"word{i} common text") for i in range(100)], tmp_path / "i")
-    code = ("import sys, time, json; t = time.perf_counter(); import cascade; "
-            f"hits = cascade.Index.open({str(tmp_path / 'i')!r}).bm25().search('word7 common', k=3); "
-            "print(json.dumps({'seconds': time.perf_counter() - t, 'top': hits[0].id, "
-            "'numba': 'numba' in sys.modules}))")
-    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert out["top"] == "7" and out["numba"] is False
-    assert out["seconds"] < 1.0
+    index = str(tmp_path / "i")
+    cold = _first_search(index, {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "empty-numba-cache")})
+    assert cold["top"][0] == "7" and cold["numba"] is False  # nothing compiled: plain numpy answers
+    impact_search.warm_up()  # compiles (or loads) the kernels into numba's on-disk cache
+    assert impact_search.kernels_cached()
+    warm = _first_search(index, {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"})
+    assert warm == {"top": cold["top"], "numba": True}  # the cached kernels answer, identically

@@ -15,6 +15,7 @@ import cascade
 from cascade.index.index import Index
 from cascade.index.manifest import Manifest
 from cascade.index.segment import SegmentWriter
+from cascade.retrieve.bm25 import BM25
 
 SYNTHETIC = Path(__file__).resolve().parents[1] / "bench" / "synthetic.py"
 
@@ -37,12 +38,13 @@ def check_all_paths(bm25: cascade.BM25, queries: list[cascade.Query], k: int) ->
     assert exhaustive.offsets[-1] > 0
     for mode in ("ranges", "maxscore"):
         assert_same(bm25.search_batch(queries, k=k, mode=mode), exhaustive)
-        assert_same(bm25.search_batch(queries, k=k, mode=mode, per_query_timing=True), exhaustive)
+        for i, q in enumerate(queries[:50]):  # one query at a time, as a single search answers
+            _, docs, scores = bm25.rank([q.text], k, mode=mode)
+            lo, hi = exhaustive.offsets[i], exhaustive.offsets[i + 1]
+            assert np.array_equal(docs, exhaustive.doc[lo:hi]) and np.array_equal(scores, exhaustive.score[lo:hi])
     assert_same(bm25.search_batch(queries, k=k, threads=2), exhaustive)
-    for i, q in enumerate(queries):  # the numpy single-query path used by interactive search
-        docs, scores = bm25.rank_one(q.text, k)
-        lo, hi = exhaustive.offsets[i], exhaustive.offsets[i + 1]
-        assert np.array_equal(docs, exhaustive.doc[lo:hi]) and np.array_equal(scores, exhaustive.score[lo:hi])
+    numpy_engine = BM25(bm25.index, k1=bm25.k1, b=bm25.b, engine="numpy")  # a process with no kernels compiled
+    assert_same(numpy_engine.search_batch(queries, k=k), exhaustive)
 
 
 @pytest.mark.parametrize("name", ["scifact", "nfcorpus-preprocessed"])
@@ -51,8 +53,8 @@ def test_identical_top1000_on_real_collections(datasets_dir: Path, tmp_path: Pat
     index = Index.build(ds.corpus(), tmp_path / "i")
     queries = ds.queries()
     for k in (10, 1000):
-        check_all_paths(index.bm25(), queries, k)
-    check_all_paths(index.bm25(k1=1.2, b=0.75), queries, 100)  # impacts computed at open, not stored
+        check_all_paths(BM25(index), queries, k)
+    check_all_paths(BM25(index, k1=1.2, b=0.75), queries, 100)  # impacts computed at open, not stored
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +69,12 @@ def synthetic_index(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[n
 def test_identical_top_k_on_200_random_synthetic_queries(synthetic_index) -> None:  # type: ignore[no-untyped-def]
     index, queries = synthetic_index
     for k in (1, 10, 1000):
-        check_all_paths(index.bm25(), queries, k)
+        check_all_paths(BM25(index), queries, k)
 
 
 def test_ties_broken_by_doc_number_in_every_path(tmp_path: Path) -> None:
     docs = [cascade.Doc(f"d{i}", "same words here") for i in range(50)] + [cascade.Doc("x", "other")]
-    bm25 = Index.build(docs, tmp_path / "i").bm25()
+    bm25 = BM25(Index.build(docs, tmp_path / "i"))
     queries = [cascade.Query("q", "same words")]
     exhaustive = bm25.search_batch(queries, k=7, exhaustive=True)
     assert exhaustive.doc.tolist() == list(range(7))
@@ -92,8 +94,8 @@ def test_multi_segment_index_matches_single_segment(tmp_path: Path, synthetic_in
             writer.add(doc)
         entries.append(writer.finish(f"seg-{n + 1:06d}"))
     Manifest(analyzer=analyzer.to_dict(), fields=["title", "text"], segments=entries).write(path)
-    multi = Index.open(path).bm25()
-    single = Index.build(docs, tmp_path / "single", analyzer=analyzer).bm25()
+    multi = BM25(Index.open(path))
+    single = BM25(Index.build(docs, tmp_path / "single", analyzer=analyzer))
     for k in (10, 1000):
         a = multi.search_batch(queries, k=k)
         b = single.search_batch(queries, k=k)
@@ -115,7 +117,7 @@ def test_dense_accumulator_path_with_ties_and_filters(tmp_path_factory: pytest.T
     index = Index.build(docs, tmp_path_factory.mktemp("dense") / "i", filter_fields={"g": "int"},
                         analyzer=cascade.Analyzer(stopwords=None, stemmer=None))
     queries = [cascade.Query(f"q{i}", " ".join(rng.choices(words, k=rng.randint(1, 4)))) for i in range(20)]
-    bm25 = index.bm25()
+    bm25 = BM25(index)
     where = "g IN (2, 5)" if filtered else None
     exhaustive = bm25.search_batch(queries, k=k, exhaustive=True, where=where)
     assert_same(bm25.search_batch(queries, k=k, where=where), exhaustive)
@@ -128,11 +130,13 @@ def test_dense_accumulator_path_with_a_negative_query_weight(tmp_path: Path) -> 
     rng = random.Random(7)
     words = [f"w{i}" for i in range(6)]
     docs = [cascade.Doc(f"d{i}", " ".join(rng.choices(words, k=rng.randint(1, 5)))) for i in range(1500)]
-    bm25 = Index.build(docs, tmp_path / "i", analyzer=cascade.Analyzer(stopwords=None, stemmer=None)).bm25()
+    bm25 = BM25(Index.build(docs, tmp_path / "i", analyzer=cascade.Analyzer(stopwords=None, stemmer=None)))
     queries = [{"w0": 1.0, "w1": -0.7}, {"w2": -1.0, "w3": 0.2, "w4": 0.3}, {"w5": -1.0}]
     for k in (1, 10):
-        expected = bm25.rank_many(queries, k, exhaustive=True)
-        for got in (bm25.rank_many(queries, k), bm25.rank_many(queries, k, threads=2)):
+        expected = bm25.rank_weighted(queries, k, mode="exhaustive")
+        numpy_engine = BM25(bm25.index, engine="numpy")
+        for got in (bm25.rank_weighted(queries, k), bm25.rank_weighted(queries, k, threads=2),
+                    numpy_engine.rank_weighted(queries, k)):
             assert [a.tolist() for a in got] == [a.tolist() for a in expected]
 
 

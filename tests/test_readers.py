@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cascade.core.errors import DataError
 from cascade.data import (
     BeirDataset,
     Doc,
@@ -22,7 +23,6 @@ from cascade.data import (
     read_trec_topics,
     write_trec_run,
 )
-from cascade.errors import DataError
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 SCIFACT = DATASETS / "scifact"

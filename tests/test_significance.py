@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
 from cascade.evaluation import significance
 from cascade.evaluation.significance import (
     compare,

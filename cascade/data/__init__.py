@@ -1,5 +1,6 @@
 """Reading corpora, queries, qrels and runs: BEIR, JSONL, TREC and plain folders."""
 
+from cascade.core.types import Doc, Qrels, Query, ReadReport, Run
 from cascade.data.beir import BeirDataset
 from cascade.data.folder import folder_files, read_folder
 from cascade.data.readers import (
@@ -11,7 +12,6 @@ from cascade.data.readers import (
     read_qrels,
 )
 from cascade.data.trec import read_trec_run, read_trec_topics, write_trec_run
-from cascade.data.types import Doc, Qrels, Query, ReadReport, Run
 
 __all__ = [
     "BeirDataset",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from cascade.core.errors import DataError
+from cascade.core.types import Doc, Qrels, Query, ReadReport
 from cascade.data.readers import StrPath, hash_file, read_jsonl_docs, read_jsonl_queries, read_qrels
-from cascade.data.types import Doc, Qrels, Query, ReadReport
-from cascade.errors import DataError
 
 
 class BeirDataset:

@@ -7,9 +7,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from cascade.core.errors import DataError
+from cascade.core.types import Doc, ReadReport
 from cascade.data.readers import StrPath, _Sink
-from cascade.data.types import Doc, ReadReport
-from cascade.errors import DataError
 
 DEFAULT_SUFFIXES = (".txt", ".md")
 

@@ -17,7 +17,7 @@ import sysconfig
 from pathlib import Path
 from typing import Iterator
 
-from cascade.data.types import Doc
+from cascade.core.types import Doc
 
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "turtledemo", "lib2to3", "__pycache__"}
 _DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)

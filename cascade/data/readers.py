@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cascade.data.types import Doc, Qrels, Query, ReadReport
-from cascade.errors import DataError
+from cascade.core.errors import DataError
+from cascade.core.types import Doc, Qrels, Query, ReadReport
 
 StrPath = str | os.PathLike[str]
 

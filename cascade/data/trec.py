@@ -7,9 +7,9 @@ import os
 import re
 from pathlib import Path
 
+from cascade.core.errors import DataError
+from cascade.core.types import Query, ReadReport, Run
 from cascade.data.readers import StrPath, _require_file, _Sink, _text_lines
-from cascade.data.types import Query, ReadReport, Run
-from cascade.errors import DataError
 
 
 def read_trec_run(path: StrPath, *, skip_bad: bool = False, report: ReadReport | None = None) -> Run:

@@ -1,6 +1,6 @@
 """Experiments: several pipelines on one dataset, measured stage by stage; the engine of `cascade eval`.
 
-All pipelines run through one :class:`~cascade.pipeline.executor.Executor`, so a prefix they
+All pipelines run through one :class:`~cascade.core.executor.Executor`, so a prefix they
 share (``bm25 % 1000``) runs once. For each pipeline the result holds its metrics, its
 per-stage latency (mean / p50 / p95 per query), candidates per stage, each stage's recall
 at its cutoff and oracle bound, and significance against a baseline pipeline.
@@ -18,21 +18,21 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from cascade.core.candidates import Candidates
+from cascade.core.errors import CascadeError
+from cascade.core.executor import Executor
+from cascade.core.nodes import Pipeline, Then
+from cascade.core.registry import Context
+from cascade.core.types import Qrels, Query, ReadReport, Run
 from cascade.data.beir import BeirDataset
 from cascade.data.trec import write_trec_run
-from cascade.data.types import Qrels, Query, ReadReport, Run
-from cascade.errors import CascadeError
 from cascade.evaluation.metrics import evaluate, parse_metrics
 from cascade.evaluation.significance import holm_bonferroni, paired_randomization_test, paired_t_test
+from cascade.index import bm25_formula
 from cascade.index.cache import cached_index
 from cascade.index.index import Index
-from cascade.pipeline.base import Pipeline
 from cascade.pipeline.cache import StageCache
-from cascade.pipeline.candidates import Candidates
-from cascade.pipeline.executor import Executor
-from cascade.pipeline.operators import Then
 from cascade.pipeline.parse import parse
-from cascade.pipeline.registry import Context
 from cascade.text.analyzer import Analyzer
 
 ALPHA = 0.05
@@ -42,8 +42,8 @@ ALPHA = 0.05
 class EvalOptions:
     metrics: str | Sequence[str] = "nDCG@10,R@100"
     split: str = "test"
-    k1: float = 0.9
-    b: float = 0.4
+    k1: float = bm25_formula.K1
+    b: float = bm25_formula.B
     analyzer: Analyzer = field(default_factory=Analyzer)
     skip_bad: bool = False
     use_cache: bool = True
@@ -101,7 +101,7 @@ def _index_provider(dataset: BeirDataset, index_dir: Path | None, opts: EvalOpti
 
 def _bm25_defaults(text: str, opts: EvalOptions) -> str:
     """Apply --k1/--b to a bare ``bm25`` pipeline (the CLI's shorthand)."""
-    if text.strip() == "bm25" and (opts.k1, opts.b) != (0.9, 0.4):
+    if text.strip() == "bm25" and (opts.k1, opts.b) != (bm25_formula.K1, bm25_formula.B):
         return f"bm25(k1={opts.k1!r}, b={opts.b!r})"
     return text
 
@@ -153,7 +153,7 @@ def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] 
 
 
 def _quote(path: str | Path) -> str:
-    from cascade.pipeline.base import format_value
+    from cascade.core.nodes import format_value
 
     return format_value(str(path))
 

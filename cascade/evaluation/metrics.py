@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from cascade.data.types import Qrels, Run
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
+from cascade.core.types import Qrels, Run
 
 DEFAULT_METRICS = ("nDCG@10", "R@100", "AP", "RR")
 

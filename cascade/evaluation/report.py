@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cascade.errors import MissingDependency
+from cascade.core.errors import MissingDependency
 
 SIGNIFICANT = "†"  # both tests significant after Holm correction
 

@@ -18,7 +18,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from cascade.errors import CascadeError, MissingDependency
+from cascade.core.errors import CascadeError, MissingDependency
 
 _TIE_TOLERANCE = 1e-12
 _CHUNK_ELEMENTS = 1 << 22  # sign-matrix entries held at once (~32 MiB of float64)

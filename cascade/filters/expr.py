@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from cascade.errors import CascadeError
-from cascade.index.columns import Column, coerce, parse_date
+from cascade.core.errors import CascadeError
+from cascade.filters.columns import Column, coerce, parse_date
 
 OPS = ("=", "!=", "<", "<=", ">", ">=")
 ColumnFn = Callable[[str], Column]

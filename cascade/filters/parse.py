@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
+from cascade.core.lexing import scan
 from cascade.filters.expr import OPS, And, Compare, Expr, In, Not, Or
-from cascade.lexing import scan
 
 _TOKEN = re.compile(
     r"""\s*(?:

@@ -1,10 +1,18 @@
-"""Fusion methods, one file each; the pipeline grammar finds them here by name."""
+"""Fusion methods, one file each; each registers itself as a stage taking pipelines
+(``rrf(a, b, k=60)``). ``a + b`` (CombSUM of raw scores) is the core's :data:`~cascade.core.nodes.SUM`."""
 
-from cascade.fuse import combmnz, combsum, linear, rrf
-from cascade.fuse.base import FusionMethod
+from __future__ import annotations
 
-FUSION_METHODS: dict[str, FusionMethod] = {
-    m.name: m for m in (rrf.METHOD, combsum.METHOD, combsum.SUM_METHOD, combmnz.METHOD, linear.METHOD)
-}
+from typing import Any
 
-__all__ = ["FUSION_METHODS", "FusionMethod"]
+from cascade.core.nodes import Fuse, FusionMethod, Pipeline
+from cascade.core.registry import Context, register_stage
+
+
+def register_fusion(method: FusionMethod) -> None:
+    """Make ``method`` usable in pipeline strings as ``name(pipeline, ..., param=value)``."""
+
+    def build(ctx: Context, *inputs: Pipeline, **params: Any) -> Pipeline:
+        return Fuse(method, list(inputs), params)
+
+    register_stage(method.name, build, params=method.params, help=method.help, takes_pipelines=True, replace=True)

@@ -3,7 +3,7 @@
 Fox & Shaw, "Combination of Multiple Searches" (TREC-2, 1994).
 
 >>> from cascade.fuse.combmnz import combmnz
->>> from cascade.pipeline.candidates import Candidates, IdTable
+>>> from cascade.core.candidates import Candidates, IdTable
 >>> t = IdTable(["a", "b"])
 >>> x = Candidates(["q"], [0, 2], t.add(["a", "b"]), [2.0, 1.0], t)
 >>> y = Candidates(["q"], [0, 1], t.add(["b"]), [1.0], t)
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from cascade.fuse.base import FusionMethod, group_sum
-from cascade.fuse.normalize import NORMS, normalize
-from cascade.pipeline.candidates import Candidates
+from cascade.core.candidates import Candidates, group_sum
+from cascade.core.nodes import FusionMethod
+from cascade.fuse import register_fusion
+from cascade.fuse.normalize import NORM, normalize
 
 
 def combmnz(inputs: Sequence[Candidates], weights: Sequence[float] | None = None, norm: str = "minmax") -> Candidates:
@@ -27,4 +28,5 @@ def combmnz(inputs: Sequence[Candidates], weights: Sequence[float] | None = None
                      combine=lambda sums, counts: sums * counts)
 
 
-METHOD = FusionMethod("combmnz", combmnz, defaults={"norm": "minmax"}, choices={"norm": NORMS})
+METHOD = FusionMethod("combmnz", combmnz, params=(NORM,), help="CombMNZ: CombSUM times the number of inputs that found the document")
+register_fusion(METHOD)

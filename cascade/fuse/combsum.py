@@ -4,7 +4,7 @@ Fox & Shaw, "Combination of Multiple Searches" (TREC-2, 1994). ``a + b`` in a pi
 CombSUM of raw scores; ``combsum(a, b, norm=minmax)`` normalises each list per query first.
 
 >>> from cascade.fuse.combsum import combsum
->>> from cascade.pipeline.candidates import Candidates, IdTable
+>>> from cascade.core.candidates import Candidates, IdTable
 >>> t = IdTable(["a", "b"])
 >>> x = Candidates(["q"], [0, 2], t.add(["a", "b"]), [2.0, 1.0], t)
 >>> combsum([x, x], norm="none").to_run()["q"]
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from cascade.fuse.base import FusionMethod, group_sum
-from cascade.fuse.normalize import NORMS, normalize
-from cascade.pipeline.candidates import Candidates
+from cascade.core.candidates import Candidates, group_sum
+from cascade.core.nodes import FusionMethod
+from cascade.fuse import register_fusion
+from cascade.fuse.normalize import NORM, normalize
 
 
 def combsum(inputs: Sequence[Candidates], weights: Sequence[float] | None = None, norm: str = "minmax") -> Candidates:
@@ -26,10 +27,6 @@ def combsum(inputs: Sequence[Candidates], weights: Sequence[float] | None = None
     return group_sum(inputs, [w * normalize(c, norm) for w, c in zip(weights, inputs)])
 
 
-def raw_sum(inputs: Sequence[Candidates], weights: Sequence[float] | None = None) -> Candidates:
-    """``a + b``: CombSUM of raw scores."""
-    return combsum(inputs, weights, norm="none")
+METHOD = FusionMethod("combsum", combsum, params=(NORM,), help="CombSUM: sum of the inputs' normalised, weighted scores")
+register_fusion(METHOD)
 
-
-METHOD = FusionMethod("combsum", combsum, defaults={"norm": "minmax"}, choices={"norm": NORMS})
-SUM_METHOD = FusionMethod("sum", raw_sum, defaults={}, choices={})

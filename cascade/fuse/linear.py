@@ -7,7 +7,7 @@ input gets that input's lowest normalised score for the query rather than 0, so 
 (which go negative) are not rewarded for absence.
 
 >>> from cascade.fuse.linear import linear
->>> from cascade.pipeline.candidates import Candidates, IdTable
+>>> from cascade.core.candidates import Candidates, IdTable
 >>> t = IdTable(["a", "b", "c"])
 >>> x = Candidates(["q"], [0, 2], t.add(["a", "b"]), [3.0, 1.0], t)
 >>> y = Candidates(["q"], [0, 2], t.add(["b", "c"]), [2.0, 1.0], t)
@@ -21,9 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
-from cascade.fuse.base import FusionMethod, aligned, group_sum
-from cascade.fuse.normalize import NORMS, normalize, per_query_min
-from cascade.pipeline.candidates import Candidates
+from cascade.core.candidates import Candidates, aligned, group_sum
+from cascade.core.nodes import FusionMethod
+from cascade.fuse import register_fusion
+from cascade.fuse.normalize import NORM, normalize, per_query_min
 
 
 def linear(inputs: Sequence[Candidates], weights: Sequence[float] | None = None, norm: str = "minmax") -> Candidates:
@@ -42,4 +43,5 @@ def linear(inputs: Sequence[Candidates], weights: Sequence[float] | None = None,
     return fused
 
 
-METHOD = FusionMethod("linear", linear, defaults={"norm": "minmax"}, choices={"norm": NORMS})
+METHOD = FusionMethod("linear", linear, params=(NORM,), help="weighted linear combination of normalised scores, the per-query minimum imputed when missing")
+register_fusion(METHOD)

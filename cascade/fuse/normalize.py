@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from cascade.pipeline.candidates import Candidates
+from cascade.core.candidates import Candidates
+from cascade.core.params import ParamInfo
 
 NORMS = ("none", "minmax", "zscore", "rank")
+NORM = ParamInfo("norm", str, "minmax", "per-query score normalisation before fusing", choices=NORMS)
 
 
 def _per_query(values: np.ndarray, offsets: np.ndarray, reduce: np.ufunc) -> np.ndarray:

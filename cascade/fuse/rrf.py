@@ -5,7 +5,7 @@ Rank Learning Methods" (SIGIR 2009): ``score(d) = sum_i w_i / (k + rank_i(d))``.
 
 >>> import cascade
 >>> from cascade.fuse.rrf import rrf
->>> from cascade.pipeline.candidates import Candidates, IdTable
+>>> from cascade.core.candidates import Candidates, IdTable
 >>> t = IdTable(["a", "b", "c"])
 >>> x = Candidates(["q"], [0, 2], t.add(["a", "b"]), [2.0, 1.0], t)
 >>> y = Candidates(["q"], [0, 2], t.add(["b", "c"]), [5.0, 4.0], t)
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from cascade.fuse.base import FusionMethod, group_sum
-from cascade.pipeline.candidates import Candidates
+from cascade.core.candidates import Candidates, group_sum
+from cascade.core.nodes import FusionMethod
+from cascade.core.params import ParamInfo
+from cascade.fuse import register_fusion
 
 
 def rrf(inputs: Sequence[Candidates], weights: Sequence[float] | None = None, k: int = 60) -> Candidates:
@@ -27,4 +29,6 @@ def rrf(inputs: Sequence[Candidates], weights: Sequence[float] | None = None, k:
     return group_sum(inputs, [w / (k + c.ranks()) for w, c in zip(weights, inputs)])
 
 
-METHOD = FusionMethod("rrf", rrf, defaults={"k": 60}, choices={})
+METHOD = FusionMethod("rrf", rrf, params=(ParamInfo("k", int, 60, "damping: higher k flattens the weight of top ranks", min=0),),
+                      help="reciprocal rank fusion of the inputs' ranks")
+register_fusion(METHOD)

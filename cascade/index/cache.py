@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from cascade.data.types import Doc
-from cascade.errors import BadIndexError, CascadeError
+from cascade.core.errors import BadIndexError, CascadeError
+from cascade.core.paths import cache_root
+from cascade.core.types import Doc
 from cascade.index.index import Index
 from cascade.index.manifest import FORMAT_VERSION
 from cascade.text.analyzer import Analyzer
-
-
-def cache_root() -> Path:
-    """``$CASCADE_CACHE_DIR``, else ``$XDG_CACHE_HOME/cascade``, else ``~/.cache/cascade``."""
-    if env := os.environ.get("CASCADE_CACHE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cascade"
 
 
 def index_cache_key(content_hash: str, analyzer: Analyzer, fields: Sequence[str], skip_bad: bool) -> str:

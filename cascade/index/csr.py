@@ -9,6 +9,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from cascade.index import bm25_formula
+
+_length_norm = njit(cache=True)(bm25_formula.length_norm)
+_saturation = njit(cache=True)(bm25_formula.saturation)
+
 
 @njit(cache=True)
 def csr_from_pairs(term, doc, tf, remap, n_terms):  # type: ignore[no-untyped-def]
@@ -34,13 +39,12 @@ def csr_from_pairs(term, doc, tf, remap, n_terms):  # type: ignore[no-untyped-de
 
 @njit(cache=True)
 def bm25_impacts_kernel(tfs, doclens, docs, k1, b, avgdl):  # type: ignore[no-untyped-def]
-    """float32 tf / (tf + k1 (1 - b + b dl / avgdl)) per posting, as the numpy version computes it."""
+    """float32 BM25 impact per posting (:mod:`cascade.index.bm25_formula`), without temporaries."""
     norm = np.empty(len(doclens), dtype=np.float32)
     for d in range(len(doclens)):
-        norm[d] = np.float32(k1 * (1.0 - b + b * np.float64(doclens[d]) / avgdl))
+        norm[d] = np.float32(_length_norm(k1, b, np.float64(doclens[d]), avgdl))
     out = np.empty(len(tfs), dtype=np.float32)
     for p in range(len(tfs)):
-        tf = np.float32(tfs[p])
-        out[p] = tf / (tf + norm[docs[p]])
+        out[p] = _saturation(np.float32(tfs[p]), norm[docs[p]])
     return out
 

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from cascade.data.types import Doc
+from cascade.core.types import Doc
 
 DOCSTORE_NAME = "docstore.sqlite"
 _SCHEMA = "CREATE TABLE docs (num INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT, text TEXT, meta TEXT)"

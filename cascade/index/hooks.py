@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from cascade.data.types import Doc
+from cascade.core.types import Doc
 
 SegmentHook = Callable[[Path, Iterable[Doc]], list[str]]
 AFTER_SEGMENT_WRITTEN: list[SegmentHook] = []

@@ -1,9 +1,9 @@
 """Per-posting impact scores and their block maxima: what fast top-k retrieval reads.
 
 A segment's postings carry one float32 *impact* each. A query scores a document as
-``sum over its terms t of w_t * impact(t, d)``: for BM25, ``impact = tf / (tf + k1 (1 - b + b
-dl / avgdl))`` and ``w_t = qtf * idf(t)``; a learned-sparse model writes its own impacts and
-uses its own query weights (see :class:`Impacts`). Postings are cut into blocks of
+``sum over its terms t of w_t * impact(t, d)``: for BM25 the impact is the tf part of the
+formula and ``w_t = qtf * idf(t)`` (:mod:`cascade.index.bm25_formula`); a learned-sparse
+model writes its own impacts and uses its own query weights (see :class:`Impacts`). Postings are cut into blocks of
 ``BLOCK`` entries; each block's maximum impact bounds every score in it, which is what
 dynamic pruning (MaxScore, block-max) skips with.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from cascade.index.bm25_formula import impacts_numpy
 
 BLOCK = 64
 
@@ -32,23 +34,16 @@ class Impacts:
         return sum(a.nbytes for a in (self.values, self.block_indptr, self.block_max, self.block_last, self.term_max))
 
 
-def bm25_impacts(tfs: np.ndarray, doclens: np.ndarray, docs: np.ndarray, k1: float, b: float,
-                 avgdl: float) -> np.ndarray:
-    """BM25's term-frequency part for every posting (float32), computed without temporaries."""
+def bm25_impacts(tfs: np.ndarray, doclens: np.ndarray, docs: np.ndarray, k1: float, b: float, avgdl: float,
+                 *, compiled: bool) -> np.ndarray:
+    """BM25's tf part for every posting (float32): with ``compiled`` the numba kernel (no
+    temporaries; for big segments and processes that run kernels anyway), else numpy (no
+    numba to load); both give the same values bit for bit."""
+    if not compiled:
+        return impacts_numpy(tfs, doclens, docs, k1, b, avgdl)
     from cascade.index.csr import bm25_impacts_kernel
 
     return bm25_impacts_kernel(tfs, doclens, docs, float(k1), float(b), float(avgdl or 1.0))
-
-
-def bm25_impacts_numpy(tfs: np.ndarray, doclens: np.ndarray, docs: np.ndarray, k1: float, b: float,
-                       avgdl: float) -> np.ndarray:
-    """The same values as :func:`bm25_impacts`, bit for bit (the same float64 norm rounded to
-    float32, then float32 arithmetic), in plain numpy: for a search process that has not
-    loaded numba, where loading it would cost more than the temporaries."""
-    avgdl = float(avgdl or 1.0)
-    norm = (float(k1) * (1.0 - float(b) + float(b) * doclens.astype(np.float64) / avgdl)).astype(np.float32)
-    tf = tfs.astype(np.float32)
-    return tf / (tf + norm[docs])
 
 
 def build_blocks(indptr: np.ndarray, docs: np.ndarray, values: np.ndarray, block: int = BLOCK) -> Impacts:

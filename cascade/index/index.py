@@ -1,13 +1,22 @@
 """An on-disk index: a directory whose MANIFEST.json lists immutable segments.
 
+An opened :class:`Index` is a snapshot of one commit and never changes (Lucene's reader
+model): writes (:meth:`Index.add`, :meth:`~Index.update`, :meth:`~Index.delete`,
+:meth:`~Index.optimize`) commit to the directory, and :meth:`Index.refresh` returns a new
+snapshot that sees them, sharing everything of the segments that did not change.
+
 >>> import tempfile, cascade
 >>> docs = [cascade.Doc("a", "cats purr"), cascade.Doc("b", "dogs bark at cats")]
 >>> idx = cascade.Index.build(docs, tempfile.mkdtemp() + "/pets.idx")
->>> [h.id for h in idx.bm25().search("cat", k=2)]
+>>> [h.id for h in cascade.BM25(idx).search("cat", k=2)]
 ['a', 'b']
 >>> idx.add([cascade.Doc("c", "a cat and a dog")]); idx.delete(ids=["a"])
 1
->>> [h.id for h in idx.bm25().search("cat", k=2)]
+1
+>>> [h.id for h in cascade.BM25(idx).search("cat", k=2)]   # this snapshot is unchanged
+['a', 'b']
+>>> idx = idx.refresh()
+>>> [h.id for h in cascade.BM25(idx).search("cat", k=2)]
 ['c', 'b']
 """
 
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from functools import cached_property
 from pathlib import Path
@@ -22,55 +32,80 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from cascade.data.types import Doc
-from cascade.errors import BadIndexError, CascadeError
-from cascade.index.columns import check_filter_fields
+from cascade.core.errors import BadIndexError, CascadeError
+from cascade.core.types import Doc
+from cascade.filters import compile_filter
+from cascade.filters.columns import check_filter_fields
 from cascade.index.fsutil import fsync_dir, fsync_tree
 from cascade.index.lock import writer_lock
 from cascade.index.manifest import MANIFEST_NAME, Manifest
+from cascade.index.merge import TieredMergePolicy, apply_policy, live_docs, merge_segments
 from cascade.index.segment import Segment
-from cascade.index.writer import publish_segment, remove_unreferenced, segment_name, write_segment
+from cascade.index.writer import (
+    add_documents,
+    delete_documents,
+    publish_segment,
+    remove_unreferenced,
+    segment_name,
+    write_segment,
+)
 from cascade.text.analyzer import Analyzer
 
 if TYPE_CHECKING:
     from cascade.filters.expr import Expr
-    from cascade.index.merge import TieredMergePolicy
-    from cascade.retrieve.bm25 import BM25
 
 # Index.open(verify=None) re-hashes every file when the index is at most this big, and
 # otherwise only the files up to SMALL_FILE bytes (tombstones, keys, ...); sizes always.
 VERIFY_ALL_UP_TO = 64 << 20
 SMALL_FILE = 1 << 20
+OPEN_ATTEMPTS = 10  # an open that races a writer's clean-up retries on the newer manifest
 
 ProgressFn = Callable[[int], None]
 
 
 class Index:
     """A searchable snapshot of an index directory. Open one with :meth:`open`, make one with
-    :meth:`build`; change it with :meth:`add`, :meth:`update`, :meth:`delete` and
-    :meth:`optimize` (each one commit); see other processes' commits with :meth:`refresh`."""
+    :meth:`build`; change the directory with :meth:`add`, :meth:`update`, :meth:`delete` and
+    :meth:`optimize` (each one commit) and see commits with :meth:`refresh`."""
 
-    def __init__(self, path: Path, manifest: Manifest, reuse: dict[str, Segment] | None = None) -> None:
+    def __init__(self, path: Path, manifest: Manifest, segments: list[Segment]) -> None:
         self.path = path
-        self.analyzer = Analyzer.from_dict(manifest.analyzer)
-        self.fields = list(manifest.fields)
-        self._load(manifest, reuse or {})
-
-    def _load(self, manifest: Manifest, reuse: dict[str, Segment]) -> None:
-        segments = []
-        try:
-            for s in manifest.segments:
-                old = reuse.get(s.name)
-                segments.append(old if old is not None and old.entry == s else Segment(self.path / s.name, s))
-        except BaseException:
-            for seg in segments:
-                if seg not in reuse.values():
-                    seg.close()
-            raise
         self.manifest = manifest
         self.segments = segments
-        self.bases = np.cumsum([0] + [s.n_docs for s in self.segments])
-        self.__dict__.pop("version", None)
+        self.analyzer = Analyzer.from_dict(manifest.analyzer)
+        self.fields = list(manifest.fields)
+        self.bases = np.cumsum([0] + [s.n_docs for s in segments])
+
+    @classmethod
+    def _snapshot(cls, path: Path, manifest: Manifest, previous: "Index | None" = None) -> "Index":
+        """A snapshot of ``manifest``, reusing the segments ``previous`` already has open."""
+        known = {seg.entry.name: seg for seg in previous.segments} if previous is not None else {}
+        opened: list[Segment] = []
+        try:
+            for entry in manifest.segments:
+                old = known.get(entry.name)
+                opened.append(old.with_entry(entry) if old is not None else Segment(path / entry.name, entry))
+        except BaseException:
+            for seg in opened:
+                if seg.entry.name not in known:
+                    seg.close()
+            raise
+        return cls(path, manifest, opened)
+
+    @classmethod
+    def _latest(cls, path: Path, previous: "Index | None" = None) -> "Index":
+        """A snapshot of the directory's current commit (retrying when a writer races the open)."""
+        for attempt in range(OPEN_ATTEMPTS):
+            manifest = Manifest.read(path)
+            if previous is not None and manifest.to_json() == previous.manifest.to_json():
+                return previous
+            try:
+                return cls._snapshot(path, manifest, previous)
+            except BadIndexError:
+                # a writer may have replaced the manifest and removed files after we read it
+                if attempt == OPEN_ATTEMPTS - 1 or Manifest.read(path).generation == manifest.generation:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- opening and building -------------------------------------------------------------
 
@@ -83,16 +118,7 @@ class Index:
         64 MiB and the small files (tombstones, keyword dictionaries) of a bigger one. A
         damaged file raises :class:`BadIndexError` naming it.
         """
-        path = Path(path)
-        for attempt in range(10):
-            manifest = Manifest.read(path)
-            try:
-                index = cls(path, manifest)
-                break
-            except BadIndexError:
-                # a writer may have replaced the manifest and removed files after we read it
-                if attempt == 9 or Manifest.read(path).generation == manifest.generation:
-                    raise
+        index = cls._latest(Path(path))
         index.check(verify)
         return index
 
@@ -108,26 +134,18 @@ class Index:
             more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
             raise BadIndexError(f"{problems[0]}{more}; the index is damaged (cascade check lists every problem)")
 
-    def refresh(self) -> bool:
-        """Move this snapshot to the latest commit; returns whether it changed. Segments that
-        did not change are kept open."""
-        for attempt in range(10):
-            manifest = Manifest.read(self.path)
-            if manifest.to_json() == self.manifest.to_json():
-                return False
-            old = {seg.entry.name: seg for seg in self.segments}
-            try:
-                self._load(manifest, old)
-            except BadIndexError:
-                if attempt == 9 or Manifest.read(self.path).generation == manifest.generation:
-                    raise
-                continue
-            kept = set(map(id, self.segments))
-            for seg in old.values():
-                if id(seg) not in kept:
-                    seg.close()
-            return True
-        return False  # pragma: no cover
+    def refresh(self) -> "Index":
+        """A snapshot of the latest commit: a new :class:`Index` when there were commits since
+        this one, else this same object. Segments that did not change are shared, with
+        everything derived from them; this snapshot stays valid and unchanged."""
+        return self._latest(self.path, self)
+
+    reopen = refresh
+
+    @property
+    def generation(self) -> int:
+        """The commit this snapshot shows (grows by one with every commit)."""
+        return self.manifest.generation
 
     @classmethod
     def build(
@@ -163,57 +181,46 @@ class Index:
     def add(self, docs: Iterable[Doc], *, wait: float = 0.0, merge: bool = True,
             progress: ProgressFn | None = None) -> int:
         """Add documents (new ids only) as one commit; returns how many. With ``merge`` the
-        tiered merge policy then runs. ``wait``: seconds to wait for another writer."""
-        return self._add(docs, False, wait, merge, progress)[0]
+        tiered merge policy then runs. ``wait``: seconds to wait for another writer. This
+        snapshot does not change: :meth:`refresh` gives one that sees the new documents."""
+        return self.write(docs, update=False, wait=wait, merge=merge, progress=progress)[0]
 
     def update(self, docs: Iterable[Doc], *, wait: float = 0.0, merge: bool = True,
                progress: ProgressFn | None = None) -> int:
         """Add or replace documents by id in one commit; returns how many replaced an old one."""
-        return self._add(docs, True, wait, merge, progress)[1]
+        return self.write(docs, update=True, wait=wait, merge=merge, progress=progress)[1]
 
-    def _add(self, docs: Iterable[Doc], update: bool, wait: float, merge: bool,
-             progress: ProgressFn | None) -> tuple[int, int]:
-        from cascade.index.merge import TieredMergePolicy, apply_policy
-        from cascade.index.writer import add_documents
-
+    def write(self, docs: Iterable[Doc], *, update: bool, wait: float = 0.0, merge: bool = True,
+              progress: ProgressFn | None = None) -> tuple[int, int]:
+        """Add (``update=False``) or add-or-replace documents as one commit: (added, replaced)."""
         with writer_lock(self.path, wait):
             counts = add_documents(self.path, docs, update=update, progress=progress)
             if merge:
                 apply_policy(self.path, TieredMergePolicy())
-        self.refresh()
         return counts
 
     def delete(self, ids: Iterable[str] = (), *, where: "str | Expr | None" = None, wait: float = 0.0) -> int:
         """Delete live documents by id and/or matching a filter, in one commit; returns how
         many were deleted (ids not in the index are ignored)."""
-        from cascade.index.writer import delete_documents
-
         if isinstance(ids, str):
             ids = [ids]
         with writer_lock(self.path, wait):
-            count = delete_documents(self.path, ids, where)
-        self.refresh()
-        return count
+            return delete_documents(self.path, ids, where)
 
-    def optimize(self, *, policy: "TieredMergePolicy | None" = None, wait: float = 0.0,
-                 background: bool = False):  # type: ignore[no-untyped-def]
+    def optimize(self, *, policy: TieredMergePolicy | None = None, wait: float = 0.0,
+                 background: bool = False) -> threading.Thread | None:
         """Merge segments: all into one, dropping deleted documents (default), or only what
         ``policy`` selects. ``background=True`` runs it in a thread and returns the started
-        thread (this snapshot stays as it is; call :meth:`refresh` after ``join()``)."""
+        thread (``refresh()`` after ``join()`` shows the result)."""
         if background:
-            import threading
-
             thread = threading.Thread(target=self._optimize, args=(policy, wait), daemon=False,
                                       name=f"cascade-merge-{self.path.name}")
             thread.start()
             return thread
         self._optimize(policy, wait)
-        self.refresh()
         return None
 
-    def _optimize(self, policy: "TieredMergePolicy | None", wait: float) -> int:
-        from cascade.index.merge import apply_policy, merge_segments
-
+    def _optimize(self, policy: TieredMergePolicy | None, wait: float) -> int:
         with writer_lock(self.path, wait):
             if policy is None:
                 return int(merge_segments(self.path, None))
@@ -249,6 +256,7 @@ class Index:
 
     @cached_property
     def version(self) -> str:
+        """Names this snapshot's content exactly (part of every stage's key)."""
         return self.manifest.version_key()
 
     # -- filters --------------------------------------------------------------------------
@@ -261,8 +269,6 @@ class Index:
         global doc number ``bases[i] + j``. A filter string or ``cascade.F`` expression is
         checked against the declared filter fields (CascadeError when it does not fit).
         """
-        from cascade.filters import compile_filter
-
         expr = compile_filter(where, self.manifest.filter_fields)
         out: list[np.ndarray | None] = []
         for seg in self.segments:
@@ -291,9 +297,18 @@ class Index:
 
     def doc_ids(self, nums: Sequence[int] | np.ndarray) -> list[str]:
         """External ids of global doc numbers."""
+        nums = np.asarray(nums, dtype=np.int64)
         if len(self.segments) == 1:
-            return self.segments[0].doc_ids(np.asarray(nums, dtype=np.int64))
-        return [self.segments[s].doc_ids([local])[0] for _, s, local in self._split(nums)]
+            return self.segments[0].doc_ids(nums)
+        if len(nums) and (nums.min() < 0 or nums.max() >= self.n_slots):
+            raise CascadeError(f"doc numbers must be in [0, {self.n_slots})")
+        seg = np.searchsorted(self.bases, nums, side="right") - 1
+        out: list[str] = [""] * len(nums)
+        for s in np.unique(seg).tolist():
+            where = np.flatnonzero(seg == s)
+            for i, doc_id in zip(where.tolist(), self.segments[s].doc_ids(nums[where] - self.bases[s])):
+                out[i] = doc_id
+        return out
 
     def docs(self, nums: Sequence[int] | np.ndarray) -> list[Doc]:
         """Stored documents for global doc numbers, in the order asked."""
@@ -308,8 +323,6 @@ class Index:
 
     def __iter__(self) -> Iterator[Doc]:
         """The live documents, in doc-number order."""
-        from cascade.index.merge import live_docs
-
         return live_docs(self.segments)
 
     def doc_number(self, doc_id: str) -> int | None:
@@ -319,6 +332,25 @@ class Index:
             if local is not None and seg.is_live(local):
                 return int(base + local)
         return None
+
+    def doc_numbers(self, ids: Sequence[str]) -> np.ndarray:
+        """Global doc numbers of live documents by external id (int64; -1 where absent)."""
+        out = np.full(len(ids), -1, dtype=np.int64)
+        for base, seg in zip(self.bases, self.segments):
+            lookup = seg.id_numbers
+            for i, doc_id in enumerate(ids):
+                if out[i] < 0:
+                    local = lookup.get(doc_id)
+                    if local is not None and seg.is_live(local):
+                        out[i] = base + local
+        return out
+
+    def docs_by_id(self, ids: Sequence[str]) -> list[Doc | None]:
+        """Stored live documents by external id, in the order asked (None where absent)."""
+        nums = self.doc_numbers(ids)
+        found = self.docs(nums[nums >= 0])
+        it = iter(found)
+        return [next(it) if n >= 0 else None for n in nums.tolist()]
 
     def get(self, doc_id: str) -> Doc:
         """The stored document with id ``doc_id``."""
@@ -331,16 +363,9 @@ class Index:
         """Re-hash every file against the manifest; returns the problems found."""
         return [p for seg in self.segments for p in seg.verify()]
 
-    # -- retrieval ------------------------------------------------------------------------
-
-    def bm25(self, k1: float = 0.9, b: float = 0.4, k: int = 1000, where: "str | Expr | None" = None) -> "BM25":
-        """A BM25 retriever over this index (Lucene variant); ``k`` results per query as a
-        stage; ``where`` restricts it to documents matching a filter."""
-        from cascade.retrieve.bm25 import BM25
-
-        return BM25(self, k1=k1, b=b, k=k, where=where)
-
     def close(self) -> None:
+        """Close this snapshot's files now (also those of snapshots sharing its segments);
+        otherwise they close when no snapshot uses them any more."""
         for seg in self.segments:
             seg.close()
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from cascade.errors import BadIndexError, CascadeError
+from cascade.core.errors import BadIndexError, CascadeError
 
 
 class WriterBusy(CascadeError):

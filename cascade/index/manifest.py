@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cascade.errors import BadIndexError
+from cascade.core.errors import BadIndexError
 from cascade.index.fsutil import atomic_write_bytes
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -52,7 +52,7 @@ class SegmentEntry:
     n_terms: int
     n_postings: int
     files: dict[str, FileEntry] = field(default_factory=dict)
-    # settings the stored impacts were computed with, e.g. {"kind": "bm25", "k1": 0.9, "b": 0.4, "avgdl": 120.5}
+    # settings the stored impacts were computed with: {"kind": "bm25", "k1", "b", "avgdl"}
     impacts: dict[str, Any] = field(default_factory=dict)
     deletes: str = ""
     n_deleted: int = 0

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from cascade.data.types import Doc
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
+from cascade.core.types import Doc
 from cascade.index import representations
 from cascade.index.manifest import SegmentEntry
 from cascade.index.segment import Segment

@@ -14,11 +14,16 @@ Adding a representation encodes each segment that lacks it, writes its files, fs
 then publishes a new manifest: a crash part-way leaves the index as it was (unlisted files are
 ignored and cleaned up by the next commit). Segment files never change once listed.
 
+A stage reads a representation through :func:`ensure`: the segments of *its own* snapshot as
+a later commit lists them with the representation's files (encoding it first when missing),
+so doc numbers stay those of the snapshot the stage searches.
+
 >>> import tempfile, numpy as np, cascade
 >>> idx = cascade.Index.build([cascade.Doc("a", "cats"), cascade.Doc("b", "dogs")], tempfile.mkdtemp() + "/i")
->>> idx = add_representation(idx, "toy", {"kind": "dense", "model": "none", "dim": 2},
-...                          lambda seg: {"vectors": np.eye(2, dtype=np.float16)[: seg.n_docs]})
->>> load(idx.segments[0], "toy", "vectors").shape
+>>> encode = lambda latest: add_representation(latest, "toy", {"kind": "dense", "model": "none", "dim": 2},
+...                                            lambda seg: {"vectors": np.eye(2, dtype=np.float16)[: seg.n_docs]})
+>>> segments, spec = ensure(idx, "toy", lambda spec: True, encode)
+>>> load(segments[0], "toy", "vectors").shape
 (2, 2)
 """
 
@@ -31,13 +36,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from cascade.errors import BadIndexError, CascadeError
+from cascade.core.errors import BadIndexError, CascadeError
 from cascade.index.fsutil import file_digest, fsync_dir, fsync_file
+from cascade.index.impacts import build_blocks
+from cascade.index.lock import writer_lock
 from cascade.index.manifest import FileEntry, Manifest
+from cascade.index.segment import Segment
 
 if TYPE_CHECKING:
     from cascade.index.index import Index
-    from cascade.index.segment import Segment
 
 PREFIX = "rep-"
 ROW_PARTS = ("dense",)  # one row per document
@@ -90,12 +97,10 @@ LOCK_WAIT = 300.0  # seconds an encoding waits for another writer (an add, a mer
 
 
 def add_representation(index: "Index", name: str, rep_spec: dict[str, Any], encode_segment: SegmentEncoder,
-                       *, replace: bool = False) -> "Index":
+                       *, replace: bool = False) -> bool:
     """Encode every segment lacking ``name`` with ``encode_segment(segment) -> {part: array}``,
-    store the arrays and commit (as the index's one writer); returns the reopened index."""
-    from cascade.index.index import Index
-    from cascade.index.lock import writer_lock
-
+    store the arrays and commit (as the index's one writer); returns whether it committed
+    (``index.refresh()`` shows the result)."""
     if not NAME_PATTERN.match(name):
         raise CascadeError(f"representation name {name!r} must be letters, digits and _ (starting with a letter)")
     with writer_lock(index.path, wait=LOCK_WAIT):
@@ -119,20 +124,60 @@ def add_representation(index: "Index", name: str, rep_spec: dict[str, Any], enco
             seg_entry.files.update(_write_parts(seg.dir, name, arrays, manifest.generation + 1))
             changed = True
         if not changed:  # already there (perhaps committed after ``index`` was opened)
-            return index if manifest.generation == index.manifest.generation else Index.open(index.path)
+            return False
         manifest.representations[name] = rep_spec
         manifest.generation += 1
         manifest.write(index.path)
         _remove_unlisted(index.path, manifest)
-    return Index.open(index.path)
+    return True
 
 
-def _segment(path: Path, entry: Any, opened: dict[str, "Segment"]) -> "Segment":
+SpecTest = Callable[[dict[str, Any]], bool]
+
+
+def ensure(index: "Index", name: str, usable: SpecTest,
+           encode: Callable[["Index"], object]) -> tuple[list[Segment], dict[str, Any]]:
+    """``index``'s segments as a commit lists them with representation ``name`` (whose spec
+    ``usable`` accepts), calling ``encode(latest snapshot)`` first when no commit has it.
+
+    The views belong to the newest commit, but row-align with ``index``'s own segments, so a
+    stage keeps the doc numbers (and deletions) of the snapshot it searches. Returns the views
+    and the representation's spec."""
+    found = _views(index, index, name, usable)
+    if found is None:
+        latest = index.refresh()
+        found = _views(index, latest, name, usable)
+        if found is None:
+            encode(latest)
+            found = _views(index, latest.refresh(), name, usable)
+    if found is None:
+        raise CascadeError(f"{index.path}: representation {name!r} could not be stored (another writer "
+                           "replaced it meanwhile?); try again")
+    return found
+
+
+def _views(index: "Index", latest: "Index", name: str,
+           usable: SpecTest) -> tuple[list[Segment], dict[str, Any]] | None:
+    spec_found = latest.manifest.representations.get(name)
+    if spec_found is None or not usable(spec_found):
+        return None
+    by_name = {seg.entry.name: seg for seg in latest.segments}
+    views = []
+    for seg in index.segments:
+        view = by_name.get(seg.entry.name)
+        if view is None or view.n_docs != seg.n_docs:
+            raise CascadeError(f"{index.path}: segment {seg.entry.name} was merged away after this snapshot was "
+                               f"opened, before {name!r} was stored for it; search a newer snapshot (refresh())")
+        if not any(f.startswith(f"{PREFIX}{name}.") for f in view.entry.files):
+            return None
+        views.append(view)
+    return views, spec_found
+
+
+def _segment(path: Path, entry: Any, opened: dict[str, Segment]) -> Segment:
     """The segment as listed now (reusing one already open when it is the same segment)."""
-    from cascade.index.segment import Segment
-
     seg = opened.get(entry.name)
-    return seg if seg is not None and seg.n_docs == entry.n_docs else Segment(path / entry.name, entry)
+    return seg.with_entry(entry) if seg is not None and seg.n_docs == entry.n_docs else Segment(path / entry.name, entry)
 
 
 def _check_rows(name: str, arrays: dict[str, np.ndarray], n_docs: int) -> None:
@@ -219,8 +264,7 @@ def _merge_rows(name: str, segments: list["Segment"]) -> dict[str, np.ndarray]:
 
 
 def _merge_postings(name: str, segments: list["Segment"]) -> dict[str, np.ndarray]:
-    from cascade.index.csr import csr_from_pairs
-    from cascade.index.impacts import build_blocks
+    from cascade.index.csr import csr_from_pairs  # loads numba
 
     terms, docs, values = [], [], []
     base = 0

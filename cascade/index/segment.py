@@ -24,27 +24,29 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+import threading
 from array import array
 from collections import Counter
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from cascade.data.types import Doc
-from cascade.errors import BadIndexError, CascadeError
-from cascade.index.columns import Column, ColumnWriter
+from cascade.core.errors import BadIndexError, CascadeError
+from cascade.core.types import Doc
+from cascade.filters.columns import Column
+from cascade.index import bm25_formula
+from cascade.index.columns import ColumnWriter
 from cascade.index.docstore import DOCSTORE_NAME, Docstore, DocstoreWriter
 from cascade.index.fsutil import file_digest
-from cascade.index.impacts import Impacts, bm25_impacts, bm25_impacts_numpy, build_blocks
+from cascade.index.impacts import Impacts, bm25_impacts, build_blocks
 from cascade.index.manifest import FileEntry, SegmentEntry
 from cascade.text.analyzer import Analyzer
 
 INDEXABLE_FIELDS = ("title", "text")
 SMALL_SEGMENT_POSTINGS = 2_000_000
-DEFAULT_BM25 = {"kind": "bm25", "k1": 0.9, "b": 0.4}
+DEFAULT_BM25 = {"kind": "bm25", "k1": bm25_formula.K1, "b": bm25_formula.B}
 _IMPACT_FILES = {"values": "imp_values.npy", "block_indptr": "imp_block_indptr.npy",
                  "block_max": "imp_block_max.npy", "block_last": "imp_block_last.npy",
                  "term_max": "imp_term_max.npy"}
@@ -98,8 +100,8 @@ class SegmentWriter:
     def finish(self, name: str) -> SegmentEntry:
         """Write the arrays and return the segment's manifest entry."""
         self._docstore.close()
-        small = len(self._term) <= SMALL_SEGMENT_POSTINGS and "numba" not in sys.modules
-        if small:  # a small add in a fresh process: numpy is quicker than loading numba
+        small = len(self._term) <= SMALL_SEGMENT_POSTINGS
+        if small:  # numpy is quicker than loading numba for a small segment
             from cascade.index.csr_numpy import csr_from_pairs_numpy as csr_from_pairs
         else:
             from cascade.index.csr import csr_from_pairs
@@ -124,9 +126,8 @@ class SegmentWriter:
         lengths = arrays["doclens.npy"]
         avgdl = float(lengths.mean()) if len(lengths) else 0.0
         impacts = build_blocks(indptr, arrays["post_docs.npy"],
-                               (bm25_impacts_numpy if small else bm25_impacts)(
-                                   arrays["post_tfs.npy"], lengths, arrays["post_docs.npy"],
-                                            DEFAULT_BM25["k1"], DEFAULT_BM25["b"], avgdl))
+                               bm25_impacts(arrays["post_tfs.npy"], lengths, arrays["post_docs.npy"],
+                                            bm25_formula.K1, bm25_formula.B, avgdl, compiled=not small))
         for attr, fname in _IMPACT_FILES.items():
             arrays[fname] = getattr(impacts, attr)
         for fname, arr in arrays.items():
@@ -146,37 +147,96 @@ class SegmentWriter:
         )
 
 
-class Segment:
-    """Read side of a segment; arrays are memory-mapped."""
+class _SegmentData:
+    """What a segment's immutable files hold, opened once and shared by every snapshot that
+    lists the segment, with the values derived from them (term dictionary, id lookup, BM25
+    impacts for given settings) cached alongside."""
 
     def __init__(self, directory: Path, entry: SegmentEntry) -> None:
         self.dir = directory
+        self.n_docs = entry.n_docs
+        self.indptr = _load(directory, "post_indptr.npy")
+        self.docs = _load(directory, "post_docs.npy")
+        self.tfs = _load(directory, "post_tfs.npy")
+        self.doclens = _load(directory, "doclens.npy")
+        self.id_offsets = _load(directory, "ids_offsets.npy")
+        self.impacts = (Impacts(**{attr: _load(directory, fname) for attr, fname in _IMPACT_FILES.items()})
+                        if all(name in entry.files for name in _IMPACT_FILES.values()) else None)
+        # open now, read later: the snapshot survives a writer removing this directory
+        self.handles = {name: open(directory / name, "rb") for name in ("terms.json", "ids.bin")}
+        self.column_files = {name: _load(directory, name) for name in entry.files
+                             if name.startswith("col-") and name.endswith(".npy")}
+        for name in entry.files:
+            if name.endswith(".keys.json"):
+                self.handles[name] = open(directory / name, "rb")
+        self.docstore = Docstore(directory / DOCSTORE_NAME)
+        self.docstore.conn  # noqa: B018  (connect now, for the same reason)
+        self.derived: dict[Any, Any] = {}
+        self.checked: set[str] = set()  # files whose sizes a snapshot already checked
+        self._lock = threading.Lock()
+        self.columns: dict[str, Column] = {}
+
+    def read(self, name: str) -> bytes:
+        f = self.handles[name]
+        return os.pread(f.fileno(), os.fstat(f.fileno()).st_size, 0)
+
+    def cached(self, key: tuple[Any, ...], compute: Callable[[], Any], keep: int = 2) -> Any:
+        """The value derived under ``key`` (computed on first use); of the keys sharing
+        ``key[0]``, the ``keep`` most recent stay (BM25 impacts for an older avgdl go)."""
+        with self._lock:
+            if key in self.derived:
+                return self.derived[key]
+        value = compute()
+        with self._lock:
+            same_kind = [k for k in self.derived if k[0] == key[0]]
+            for old in same_kind[: max(0, len(same_kind) - keep + 1)]:
+                del self.derived[old]
+            return self.derived.setdefault(key, value)
+
+    def close(self) -> None:
+        self.docstore.close()
+        for f in self.handles.values():
+            f.close()
+
+
+class Segment:
+    """Read side of one segment as one commit lists it: the shared immutable data plus this
+    commit's tombstones and extra files (e.g. neural representations). Arrays are memory-mapped."""
+
+    def __init__(self, directory: Path, entry: SegmentEntry, data: _SegmentData | None = None) -> None:
+        self.dir = directory
         self.entry = entry
         self.n_docs = entry.n_docs
-        self._check_sizes()
-        self.indptr = self._load("post_indptr.npy")
-        self.docs = self._load("post_docs.npy")
-        self.tfs = self._load("post_tfs.npy")
-        self.doclens = self._load("doclens.npy")
-        self._id_offsets = self._load("ids_offsets.npy")
+        self._check_sizes(skip=() if data is None else data.checked)
+        self._data = data if data is not None else _SegmentData(directory, entry)
+        self._data.checked |= set(entry.files)
         self.deleted = self._load_deletes()
-        self._impacts = (Impacts(**{attr: self._load(fname) for attr, fname in _IMPACT_FILES.items()})
-                         if all(name in entry.files for name in _IMPACT_FILES.values()) else None)
-        # open now, read later: the snapshot survives a writer removing this directory
-        self._handles = {name: open(self.dir / name, "rb") for name in ("terms.json", "ids.bin")}
-        self._columns: dict[str, Column] = {}
-        self._column_files = {name: self._load(name) for name in entry.files if name.startswith("col-")
-                              and name.endswith(".npy")}
-        self._keys_files = {name: self._handles.setdefault(name, open(self.dir / name, "rb"))
-                            for name in entry.files if name.endswith(".keys.json")}
-        self.docstore = Docstore(self.dir / DOCSTORE_NAME)
-        self.docstore.conn  # noqa: B018  (connect now, for the same reason)
+
+    def with_entry(self, entry: SegmentEntry) -> "Segment":
+        """This segment as a later commit lists it (new tombstones or files), sharing the data."""
+        if entry == self.entry:
+            return self
+        if entry.name != self.entry.name or entry.n_docs != self.n_docs:
+            return Segment(self.dir, entry)
+        return Segment(self.dir, entry, self._data)
+
+    # the immutable data, shared
+    indptr = property(lambda self: self._data.indptr)
+    docs = property(lambda self: self._data.docs)
+    tfs = property(lambda self: self._data.tfs)
+    doclens = property(lambda self: self._data.doclens)
+    docstore = property(lambda self: self._data.docstore)
+
+    def cached(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """A value derived from this segment's immutable files, computed once per process for
+        every snapshot that lists the segment (the key must name everything it depends on)."""
+        return self._data.cached(key, compute)
 
     def _load_deletes(self) -> np.ndarray | None:
         name = self.entry.deletes
         if not name:
             return None
-        deleted = np.array(self._load(name))  # a copy in memory: the file may go once superseded
+        deleted = np.array(_load(self.dir, name))  # a copy in memory: the file may go once superseded
         if deleted.dtype != np.bool_ or deleted.shape != (self.n_docs,) or int(deleted.sum()) != self.entry.n_deleted:
             raise BadIndexError(f"{self.dir / name}: tombstones do not match the manifest; the index is damaged")
         return deleted
@@ -195,46 +255,40 @@ class Segment:
 
     def column(self, field: str) -> Column:
         """The filter column of ``field`` (declared at index time)."""
-        col = self._columns.get(field)
+        data = self._data
+        col = data.columns.get(field)
         if col is None:
-            values = self._column_files.get(f"col-{field}.npy")
+            values = data.column_files.get(f"col-{field}.npy")
             if values is None:
                 raise BadIndexError(f"{self.dir}: no column for filter field {field!r}; the index is damaged")
-            keys_file = self._keys_files.get(f"col-{field}.keys.json")
-            if keys_file is None:
+            keys_name = f"col-{field}.keys.json"
+            if keys_name not in data.handles:
                 kind = "float" if values.dtype == np.float64 else "int"
                 col = Column(kind, values)
             else:
-                col = Column("keyword", values, json.loads(self._read(f"col-{field}.keys.json")))
+                col = Column("keyword", values, json.loads(data.read(keys_name)))
             if len(values) != self.n_docs:
                 raise BadIndexError(f"{self.dir}: column {field!r} has {len(values)} rows for {self.n_docs} docs")
-            self._columns[field] = col
+            data.columns[field] = col
         return col
 
-    def _read(self, name: str) -> bytes:
-        f = self._handles[name]
-        return os.pread(f.fileno(), os.fstat(f.fileno()).st_size, 0)
-
     def close(self) -> None:
-        self.docstore.close()
-        for f in self._handles.values():
-            f.close()
+        self._data.close()
 
-    def _check_sizes(self) -> None:
+    def _check_sizes(self, skip: Iterable[str] = ()) -> None:
         if not self.dir.is_dir():
             raise BadIndexError(f"{self.dir}: segment directory missing from index")
+        skipped = set(skip)
         for name, meta in self.entry.files.items():
+            if name in skipped:
+                continue
             path = self.dir / name
-            if not path.exists():
-                raise BadIndexError(f"{path}: file missing from index")
-            if path.stat().st_size != meta.size:
-                raise BadIndexError(f"{path}: size {path.stat().st_size}, manifest says {meta.size}; the index is damaged")
-
-    def _load(self, name: str) -> np.ndarray:
-        try:
-            return np.load(self.dir / name, mmap_mode="r")
-        except Exception as err:  # noqa: BLE001  (a damaged .npy header fails in many ways)
-            raise BadIndexError(f"{self.dir / name}: unreadable ({err})") from None
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise BadIndexError(f"{path}: file missing from index") from None
+            if size != meta.size:
+                raise BadIndexError(f"{path}: size {size}, manifest says {meta.size}; the index is damaged")
 
     def verify(self, max_size: int | None = None) -> list[str]:
         """Problems found by re-hashing every file (only those up to ``max_size`` bytes when
@@ -252,26 +306,25 @@ class Segment:
 
     def stored_impacts(self) -> Impacts | None:
         """The impacts written at build time (memory-mapped), if this segment has them."""
-        return self._impacts
+        return self._data.impacts
 
-    @cached_property
+    @property
     def term_numbers(self) -> dict[str, int]:
+        return self.cached(("terms",), self._term_numbers)
+
+    def _term_numbers(self) -> dict[str, int]:
         try:
-            terms = json.loads(self._read("terms.json").decode("utf-8"))
+            terms = json.loads(self._data.read("terms.json").decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
             raise BadIndexError(f"{self.dir / 'terms.json'}: unreadable ({err})") from None
         return {t: i for i, t in enumerate(terms)}
-
-    @cached_property
-    def _ids_blob(self) -> bytes:
-        return self._read("ids.bin")
 
     def df(self, term: str) -> int:
         """Live documents of this segment containing ``term``."""
         t = self.term_numbers.get(term)
         if t is None:
             return 0
-        return int(self.indptr[t + 1] - self.indptr[t]) - (0 if self.deleted is None else int(self.dead_df[t]))
+        return int(self.live_df[t])
 
     @cached_property
     def live_df(self) -> np.ndarray:
@@ -288,24 +341,42 @@ class Segment:
         return cum[self.indptr[1:]] - cum[self.indptr[:-1]]
 
     def doc_ids(self, nums: np.ndarray | Sequence[int]) -> list[str]:
-        blob, off = self._ids_blob, self._id_offsets
-        return [blob[off[n] : off[n + 1]].decode() for n in nums]
+        """External ids of local doc numbers."""
+        nums = np.asarray(nums, dtype=np.int64)
+        if not len(nums):
+            return []
+        blob, offsets = self.cached(("ids",), self._ids_blob), self._data.id_offsets
+        starts, ends = offsets[nums].tolist(), offsets[nums + 1].tolist()
+        return [blob[s:e].decode() for s, e in zip(starts, ends)]
 
-    @cached_property
+    def _ids_blob(self) -> bytes:
+        return self._data.read("ids.bin")
+
+    @property
     def id_numbers(self) -> dict[str, int]:
-        """Doc id -> segment-local number (built on first use)."""
-        return {id_: i for i, id_ in enumerate(self.doc_ids(range(self.n_docs)))}
+        """Doc id -> segment-local number (built on first use, shared across snapshots)."""
+        return self.cached(("id-numbers",), lambda: {id_: i for i, id_ in enumerate(self.doc_ids(range(self.n_docs)))})
 
 
-def segment_impacts(seg: Segment, k1: float, b: float, avgdl: float) -> Impacts:
-    """BM25 impacts for ``seg``: the stored ones when they were made with these settings."""
+def _load(directory: Path, name: str) -> np.ndarray:
+    try:
+        return np.load(directory / name, mmap_mode="r")
+    except Exception as err:  # noqa: BLE001  (a damaged .npy header fails in many ways)
+        raise BadIndexError(f"{directory / name}: unreadable ({err})") from None
+
+
+def segment_impacts(seg: Segment, k1: float, b: float, avgdl: float, *, compiled: bool) -> Impacts:
+    """BM25 impacts for ``seg``: the stored ones when they were made with these settings, else
+    computed once per process (by the numba kernel when ``compiled``, else numpy: the same values)."""
     wanted = {**DEFAULT_BM25, "k1": k1, "b": b, "avgdl": avgdl}
     stored = seg.entry.impacts
     if stored and {k: stored.get(k) for k in wanted} == wanted:
         found = seg.stored_impacts()
         if found is not None:
             return found
-    # a process that has not loaded numba (an interactive search) computes them in numpy
-    compute = bm25_impacts if "numba" in sys.modules else bm25_impacts_numpy
-    values = compute(seg.tfs, seg.doclens, seg.docs, k1, b, avgdl)
-    return build_blocks(seg.indptr, seg.docs, values)
+
+    def compute() -> Impacts:
+        values = bm25_impacts(seg.tfs, seg.doclens, seg.docs, k1, b, avgdl, compiled=compiled)
+        return build_blocks(seg.indptr, seg.docs, values)
+
+    return seg.cached(("bm25-impacts", k1, b, avgdl), compute)

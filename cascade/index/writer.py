@@ -25,8 +25,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from cascade.data.types import Doc
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
+from cascade.core.types import Doc
 from cascade.index.docstore import DOCSTORE_NAME, Docstore
 from cascade.index.fsutil import file_digest, fsync_dir, fsync_file, fsync_tree
 from cascade.index.hooks import run_segment_hooks

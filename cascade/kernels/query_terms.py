@@ -1,18 +1,22 @@
-"""Turning a batch of tokenised queries into the kernels' flat (term, count) arrays, in numba."""
+"""Turning a batch of tokenised queries into the kernels' flat (term, count) arrays.
+
+One Python function, run as it is (no numba to load: an interactive process's first query) or
+compiled by numba for batches; both give the same arrays.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Callable
+
 import numpy as np
-from numba import njit
 
 from cascade.text.marks import QUERY_END
 
+CountFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
-@njit(cache=True)
-def count_terms(numbers: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``numbers``: the term numbers of a batch's tokens, NO_TERM for none, the queries separated by
-    QUERY_END (n_queries - 1 of them). Returns (offsets, terms, counts): each query's distinct terms
-    in first-seen order with how often they occur, flat and split by offsets."""
+
+def _count_terms(numbers: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     offsets = np.zeros(n_queries + 1, dtype=np.int64)
     terms = np.empty(len(numbers), dtype=np.int64)
     counts = np.empty(len(numbers), dtype=np.float64)
@@ -38,3 +42,17 @@ def count_terms(numbers: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.nda
             counts[j] += 1.0
     offsets[q + 1:] = n
     return offsets, terms[:n].copy(), counts[:n].copy()
+
+
+@cache
+def _compiled() -> CountFn:
+    from numba import njit
+
+    return njit(cache=True)(_count_terms)  # type: ignore[no-any-return]
+
+
+def count_terms(numbers: np.ndarray, n_queries: int, *, compiled: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``numbers``: the term numbers of a batch's tokens, NO_TERM for none, the queries separated by
+    QUERY_END (n_queries - 1 of them). Returns (offsets, terms, counts): each query's distinct terms
+    in first-seen order with how often they occur, flat and split by offsets."""
+    return (_compiled() if compiled else _count_terms)(numbers, n_queries)

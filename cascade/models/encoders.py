@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
 from cascade.models.resolve import default_device, load_sentence_transformer, resolve_model
 
 ProgressFn = Callable[[int], None]

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cascade.errors import CascadeError, MissingDependency
+from cascade.core.errors import CascadeError, MissingDependency
 from cascade.models.encoders import Encoded
 
 ProgressFn = Callable[[int], None]

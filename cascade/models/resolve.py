@@ -15,22 +15,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cascade.errors import CascadeError, MissingDependency
+from cascade.core.errors import CascadeError, MissingDependency
+from cascade.core.paths import models_root
 
 HUB_IDS = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
     "mpnet": "sentence-transformers/all-mpnet-base-v2",
     "splade-tiny": "rasyosef/splade-tiny",
 }
-
-
-def models_root() -> Path:
-    """``$CASCADE_MODELS_DIR``, else ``models/`` under Cascade's cache directory."""
-    if env := os.environ.get("CASCADE_MODELS_DIR"):
-        return Path(env)
-    from cascade.index.cache import cache_root
-
-    return cache_root() / "models"
 
 
 def _packaged(alias: str) -> Path | None:

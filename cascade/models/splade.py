@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
 from cascade.models.resolve import default_device, load_transformers, resolve_model
 
 ProgressFn = Callable[[int], None]

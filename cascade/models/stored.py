@@ -5,8 +5,8 @@ contextual token vectors (parts ``tok_offsets`` and ``tok_vectors``, float16: th
 stored in the segment under the representation's name (by default the model alias, ``minilm``).
 
 >>> idx = cascade.Index.open("pets.idx")                      # doctest: +SKIP
->>> idx = encode_biencoder(idx, "minilm")                      # doctest: +SKIP
->>> dense_vectors(idx.segments[0], "minilm").shape             # doctest: +SKIP
+>>> segments, name = ensure_biencoder(idx, "minilm", tokens=True)   # doctest: +SKIP
+>>> dense_vectors(segments[0], name).shape                          # doctest: +SKIP
 (2, 384)
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -38,7 +38,8 @@ def representation_name(model: str) -> str:
 
 def encode_biencoder(index: "Index", model: str = "minilm", *, name: str | None = None, tokens: bool = True,
                      batch_size: int = 32, progress: ProgressFn | None = None) -> "Index":
-    """Store ``model``'s dense (and token) vectors for every document; returns the reopened index.
+    """Store ``model``'s dense (and token) vectors for every document lacking them, as one
+    commit; returns the latest snapshot (which has them).
 
     Segments that already carry the representation are skipped, so after updates only new
     documents are encoded."""
@@ -62,24 +63,26 @@ def encode_biencoder(index: "Index", model: str = "minilm", *, name: str | None 
     spec = {"kind": KIND, "tokens": tokens, "model": model}
     old = index.manifest.representations.get(name)
     upgrade = old is not None and old.get("model") == model and tokens and not old.get("tokens")
-    return reps.add_representation(index, name, spec, encode_segment, replace=upgrade)
+    reps.add_representation(index, name, spec, encode_segment, replace=upgrade)
+    return index.refresh()
 
 
-def ensure_biencoder(index: "Index", model: str, *, tokens: bool, progress: ProgressFn | None = None) -> tuple["Index", str]:
-    """The index with ``model``'s representation (encoding it now if missing) and its name.
+def ensure_biencoder(index: "Index", model: str, *, tokens: bool,
+                     progress: ProgressFn | None = None) -> tuple[list["Segment"], str]:
+    """``index``'s segments with ``model``'s stored vectors (encoding them now if no commit has
+    them; see :func:`cascade.index.representations.ensure`) and the representation's name.
 
-    Looks at the index as committed now: another stage may have encoded it since ``index``
-    was opened. Token vectors are always stored with a new encoding (they come from the same
-    forward pass), so a dense stage and a later MaxSim stage never encode the collection twice."""
-    from cascade.index.index import Index
-
+    Token vectors are always stored with a new encoding (they come from the same forward pass),
+    so a dense stage and a later MaxSim stage never encode the collection twice."""
     name = representation_name(model)
-    if not reps.has(index, name):
-        index = Index.open(index.path)
-    found = index.manifest.representations.get(name) or {}
-    if reps.has(index, name) and found.get("model") == model and (found.get("tokens") or not tokens):
-        return index, name
-    return encode_biencoder(index, model, name=name, tokens=True, progress=progress), name
+
+    def usable(spec: dict[str, Any]) -> bool:
+        return spec.get("model") == model and bool(spec.get("tokens") or not tokens)
+
+    def encode(latest: "Index") -> None:
+        encode_biencoder(latest, model, name=name, tokens=True, progress=progress)
+
+    return reps.ensure(index, name, usable, encode)[0], name
 
 
 def dense_vectors(seg: "Segment", name: str) -> np.ndarray:

@@ -13,20 +13,12 @@ import shutil
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from cascade.data.types import Query
-from cascade.index.cache import cache_root
-from cascade.pipeline.candidates import Candidates, DocIdSpace
-
-
-def query_set_hash(queries: Sequence[Query]) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for q in queries:
-        h.update(q.id.encode() + b"\x00" + q.text.encode() + b"\x01")
-    return h.hexdigest()
+from cascade.core.candidates import SHARED, Candidates, DocIdSpace
+from cascade.core.paths import cache_root
 
 
 class StageCache:
@@ -45,7 +37,7 @@ class StageCache:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 cands = Candidates(meta["query_ids"], data["offsets"], data["doc"], data["score"], space,
-                                   query_seconds=data["query_seconds"])
+                                   query_seconds=data["query_seconds"], timing=meta.get("timing", SHARED))
                 return cands, float(meta["seconds"])
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None  # absent, damaged, or written by an incompatible version: recompute
@@ -54,7 +46,7 @@ class StageCache:
         path = self._path(key, queries_hash)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        meta = json.dumps({"query_ids": cands.query_ids, "seconds": seconds, "key": repr(key)})
+        meta = json.dumps({"query_ids": cands.query_ids, "seconds": seconds, "key": repr(key), "timing": cands.timing})
         qs = cands.query_seconds if cands.query_seconds is not None else np.full(len(cands), seconds / max(len(cands), 1))
         with open(tmp, "wb") as f:
             np.savez(f, meta=np.array(meta), offsets=cands.offsets, doc=cands.doc, score=cands.score, query_seconds=qs)

@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from cascade.data.types import Query
-from cascade.errors import CascadeError
-from cascade.pipeline.base import Pipeline, format_call
-from cascade.pipeline.candidates import Candidates
+from cascade.core.candidates import Candidates
+from cascade.core.errors import CascadeError
+from cascade.core.nodes import Pipeline, Runner, format_call
+from cascade.core.registry import register_stage
+from cascade.core.types import Query
 
 StageFn = Callable[[Sequence[Query], "Candidates | None"], Candidates]
 
@@ -40,7 +41,7 @@ class FunctionStage(Pipeline):
     def key(self) -> tuple[Any, ...]:
         return ("fn", self.name, self.version, tuple(sorted(self.params.items())))
 
-    def execute(self, executor: Any, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
+    def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
         if candidates is not None:  # a copy: the input may be shared (memoised) with other pipelines
             candidates = replace(candidates, offsets=candidates.offsets.copy(), doc=candidates.doc.copy(),
                                  score=candidates.score.copy(), seconds=dict(candidates.seconds))
@@ -63,9 +64,7 @@ def stage(fn: Callable[..., Candidates] | None = None, *, name: str | None = Non
     def make(f: Callable[..., Candidates]) -> FunctionStage:
         st = FunctionStage(f, name=name, version=version)
         if register:
-            from cascade.pipeline.registry import register_stage
-
-            register_stage(st.name, lambda ctx, *args, **params: st.with_params(**params),
+            register_stage(st.name, lambda ctx, **params: st.with_params(**params), params=None,
                            help=(f.__doc__ or "").strip().split("\n")[0], replace=True)
         return st
 

@@ -20,10 +20,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cascade.errors import BadIndexError, CascadeError, DataError
-from cascade.lexing import scan
-from cascade.pipeline.base import Pipeline
-from cascade.pipeline.registry import Context, stage_entry, stage_names
+from cascade.core.errors import BadIndexError, CascadeError, DataError
+from cascade.core.lexing import scan
+from cascade.core.nodes import Pipeline
+from cascade.core.registry import Context, lookup, stage_names
+from cascade.pipeline import builtins
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -53,8 +54,13 @@ class Token:
     pos: int
 
 
+def _scan_error(text: str, pos: int, message: str) -> PipelineSyntaxError:
+    hints = {">": "; did you mean '>>'?", "&": "; fuse with rrf(a, b) or a + b, pool with a | b"}
+    return PipelineSyntaxError(text, pos, message + hints.get(text[pos], ""))
+
+
 def tokenize(text: str) -> list[Token]:
-    return [Token(kind, value, pos) for kind, value, pos in scan(text, _TOKEN, PipelineSyntaxError)]
+    return [Token(kind, value, pos) for kind, value, pos in scan(text, _TOKEN, _scan_error)]
 
 
 def _value(token: Token) -> Any:
@@ -172,9 +178,10 @@ class Parser:
         if token.kind != "word" or not token.text.isidentifier():
             self.fail("expected a stage name or '('")
         self.take()
-        entry = stage_entry(token.text)
+        entry = lookup(token.text)
         if entry is None:
             self.unknown_stage(token)
+            raise AssertionError  # unknown_stage raises
         positional: list[Any] = []
         params: dict[str, Any] = {}
         if self.is_op("("):
@@ -185,14 +192,18 @@ class Parser:
                     break
                 self.take()
             self.expect(")")
-        if self.dry and not entry.takes_pipelines:  # fusion needs no context: check its parameters now
-            return _Placeholder(token.text, token.pos)
         try:
-            return entry.build(self.ctx, *positional, **params)
+            if self.dry and not entry.takes_pipelines:  # check names and parameters before building anything
+                entry.check(positional, params)
+                return _Placeholder(token.text, token.pos)
+            return entry.make(self.ctx, positional, params)
         except (PipelineSyntaxError, DataError, BadIndexError):
             raise  # syntax errors carry their own position; data and index errors are not about the text
-        except (CascadeError, TypeError, ValueError) as exc:
-            raise PipelineSyntaxError(self.text, token.pos, f"{token.text}: {exc}") from None
+        except CascadeError as exc:
+            message = str(exc)
+            prefix = f"{token.text}: "
+            raise PipelineSyntaxError(self.text, token.pos, message if message.startswith(prefix)
+                                      else prefix + message) from None
 
     def argument(self, takes_pipelines: bool, positional: list[Any], params: dict[str, Any]) -> None:
         if self.tok.kind == "word" and self.tok.text.isidentifier() and self.peek().text == "=":
@@ -217,7 +228,9 @@ class Parser:
 
     def unknown_stage(self, token: Token) -> None:
         names = stage_names()
-        close = difflib.get_close_matches(token.text, names, n=1)
+        lower = {n.lower(): n for n in names}
+        close = [lower[token.text.lower()]] if token.text.lower() in lower else \
+            difflib.get_close_matches(token.text, names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise PipelineSyntaxError(
             self.text, token.pos, f"unknown stage {token.text!r}{hint} (stages: {', '.join(names)})"
@@ -233,6 +246,7 @@ def parse(text: str, ctx: Context | None = None, *, index: Any = None, root: Any
     if not isinstance(text, str):
         raise CascadeError(f"a pipeline string is needed (got {type(text).__name__})")
     ctx = ctx or Context.of(index=index, root=root)
+    builtins.load()
     try:
         Parser(text, ctx, dry=True).parse()  # syntax and names first, before building anything
         return Parser(text, ctx).parse()

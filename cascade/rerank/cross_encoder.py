@@ -22,7 +22,7 @@ compiler pushes that cutoff into the first stage); without it, everything that c
 >>> BertForSequenceClassification(BertConfig(vocab_size=8, hidden_size=16, num_hidden_layers=1,
 ...     num_attention_heads=2, intermediate_size=32, num_labels=1)).save_pretrained(d / "ce")
 >>> index = cascade.Index.build([cascade.Doc("a", "apple pie"), cascade.Doc("b", "apple car")], d / "i")
->>> p = index.bm25() >> CrossEncoder(index, str(d / "ce"), batch_size=8)
+>>> p = cascade.BM25(index) >> CrossEncoder(index, str(d / "ce"), batch_size=8)
 >>> sorted(p.search("apple").to_run()["0"])
 ['a', 'b']
 """
@@ -31,60 +31,61 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import time
 import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cascade.data.types import Doc, Query
-from cascade.errors import CascadeError
+from cascade.core.candidates import Candidates, cut
+from cascade.core.errors import CascadeError
+from cascade.core.nodes import Pipeline, Runner, format_call
+from cascade.core.params import ParamInfo, check_params, non_defaults
+from cascade.core.registry import Context, register_stage
+from cascade.core.types import Doc, Query
+from cascade.index.index import Index
 from cascade.models.resolve import default_device, load_transformers, resolve_model
-from cascade.pipeline.base import Pipeline, format_call
-from cascade.pipeline.candidates import Candidates, cut, sort_within_queries
-
-if TYPE_CHECKING:
-    from cascade.index.index import Index
-    from cascade.pipeline.registry import Context
+from cascade.rerank.base import Reranker, Scored
 
 ProgressFn = Callable[[int, int], None]  # (pairs scored so far, pairs in all)
-DEFAULTS: dict[str, Any] = {"batch_size": 32, "max_length": 512, "k": None}
 BAR_THRESHOLD = 1000  # pairs; below this no progress bar is worth drawing
+PARAMS = (
+    ParamInfo("model", str, None, "a sequence-classification checkpoint: directory or hub id"),
+    ParamInfo("batch_size", int, 32, "pairs per forward pass", min=1),
+    ParamInfo("max_length", int, 512, "tokens per (query, document) pair", min=4),
+    ParamInfo("k", int, None, "rescore only each query's top k incoming candidates (default: all)", min=1,
+              optional=True),
+)
 
 
-class CrossEncoder(Pipeline):
+class CrossEncoder(Reranker):
     """Rescore incoming candidates with a cross-encoder, pairs of all queries batched together."""
 
     name = "cross_encoder"
-    cacheable = True
+    params = PARAMS
 
-    def __init__(self, index: "Index", model: str, *, batch_size: int = 32, max_length: int = 512,
+    def __init__(self, index: Index, model: str, *, batch_size: int = 32, max_length: int = 512,
                  k: int | None = None, label: str | None = None, progress: ProgressFn | None = None) -> None:
-        _check_int("batch_size", batch_size, 1)
-        _check_int("max_length", max_length, 4)
-        if k is not None:
-            _check_int("k", k, 1)
-        self.index = index
-        self.label = label if label is not None else model  # the model as the user wrote it
-        self.location = resolve_model(model)
+        values = check_params(self.name, PARAMS, {"model": model, "batch_size": batch_size,
+                                                  "max_length": max_length, "k": k})
+        if not values["model"]:
+            raise CascadeError("cross_encoder needs a model: cross_encoder(model=DIR or hub id)")
+        super().__init__(index)  # every candidate it reads comes out, re-sorted
+        self.label = label if label is not None else values["model"]  # the model as the user wrote it
+        self.location = resolve_model(values["model"])
         self.fingerprint = _fingerprint(self.location)
-        self.batch_size, self.max_length, self.k = batch_size, max_length, k
+        self.batch_size, self.max_length, self.top = values["batch_size"], values["max_length"], values["k"]
         self.progress = progress
 
     # -- identity and compilation -----------------------------------------------------------
 
     def key(self) -> tuple[Any, ...]:  # batch_size is left out: it changes speed, not scores
-        return (self.name, self.location, self.fingerprint, self.max_length, self.k, self.index.version)
+        return (self.name, self.location, self.fingerprint, self.max_length, self.top, self.k, self.index.version)
 
     @property
     def input_depth(self) -> int | None:  # type: ignore[override]
-        return self.k
-
-    @property
-    def space(self) -> "Index":
-        return self.index
+        return self.top
 
     # -- the model ---------------------------------------------------------------------------
 
@@ -108,7 +109,7 @@ class CrossEncoder(Pipeline):
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def score(self, pairs: Sequence[tuple[str, str]], progress: ProgressFn | None = None) -> np.ndarray:
+    def score_pairs(self, pairs: Sequence[tuple[str, str]], progress: ProgressFn | None = None) -> np.ndarray:
         """float32 score of each (query, document) pair, in the order given (batched by length)."""
         import torch
 
@@ -139,69 +140,47 @@ class CrossEncoder(Pipeline):
 
     # -- the stage ---------------------------------------------------------------------------
 
-    def execute(self, executor: Any, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
-        if candidates is None:
-            raise CascadeError("cross_encoder reranks candidates: put a first stage before it "
-                               "(bm25 % 100 >> cross_encoder(model=...))")
-        if len(candidates) != len(queries):
-            raise CascadeError("cross_encoder got candidates for other queries than it was given")
-        if self.k is not None:
-            candidates = cut(candidates, self.k)
-        start = time.perf_counter()
-        nums = self._index_numbers(candidates)
-        qidx = candidates.query_index()
+    def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
+        if candidates is not None and self.top is not None:
+            candidates = cut(candidates, self.top)
+        return super().execute(runner, queries, candidates)
+
+    def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> Scored:
+        """Every query's candidates rescored, the pairs of all queries pooled into batches."""
+        lengths = [len(d) for d in docs]
+        nums = np.concatenate(docs) if docs else np.empty(0, np.int64)
         unique, inverse = np.unique(nums, return_inverse=True)
         texts = [_text(doc) for doc in self.index.docs(unique)]
+        qidx = np.repeat(np.arange(len(queries)), lengths)
         pairs = [(queries[q].text, texts[t]) for q, t in zip(qidx.tolist(), inverse.ravel().tolist())]
-        scores = self.score(pairs)
-        out = sort_within_queries([q.id for q in queries], qidx, nums, scores, self.index)
-        per_query = np.diff(candidates.offsets).astype(np.float64)
-        out.query_seconds = (time.perf_counter() - start) * per_query / max(per_query.sum(), 1.0)
-        return out
-
-    def _index_numbers(self, candidates: Candidates) -> np.ndarray:
-        """Candidates' doc numbers in the index (mapped by doc id when they come from elsewhere)."""
-        if candidates.space is self.index:
-            return candidates.doc
-        ids = candidates.space.doc_ids(candidates.doc)
-        numbers = {i: self.index.doc_number(i) for i in set(ids)}
-        missing = sorted(i for i, n in numbers.items() if n is None)
-        if missing:
-            raise CascadeError(f"cross_encoder: {len(missing)} candidate document(s) are not in the index "
-                               f"(e.g. {', '.join(missing[:3])}); it reads document text from the index, so "
-                               "rerank runs made on the indexed collection")
-        return np.array([numbers[i] for i in ids], dtype=np.int32)
+        scores = self.score_pairs(pairs)
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return [(np.arange(n), scores[a:a + n]) for n, a in zip(lengths, starts[:-1].tolist())]
 
     def __str__(self) -> str:
-        params = {"model": self.label, "batch_size": self.batch_size, "max_length": self.max_length, "k": self.k}
-        return format_call(self.name, (), {k: v for k, v in params.items() if k == "model" or v != DEFAULTS[k]})
+        values = {"model": self.label, "batch_size": self.batch_size, "max_length": self.max_length,
+                  "k": self.top}
+        shown = non_defaults(PARAMS, values)
+        shown["model"] = self.label
+        return format_call(self.name, (), shown)
 
 
-def build_cross_encoder_stage(ctx: "Context", *args: Any, **params: Any) -> Pipeline:
-    """``cross_encoder(model=DIR_OR_HUB_ID, batch_size=32, max_length=512, k=...)`` in pipeline strings."""
-    if len(args) > 1 or (args and "model" in params):
-        raise CascadeError("cross_encoder takes one model: cross_encoder(model=DIR or hub id)")
-    model = args[0] if args else params.pop("model", None)
+def _build(ctx: Context, model: str | None, **params: Any) -> Pipeline:
     if model is None or str(model) == "":
         raise CascadeError("cross_encoder needs a model: cross_encoder(model=DIR or hub id)")
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise CascadeError(f"cross_encoder: unknown parameter(s) {', '.join(unknown)} "
-                           "(it takes model, batch_size, max_length, k)")
     text = str(model)
     local = ctx.path(text)
-    hook = getattr(ctx, "on_progress", None)  # a front end's (label, done, total) listener, when it has one
+    hook = ctx.on_progress  # a front end's (label, done, total) listener, when it has one
     progress = (lambda done, total: hook("cross-encoding pairs", done, total)) if hook is not None else None
     return CrossEncoder(ctx.index("cross_encoder"), str(local) if local.exists() else text, label=text,
                         progress=progress, **params)
 
 
+register_stage("cross_encoder", _build, params=PARAMS, positional=("model",),
+               help="rerank candidates with a cross-encoder (pairs of all queries batched)")
+
+
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: Any, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise CascadeError(f"cross_encoder: {name} must be an integer of at least {least} (got {value!r})")
 
 
 def _text(doc: Doc) -> str:

@@ -16,23 +16,29 @@ token vectors of MiniLM, which are not trained for late interaction, the bounds 
 skip almost nothing (``bench/neural.py --speed``; ``bench/maxsim_pruning.py`` measures the
 slack against the score gaps). ``prune=True`` / ``False`` force it.
 
->>> pipe = cascade.pipeline("bm25 % 100 >> maxsim % 10", index=idx)   # doctest: +SKIP
+>>> pipe = cascade.parse("bm25 % 100 >> maxsim % 10", index=idx)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from cascade.data.types import Query
-from cascade.errors import CascadeError
-from cascade.rerank.base import ALL, Reranker
+from cascade.core.nodes import Pipeline
+from cascade.core.params import ParamInfo, check_params
+from cascade.core.registry import Context, register_stage
+from cascade.core.types import Query
+from cascade.index.index import Index
+from cascade.models.stored import ensure_biencoder, token_vectors
+from cascade.rerank.base import ALL, K, Reranker, Scored
+from cascade.rerank.maxsim_bounds import TokenBounds
 
 if TYPE_CHECKING:
-    from cascade.index.index import Index
+    from cascade.index.segment import Segment
 
 CHUNK = 8  # candidates scored exactly between two checks of the stopping rule
 AUTO_TRIAL = 8  # prune="auto": queries tried with bounds before deciding
@@ -69,15 +75,21 @@ def exact_scores(q: np.ndarray, documents: Iterable[np.ndarray]) -> np.ndarray:
     return np.array(out, dtype=np.float32)
 
 
+PARAMS = (
+    ParamInfo("model", str, "minilm", "bi-encoder whose contextual token vectors are compared"),
+    K,
+    ParamInfo("prune", object, "auto", "rank-safe pruning by upper bounds: true, false or auto",
+              choices=(True, False, "auto")),
+    ParamInfo("rank", int, 32, "dimensions of the low-rank projection the bounds use", min=1),
+)
+
+
 class DocTokens:
     """Token vectors of documents given by global doc number, gathered from memory-mapped segments."""
 
-    def __init__(self, index: "Index", name: str) -> None:
-        from cascade.models.stored import token_vectors
-
-        self.index = index
-        self.parts = [token_vectors(seg, name) for seg in index.segments]
-        self.bases = index.bases
+    def __init__(self, segments: "Sequence[Segment]", bases: np.ndarray, name: str) -> None:
+        self.parts = [token_vectors(seg, name) for seg in segments]
+        self.bases = bases
 
     def slices(self, nums: np.ndarray) -> list[tuple[int, int, int]]:
         """(segment, start, end) of each document's token rows."""
@@ -96,13 +108,13 @@ class MaxSim(Reranker):
     """Rerank candidates by MaxSim with ``model``'s stored token vectors (encoded on first use)."""
 
     name = "maxsim"
+    params = PARAMS
 
-    def __init__(self, index: "Index", model: str = "minilm", k: int = ALL, prune: bool | str = "auto",
+    def __init__(self, index: Index, model: str = "minilm", k: int | None = None, prune: bool | str = "auto",
                  rank: int = 32, progress: Callable[[int], None] | None = None) -> None:
-        super().__init__(index, k)
-        if prune not in (True, False, "auto"):
-            raise CascadeError(f"maxsim: prune must be true, false or auto (got {prune!r})")
-        self.model, self.prune, self.rank = model, prune, int(rank)
+        values = check_params(self.name, PARAMS, {"model": model, "k": k, "prune": prune, "rank": rank})
+        super().__init__(index, values["k"])
+        self.model, self.prune, self.rank = values["model"], values["prune"], values["rank"]
         self._progress = progress
 
     def settings(self) -> dict[str, Any]:
@@ -115,15 +127,13 @@ class MaxSim(Reranker):
         return (self.name, self.model, self.k, self.index.version)
 
     @cached_property
-    def _stored(self) -> tuple["Index", str]:
-        from cascade.models.stored import ensure_biencoder
-
+    def _stored(self) -> tuple[list["Segment"], str]:
         return ensure_biencoder(self.index, self.model, tokens=True, progress=self._progress)
 
     @cached_property
     def tokens(self) -> DocTokens:
-        index, name = self._stored
-        return DocTokens(index, name)
+        segments, name = self._stored
+        return DocTokens(segments, self.index.bases, name)
 
     @cached_property
     def encoder(self) -> Any:
@@ -132,27 +142,33 @@ class MaxSim(Reranker):
         return shared_encoder(self.model)
 
     @cached_property
-    def bounds(self) -> Any:
-        from cascade.rerank.maxsim_bounds import TokenBounds
-
-        index, name = self._stored
-        return TokenBounds.of(index, name, self.rank)
+    def bounds(self) -> TokenBounds:
+        segments, name = self._stored
+        return TokenBounds.of(self.index, name, self.rank)
 
     def query_tokens(self, queries: Sequence[Query]) -> list[np.ndarray]:
         out = self.encoder.encode([q.text for q in queries], tokens=True)
         return [out.tokens_of(i).astype(np.float32) for i in range(len(queries))]
 
-    def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> Scored:
+        return self.score_timed(queries, docs, k)[0]
+
+    def score_timed(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> tuple[Scored, np.ndarray]:
+        """Scores, and each query's seconds: its own scoring plus an equal share of encoding the
+        batch's queries."""
         from threadpoolctl import threadpool_limits
 
-        self.tokens  # encode the collection first if needed
+        self.tokens  # encode the collection first if needed (not query time)
+        start = time.perf_counter()
         qtoks = self.query_tokens(queries)
+        seconds = np.full(len(queries), (time.perf_counter() - start) / max(len(queries), 1))
         pruning = self.prune is not False and k < ALL
         results = []
         tried = scored = 0
         # one small matrix product per document: BLAS threads only add contention here
         with threadpool_limits(1, user_api="blas"):
             for i, (q, nums) in enumerate(zip(qtoks, docs)):
+                start = time.perf_counter()
                 if pruning and len(nums) > k:
                     results.append(self.score_pruned(q, nums, k))
                     tried, scored = tried + len(nums), scored + self.last_scored
@@ -160,8 +176,9 @@ class MaxSim(Reranker):
                         pruning = False  # the bounds cost more than they save on these vectors
                 else:
                     results.append(self.score_all(q, nums))
+                seconds[i] += time.perf_counter() - start
         self.pruned_share = 1 - scored / tried if tried else 0.0
-        return results
+        return results, seconds
 
     def score_all(self, q: np.ndarray, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = self.tokens.rows
@@ -190,3 +207,11 @@ class MaxSim(Reranker):
                 kth = float(np.partition(all_scores, len(all_scores) - k)[len(all_scores) - k])
         self.last_scored = scored
         return np.concatenate(done_pos), np.concatenate(done_scores)
+
+
+def _build(ctx: Context, **params: Any) -> Pipeline:
+    return MaxSim(ctx.index("maxsim"), progress=ctx.progress("encoding document tokens"), **params)
+
+
+register_stage("maxsim", _build, params=PARAMS,
+               help="late-interaction MaxSim rerank over stored contextual token vectors, rank-safe pruning")

@@ -23,7 +23,6 @@ from cascade.index import representations as reps
 
 if TYPE_CHECKING:
     from cascade.index.index import Index
-    from cascade.index.segment import Segment
 
 SAMPLE = 50_000  # token vectors used to find a segment's principal directions
 MARGIN = 1e-4  # per query token, covers float32 rounding in both the bound and the exact score
@@ -79,15 +78,18 @@ class TokenBounds:
 
     @classmethod
     def of(cls, index: "Index", name: str, rank: int) -> "TokenBounds":
+        """The bounds of ``index``'s segments (built from representation ``name`` and stored on
+        first use)."""
         bound_name = f"{name}_bounds{rank}"
-        if not reps.has(index, bound_name):
-            def encode_segment(seg: "Segment") -> dict[str, np.ndarray]:
-                return build_bounds(reps.load(seg, name, "tok_vectors"), rank)
+        spec = {"kind": "maxsim-bounds", "of": name, "rank": rank}
 
-            index = reps.add_representation(index, bound_name, {"kind": "maxsim-bounds", "of": name, "rank": rank},
-                                            encode_segment)
+        def encode(latest: "Index") -> None:
+            reps.add_representation(latest, bound_name, spec,
+                                    lambda seg: build_bounds(reps.load(seg, name, "tok_vectors"), rank))
+
+        segments, _ = reps.ensure(index, bound_name, lambda found: found == spec, encode)
         return cls([SegmentBounds(*(reps.load(seg, bound_name, part) for part in ("basis", "proj", "round_err", "perp")))
-                    for seg in index.segments])
+                    for seg in segments])
 
     def upper_bounds(self, q: np.ndarray, where: list[tuple[int, int, int]]) -> np.ndarray:
         """An upper bound of the MaxSim of query tokens ``q`` with each (segment, start, end) document."""

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cascade.errors import MissingDependency
+from cascade.core.errors import MissingDependency
 from cascade.index import representations as reps
+from cascade.retrieve.dense_exact import exact_search
 
 if TYPE_CHECKING:
     from cascade.index.index import Index
@@ -47,15 +48,17 @@ def build_graph(vectors: np.ndarray) -> np.ndarray:
     return faiss.serialize_index(graph)
 
 
-def ensure_graphs(index: "Index", name: str) -> tuple["Index", str]:
+def ensure_graphs(index: "Index", segments: list["Segment"], name: str) -> tuple[list["Segment"], str]:
+    """``index``'s segments with an HNSW graph over representation ``name``'s dense vectors
+    (built and stored first where missing), and the graph representation's name."""
     graph_name = f"{name}_hnsw"
-    if not reps.has(index, graph_name):
-        def encode_segment(seg: "Segment") -> dict[str, np.ndarray]:
-            return {"graph": build_graph(reps.load(seg, name, "dense"))}
+    spec = {"kind": "hnsw", "of": name, "connectivity": CONNECTIVITY}
 
-        index = reps.add_representation(index, graph_name, {"kind": "hnsw", "of": name,
-                                                            "connectivity": CONNECTIVITY}, encode_segment)
-    return index, graph_name
+    def encode(latest: "Index") -> None:
+        reps.add_representation(latest, graph_name, spec,
+                                lambda seg: {"graph": build_graph(reps.load(seg, name, "dense"))})
+
+    return reps.ensure(index, graph_name, lambda found: found == spec, encode)[0], graph_name
 
 
 def _graph(seg: "Segment", graph_name: str) -> object:
@@ -73,8 +76,6 @@ def hnsw_search(seg: "Segment", name: str, graph_name: str, queries: np.ndarray,
     ``allowed`` (bool[n_docs]) filters inside the graph search; a query that finds fewer than
     min(k, allowed documents) that way (a very selective filter cuts the graph apart) is
     answered by exact search over the allowed documents instead."""
-    from cascade.retrieve.dense import exact_search
-
     faiss = _faiss()
     graph = _graph(seg, graph_name)
     n_allowed = seg.n_docs if allowed is None else int(allowed.sum())

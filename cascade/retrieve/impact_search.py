@@ -1,33 +1,63 @@
-"""Top-k over impact postings across segments: the engine under BM25 (and learned sparse).
+"""Top-k over impact postings across segments: the engine under BM25 and learned sparse.
 
-A query is a mapping from index terms to weights; a document's score is the sum of
-``weight * impact`` over the query terms it contains. Per segment, one numba call answers a
-whole batch of queries (block-max MaxScore, or the exhaustive check path); results from
-several segments are merged by score.
+A query is a list of (term number, weight) pairs per segment; a document's score is the sum
+of ``weight * impact`` over the query terms it contains, summed in float64 in the query's term
+order and rounded to float32; results are ordered by score, then doc number. Per segment one
+call answers a whole batch: the numba kernels (:mod:`cascade.retrieve.maxscore`: document-range
+TAAT, block-max MaxScore, exhaustive), or :func:`search_segment_numpy`, the same sums in plain
+numpy for a process that has not compiled the kernels; both give identical results. Segments'
+results are then merged by score.
+
+Which one runs is the caller's explicit choice (``compiled``); :func:`kernels_ready` says
+whether the kernels can be had without compiling them.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from cascade.index.impacts import BLOCK, Impacts
-from cascade.index.segment import Segment
-
-QueryWeights = dict[str, float]
 
 # query processing modes (the kernels' ``mode`` argument)
 MAXSCORE, EXHAUSTIVE, RANGES = 0, 1, 2
 MODES = {"maxscore": MAXSCORE, "exhaustive": EXHAUSTIVE, "ranges": RANGES}
+ALL_ALLOWED = np.zeros(0, dtype=np.bool_)  # the kernels' "no restriction" mask
 
 
-def _kernels():  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class Postings:
+    """What the engine reads of one segment: CSR postings and their impacts."""
+
+    indptr: np.ndarray
+    docs: np.ndarray
+    impacts: Impacts
+    n_docs: int
+
+
+@dataclass(frozen=True)
+class SegmentQueries:
+    """A batch of queries as one segment's term numbers: query q is ``terms[offsets[q]:offsets[q+1]]``
+    with ``weights``; ``allowed`` (bool[n_docs], None: all) the documents it may return."""
+
+    offsets: np.ndarray
+    terms: np.ndarray
+    weights: np.ndarray
+    allowed: np.ndarray | None = None
+
+
+def _kernels() -> Any:
     from cascade.retrieve import maxscore
 
     return maxscore
+
+
+_warm = False
 
 
 def set_threads(threads: int) -> int:
@@ -37,10 +67,6 @@ def set_threads(threads: int) -> int:
     n = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS, os.cpu_count() or 1))
     numba.set_num_threads(n)
     return n
-
-
-_warm = False
-ALL_ALLOWED = np.zeros(0, dtype=np.bool_)  # the kernels' "no restriction" mask
 
 
 def as_mask(allowed: np.ndarray | None, n_docs: int) -> np.ndarray:
@@ -59,13 +85,41 @@ def read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+KERNEL_INDEX = "maxscore._ranges_batch-*.nbi"  # numba's cache index file of the default kernel
+
+
 def kernels_cached() -> bool:
-    """Whether numba's cache already holds the compiled kernels (False when unsure)."""
-    try:
-        kernel = _kernels().KERNELS[RANGES][0]
-        return any(Path(kernel._cache._cache_path).glob("*_ranges_batch*.nbi"))
-    except Exception:  # numba internals moved: just assume a compile may happen
+    """Whether numba's on-disk cache holds the compiled default kernel, looked up without
+    importing numba: in $NUMBA_CACHE_DIR when set, else beside the source (``__pycache__``) or in
+    the user-wide cache numba falls back to."""
+    if custom := os.environ.get("NUMBA_CACHE_DIR"):
+        return any(Path(custom).rglob(KERNEL_INDEX))
+    source = Path(__file__).with_name("maxscore.py")
+    if any((source.parent / "__pycache__").glob(KERNEL_INDEX)):
+        return True
+    user_wide = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "numba"
+    return user_wide.is_dir() and any(user_wide.rglob(KERNEL_INDEX))
+
+
+_cached_seen: float | None = None  # when kernels_cached() last said no (it globs numba's cache dir)
+RECHECK_SECONDS = 10.0
+
+
+def kernels_ready() -> bool:
+    """Whether the compiled kernels are loaded in this process or can be loaded from numba's
+    cache without compiling (about 1 s, against about 20 s for a compile). A yes is final; a no
+    is looked at again after RECHECK_SECONDS (another process may compile them meanwhile)."""
+    global _cached_seen
+    if _warm:
+        return True
+    now = time.monotonic()
+    if _cached_seen is not None and now - _cached_seen < RECHECK_SECONDS:
         return False
+    if kernels_cached():
+        warm_up()
+        return True
+    _cached_seen = now
+    return False
 
 
 def warm_up() -> None:
@@ -76,25 +130,23 @@ def warm_up() -> None:
         return
     # index arrays are read-only (memory-mapped), and numba compiles read-only arrays
     # separately: warm up with the same kinds of arrays real searches pass
-    indptr, docs = read_only(np.array([0, 1], dtype=np.int64)), read_only(np.zeros(1, np.int32))
-    impacts = Impacts(*(read_only(a) for a in (np.ones(1, np.float32), np.array([0, 1], np.int64),
-                                               np.ones(1, np.float32), np.zeros(1, np.int32),
-                                               np.ones(1, np.float32))))
-    q = (np.array([0, 1], np.int64), np.zeros(1, np.int64), np.ones(1))
-    search_segment(indptr, docs, impacts, *q, 1, 1, mode=RANGES, threads=1)  # the default path
-    search_segment(indptr, docs, impacts, *q, 1, 1, mode=RANGES, threads=1, allowed=np.ones(1, np.bool_))
+    postings = Postings(read_only(np.array([0, 1], dtype=np.int64)), read_only(np.zeros(1, np.int32)),
+                        Impacts(*(read_only(a) for a in (np.ones(1, np.float32), np.array([0, 1], np.int64),
+                                                         np.ones(1, np.float32), np.zeros(1, np.int32),
+                                                         np.ones(1, np.float32)))), 1)
+    q = SegmentQueries(np.array([0, 1], np.int64), np.zeros(1, np.int64), np.ones(1))
+    search_segment(postings, q, 1, mode=RANGES)  # the default path
+    search_segment(postings, SegmentQueries(q.offsets, q.terms, q.weights, np.ones(1, np.bool_)), 1, mode=RANGES)
     _warm = True
 
 
-def search_segment(indptr: np.ndarray, docs: np.ndarray, impacts: Impacts, q_offsets: np.ndarray,
-                   q_terms: np.ndarray, q_weights: np.ndarray, k: int, n_docs: int, *, mode: int = RANGES,
-                   threads: int = 1, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(docs[Q, k], scores[Q, k], counts[Q]) for queries given as flat (term number, weight)
-    arrays split by ``q_offsets``; row q holds query q's results in its first counts[q] places.
-    ``allowed`` (bool[n_docs], None: all): only these documents can be returned."""
+def search_segment(seg: Postings, q: SegmentQueries, k: int, *, mode: int = RANGES,
+                   threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compiled kernels: (docs[Q, k], scores[Q, k], counts[Q]); row q holds query q's results
+    (segment-local doc numbers) in its first counts[q] places."""
     kernels = _kernels()
-    n = len(q_offsets) - 1
-    k = max(1, min(k, n_docs))
+    n = len(q.offsets) - 1
+    k = max(1, min(k, seg.n_docs))
     out_docs = np.empty((n, k), dtype=np.int32)
     out_scores = np.empty((n, k), dtype=np.float32)
     out_counts = np.zeros(n, dtype=np.int64)
@@ -103,53 +155,72 @@ def search_segment(indptr: np.ndarray, docs: np.ndarray, impacts: Impacts, q_off
         workers, kernel = set_threads(threads), parallel
     else:
         workers, kernel = 1, serial
-    kernel(indptr, docs, impacts.values, impacts.block_indptr, impacts.block_max, impacts.block_last,
-           impacts.term_max, q_offsets, q_terms, q_weights, k, BLOCK, n_docs, workers,
-           out_docs, out_scores, out_counts, as_mask(allowed, n_docs))
+    imp = seg.impacts
+    kernel(seg.indptr, seg.docs, imp.values, imp.block_indptr, imp.block_max, imp.block_last, imp.term_max,
+           q.offsets, q.terms, q.weights, k, BLOCK, seg.n_docs, workers, out_docs, out_scores, out_counts,
+           as_mask(q.allowed, seg.n_docs))
     return out_docs, out_scores, out_counts
 
 
-def _flatten(queries: Sequence[QueryWeights], lookup: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Query weights as flat arrays of this segment's term numbers, split by offsets."""
-    terms: list[int] = []
-    weights: list[float] = []
-    offsets = np.zeros(len(queries) + 1, dtype=np.int64)
-    for q, query in enumerate(queries):
-        for term, weight in query.items():
-            number = lookup.get(term)
-            if number is not None:
-                terms.append(number)
-                weights.append(weight)
-        offsets[q + 1] = len(terms)
-    return offsets, np.array(terms, dtype=np.int64), np.array(weights, dtype=np.float64)
+def search_segment_numpy(seg: Postings, q: SegmentQueries, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same results as :func:`search_segment`, bit for bit, in plain numpy (no kernels to
+    compile or load): the same float64 sums in the same term order, rounded to float32."""
+    n = len(q.offsets) - 1
+    k = max(1, min(k, seg.n_docs))
+    out_docs = np.zeros((n, k), dtype=np.int32)
+    out_scores = np.zeros((n, k), dtype=np.float32)
+    out_counts = np.zeros(n, dtype=np.int64)
+    values = seg.impacts.values
+    for row in range(n):
+        acc = np.zeros(seg.n_docs)
+        for i in range(int(q.offsets[row]), int(q.offsets[row + 1])):
+            start, end = seg.indptr[q.terms[i]], seg.indptr[q.terms[i] + 1]
+            acc[seg.docs[start:end]] += q.weights[i] * values[start:end].astype(np.float64)
+        hit = acc > 0 if q.allowed is None else (acc > 0) & q.allowed
+        found = np.flatnonzero(hit)
+        scores = acc[found].astype(np.float32)
+        order = np.lexsort((found, -scores))[:k]
+        out_counts[row] = len(order)
+        out_docs[row, :len(order)] = found[order]
+        out_scores[row, :len(order)] = scores[order]
+    return out_docs, out_scores, out_counts
 
 
-def search(segments: Sequence[Segment], impacts: Sequence[Impacts], bases: np.ndarray,
-           queries: Sequence[QueryWeights], k: int, *, mode: int = RANGES, threads: int = 1,
-           allowed: Sequence[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top ``k`` over all segments as ragged arrays: (offsets[Q+1], global doc numbers, scores).
-    ``allowed[i]``: segment i's allowed-docs mask (see ``Index.allowed_docs``)."""
-    masks = list(allowed) if allowed is not None else [None] * len(segments)
-    per_segment = [search_segment(seg.indptr, seg.docs, imp, *_flatten(queries, seg.term_numbers), k, seg.n_docs,
-                                  mode=mode, threads=threads, allowed=mask)
-                   for seg, imp, mask in zip(segments, impacts, masks)]
-    if not per_segment:
-        return np.zeros(len(queries) + 1, np.int64), np.empty(0, np.int32), np.empty(0, np.float32)
-    if len(per_segment) == 1:
-        docs, scores, counts = per_segment[0]
+def search(segments: Sequence[Postings], bases: np.ndarray, queries: Sequence[SegmentQueries], k: int, *,
+           n_queries: int, compiled: bool, mode: int = RANGES,
+           threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top ``k`` over all segments (``queries[i]``: the batch of ``n_queries`` in segment i's term
+    numbers) as ragged arrays: (offsets[Q+1], global doc numbers int32, scores float32)."""
+    parts = [search_segment(seg, q, k, mode=mode, threads=threads) if compiled else search_segment_numpy(seg, q, k)
+             for seg, q in zip(segments, queries)]
+    if len(parts) == 1:
+        docs, scores, counts = parts[0]
         keep = np.arange(docs.shape[1]) < counts[:, None]
-        offsets = np.zeros(len(queries) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return offsets, docs[keep], scores[keep]
-    all_docs, all_scores, counts = [], [], np.zeros(len(queries), dtype=np.int64)
-    for q in range(len(queries)):
-        nums = np.concatenate([d[q, : c[q]].astype(np.int64) + base for (d, _, c), base in zip(per_segment, bases)])
-        sc = np.concatenate([s[q, : c[q]] for _, s, c in per_segment])
-        order = np.lexsort((nums, -sc))[:k]
-        all_docs.append(nums[order].astype(np.int32))
-        all_scores.append(sc[order])
-        counts[q] = len(order)
-    offsets = np.zeros(len(queries) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    empty = [np.empty(0, np.int32)], [np.empty(0, np.float32)]
-    return offsets, np.concatenate(all_docs or empty[0]), np.concatenate(all_scores or empty[1])
+        return _offsets(counts), docs[keep], scores[keep]
+    return merge_segments(parts, bases, n_queries, k)
+
+
+def merge_segments(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], bases: np.ndarray, n_queries: int,
+                   k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-segment (docs[Q, k], scores[Q, k], counts[Q]) merged into each query's global top ``k``."""
+    if not parts:
+        return np.zeros(n_queries + 1, np.int64), np.empty(0, np.int32), np.empty(0, np.float32)
+    qidx, docs, scores = [], [], []
+    for (d, s, c), base in zip(parts, bases):
+        keep = np.arange(d.shape[1]) < c[:, None]
+        qidx.append(np.repeat(np.arange(n_queries), c))
+        docs.append(d[keep].astype(np.int64) + int(base))
+        scores.append(s[keep])
+    q, doc, score = np.concatenate(qidx), np.concatenate(docs), np.concatenate(scores)
+    order = np.lexsort((doc, -score, q))
+    q, doc, score = q[order], doc[order], score[order]
+    counts = np.bincount(q, minlength=n_queries)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    keep = np.arange(len(q)) - starts < k
+    return _offsets(np.minimum(counts, k)), doc[keep].astype(np.int32), score[keep]
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out

@@ -29,34 +29,42 @@ import re
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from cascade.data.types import Query
-from cascade.errors import CascadeError
+from cascade.core.candidates import SHARED, Candidates
+from cascade.core.errors import CascadeError
+from cascade.core.nodes import Pipeline, Runner, as_queries, format_call
+from cascade.core.params import ParamInfo, check_params, non_defaults
+from cascade.core.registry import Context, register_stage
+from cascade.core.types import Query
+from cascade.filters import compile_filter
+from cascade.index import bm25_formula
 from cascade.index import representations as reps
-from cascade.index.csr import csr_from_pairs
 from cascade.index.impacts import Impacts, build_blocks
 from cascade.index.index import Index
 from cascade.index.segment import doc_text
-from cascade.pipeline.base import Pipeline, format_call
-from cascade.pipeline.candidates import Candidates
 from cascade.retrieve import impact_search
 
 if TYPE_CHECKING:
     from cascade.index.segment import Segment
     from cascade.models.splade import SparseVectors, SpladeEncoder
-    from cascade.pipeline.registry import Context
 
 ProgressFn = Callable[[int], None]
 KIND = "sparse"
 MODES = ("encoded", "inference_free")
 DEFAULT_MODEL = "splade-tiny"
 _IMPACT_PARTS = ("values", "block_indptr", "block_max", "block_last", "term_max")
+PARAMS = (
+    ParamInfo("mode", str, "encoded", "encoded: SPLADE-encode each query; inference_free: tokenizer ids x idf",
+              choices=MODES),
+    ParamInfo("model", str, DEFAULT_MODEL, "splade-tiny, a *ForMaskedLM directory or a hub id"),
+    ParamInfo("k", int, 1000, "results per query", min=1),
+    ParamInfo("where", str, None, "only documents matching this filter", optional=True),
+)
 
 
 def representation_name(model: str) -> str:
@@ -77,6 +85,8 @@ def sparse_postings(vectors: "SparseVectors", vocab_size: int) -> dict[str, np.n
     terms = vectors.terms.astype(np.int64)
     if len(terms) and (terms.min() < 0 or terms.max() >= vocab_size):
         raise CascadeError(f"SPLADE produced term ids outside the vocabulary of {vocab_size}")
+    from cascade.index.csr import csr_from_pairs  # loads numba
+
     # csr_from_pairs carries an int32 per posting: carry each posting's position, then gather
     position = np.arange(len(terms), dtype=np.int32)
     indptr, docs, moved = csr_from_pairs(terms, doc, position, np.arange(vocab_size, dtype=np.int64), vocab_size)
@@ -97,10 +107,9 @@ def distinct_token_ids(encoder: "SpladeEncoder", texts: Sequence[str]) -> dict[s
 def encode_sparse(index: Index, model: str = DEFAULT_MODEL, name: str | None = None, *,
                   progress: ProgressFn | None = None, max_length: int = 256, batch_size: int = 16,
                   top_n: int | None = None) -> Index:
-    """Store ``model``'s SPLADE postings in every segment lacking them; returns the reopened index.
-
-    Documents are encoded as the index's fields joined (title + " " + text); ``progress``
-    gets the number of documents encoded so far."""
+    """Store ``model``'s SPLADE postings in every segment lacking them, as one commit; returns
+    the latest snapshot (which has them). Documents are encoded as the index's fields joined (title + " " +
+    text); ``progress`` gets the number of documents encoded so far."""
     from cascade.models.splade import SpladeEncoder
 
     encoder = SpladeEncoder(model, max_length=max_length, batch_size=batch_size, top_n=top_n)
@@ -114,10 +123,11 @@ def encode_sparse(index: Index, model: str = DEFAULT_MODEL, name: str | None = N
         return sparse_postings(vectors, encoder.vocab_size)
 
     spec = {"kind": KIND, **encoder.spec()}
-    return reps.add_representation(index, name or representation_name(model), spec, encode_segment)
+    reps.add_representation(index, name or representation_name(model), spec, encode_segment)
+    return index.refresh()
 
 
-def _encode_with_bar(index: Index, model: str, name: str) -> Index:
+def _encode_with_bar(index: Index, model: str, name: str) -> None:
     """encode_sparse with a rich progress bar on stderr (what a stage does on first use)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -127,37 +137,18 @@ def _encode_with_bar(index: Index, model: str, name: str) -> Index:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(file=sys.stderr), transient=True) as bar:
         task = bar.add_task(f"SPLADE-encoding {todo} documents ({model})", total=todo)
-        return encode_sparse(index, model, name, progress=lambda n: bar.update(task, completed=n))
+        encode_sparse(index, model, name, progress=lambda n: bar.update(task, completed=n))
 
 
 # -- the stage ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _VocabView:
-    """One segment's SPLADE postings, shaped like a Segment for :func:`impact_search.search`."""
-
-    indptr: np.ndarray
-    docs: np.ndarray
-    n_docs: int
-    term_numbers: "_Identity"
-
-
-class _Identity:
-    """Vocabulary ids are the term numbers: ``get(id)`` is ``id`` when inside the vocabulary."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def get(self, term: int, default: Any = None) -> Any:
-        return term if 0 <= term < self.size else default
-
-
 class LearnedSparse(Pipeline):
-    """SPLADE first-stage retrieval over an :class:`~cascade.Index`, exact top-k.
+    """SPLADE first-stage retrieval over an :class:`~cascade.Index` snapshot, exact top-k.
 
     Args:
-        index: the index to search; documents are SPLADE-encoded into it on first use if needed.
+        index: the snapshot to search; documents are SPLADE-encoded into the index directory on
+            first use if no commit has them yet.
         mode: ``encoded`` (SPLADE-encode each query) or ``inference_free`` (query tokens x idf).
         model: alias (``splade-tiny``), ``*ForMaskedLM`` directory or hub id.
         k: results per query.
@@ -165,38 +156,28 @@ class LearnedSparse(Pipeline):
     """
 
     name = "sparse"
+    params = PARAMS
     cacheable = True
 
     def __init__(self, index: Index, mode: str = "encoded", model: str = DEFAULT_MODEL, k: int = 1000,
                  where: Any = None) -> None:
-        from cascade.filters import compile_filter
-
-        if mode not in MODES:
-            raise CascadeError(f"sparse: unknown mode {mode!r}; choose encoded or inference_free")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise CascadeError(f"k must be a positive integer (got {k!r})")
-        if not isinstance(model, str) or not model:
+        values = check_params(self.name, PARAMS, {"mode": mode, "model": model, "k": k})
+        if not values["model"]:
             raise CascadeError("sparse: model must be an alias (splade-tiny), a directory or a hub id")
-        self.index, self.mode, self.model, self.k = index, mode, model, k
+        self.index, self.mode, self.model, self.k = index, values["mode"], values["model"], values["k"]
         expr = compile_filter(where, index.manifest.filter_fields)
         self.where = None if expr is None else str(expr)
-        self.rep = representation_name(model)
-        self._version = index.version  # the key stays put when the documents get encoded later
+        self.rep = representation_name(self.model)
 
     # -- Pipeline interface -------------------------------------------------------------------
 
     def key(self) -> tuple:
         return (self.name, ("mode", self.mode), ("model", self.model), ("k", self.k), ("where", self.where),
-                ("index", self._version))
+                ("index", self.index.version))
 
-    @property
-    def depth(self) -> int:  # type: ignore[override]
-        return self.k
-
-    def with_depth(self, k: int) -> "LearnedSparse":
-        out = type(self)(self.index, self.mode, self.model, k, self.where)
-        out._version = self._version
-        for shared in ("_encoder", "_ready"):  # the model and the encoded index carry over
+    def limit(self, k: int) -> "LearnedSparse":
+        out = LearnedSparse(self.index, self.mode, self.model, min(k, self.k), self.where)
+        for shared in ("_encoder", "_ready", "doc_freqs", "idf"):  # the model and the encoded index carry over
             if shared in self.__dict__:
                 out.__dict__[shared] = self.__dict__[shared]
         return out
@@ -205,74 +186,64 @@ class LearnedSparse(Pipeline):
     def space(self) -> Index:
         return self.index
 
-    def params(self) -> dict[str, Any]:
-        defaults = {"mode": "encoded", "model": DEFAULT_MODEL, "k": 1000, "where": None}
-        current = {"mode": self.mode, "model": self.model, "k": self.k, "where": self.where}
-        return {n: v for n, v in current.items() if v != defaults[n]}
-
     def __str__(self) -> str:
-        return format_call(self.name, (), self.params())
+        values = {"mode": self.mode, "model": self.model, "k": self.k, "where": self.where}
+        return format_call(self.name, (), non_defaults(PARAMS, values))
 
-    def execute(self, executor: object, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
+    def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
         return self.search_batch(queries)
 
     # -- index side -------------------------------------------------------------------------
 
     @cached_property
-    def _ready(self) -> tuple[Index, list[_VocabView], list[Impacts]]:
-        """The index with this model's postings (encoding them now if missing), per segment."""
-        index = self._encoded_index()
-        spec = reps.spec(index, self.rep)
-        if spec.get("kind") != KIND or spec.get("model") != self.model:
-            raise CascadeError(f"{index.path}: representation {self.rep!r} holds {spec}, "
-                               f"not SPLADE postings of {self.model!r}")
-        vocab = int(spec["vocab_size"])
-        views, impacts = [], []
-        for seg in index.segments:
+    def _ready(self) -> tuple[list[impact_search.Postings], dict[str, Any]]:
+        """Per segment of this snapshot, this model's postings (encoding them now if no commit
+        has them), and the representation's spec (vocabulary size, max length, ...)."""
+        def usable(spec: dict[str, Any]) -> bool:
+            return spec.get("kind") == KIND and spec.get("model") == self.model
+
+        segments, spec = reps.ensure(self.index, self.rep, usable,
+                                     lambda latest: _encode_with_bar(latest, self.model, self.rep))
+        postings = []
+        for seg in segments:
             part = lambda p: reps.load(seg, self.rep, p)  # noqa: E731
-            views.append(_VocabView(part("indptr"), part("docs"), seg.n_docs, _Identity(vocab)))
-            impacts.append(Impacts(*(part(p) for p in _IMPACT_PARTS)))
-        return index, views, impacts
+            postings.append(impact_search.Postings(part("indptr"), part("docs"),
+                                                   Impacts(*(part(p) for p in _IMPACT_PARTS)), seg.n_docs))
+        return postings, spec
 
-    def _encoded_index(self) -> Index:
-        if reps.has(self.index, self.rep):
-            return self.index
-        fresh = Index.open(self.index.path)  # another stage may have encoded it since
-        if reps.has(fresh, self.rep):
-            return fresh
-        return _encode_with_bar(fresh, self.model, self.rep)
-
-    def ensure_encoded(self) -> Index:
-        """Encode the documents now (if needed) rather than on the first search; the index."""
-        return self._ready[0]
+    def ensure_encoded(self) -> None:
+        """Encode the documents now (if needed) rather than on the first search."""
+        self._ready  # noqa: B018
 
     @cached_property
     def doc_freqs(self) -> np.ndarray:
-        """Per vocabulary id, the live documents whose own text contains that token, over all
-        segments (token ids stored as representation ``<name>_tokids``)."""
-        index = self._ready[0]
+        """Per vocabulary id, the live documents of this snapshot whose own text contains that
+        token (token ids stored as representation ``<name>_tokids``)."""
         name = f"{self.rep}_tokids"
-        if not reps.has(index, name):  # tokenizer only, no model: seconds, once per segment
-            def tokenize(seg: "Segment") -> dict[str, np.ndarray]:
-                texts = [doc_text(d, index.fields) for d in seg.docstore.get(list(range(seg.n_docs)))]
+        spec = {"kind": "token-ids", "of": self.rep}
+
+        def tokenize(latest: Index) -> None:  # tokenizer only, no model: seconds, once per segment
+            def segment_ids(seg: "Segment") -> dict[str, np.ndarray]:
+                texts = [doc_text(d, latest.fields) for d in seg.docstore.get(list(range(seg.n_docs)))]
                 return distinct_token_ids(self._encoder, texts)
 
-            index = reps.add_representation(index, name, {"kind": "token-ids", "of": self.rep}, tokenize)
-        df = np.zeros(self._encoder.vocab_size, dtype=np.int64)
-        for seg in index.segments:
+            reps.add_representation(latest, name, spec, segment_ids)
+
+        vocab = int(self._ready[1]["vocab_size"])
+        segments, _ = reps.ensure(self.index, name, lambda found: found == spec, tokenize)
+        df = np.zeros(vocab, dtype=np.int64)
+        for own, seg in zip(self.index.segments, segments):
             offsets, ids = reps.load(seg, name, "id_offsets"), np.asarray(reps.load(seg, name, "ids"))
-            if seg.live is not None:  # deleted documents do not count
-                lengths = np.diff(offsets)
-                ids = ids[np.repeat(seg.live, lengths)]
+            if own.live is not None:  # documents deleted in this snapshot do not count
+                ids = ids[np.repeat(own.live, np.diff(offsets))]
             df += np.bincount(ids, minlength=len(df))[:len(df)]
         return df
 
     @cached_property
     def idf(self) -> np.ndarray:
-        """ln(1 + (N - df + 0.5) / (df + 0.5)) per vocabulary id; 0 where no document has it."""
-        df = self.doc_freqs.astype(np.float64)
-        n = float(self._ready[0].n_docs)
-        return np.where(df > 0, np.log1p((n - df + 0.5) / (df + 0.5)), 0.0)
+        """BM25's idf per vocabulary id over this snapshot's live documents; 0 where none has it."""
+        df = self.doc_freqs
+        return np.where(df > 0, bm25_formula.idf(self.index.n_docs, df), 0.0)
 
     # -- query side -------------------------------------------------------------------------
 
@@ -280,8 +251,7 @@ class LearnedSparse(Pipeline):
     def _encoder(self) -> "SpladeEncoder":
         from cascade.models.splade import SpladeEncoder
 
-        spec = reps.spec(self._ready[0], self.rep)
-        return SpladeEncoder(self.model, max_length=int(spec.get("max_length", 256)), batch_size=32)
+        return SpladeEncoder(self.model, max_length=int(self._ready[1].get("max_length", 256)), batch_size=32)
 
     def query_weights(self, texts: Sequence[str]) -> list[dict[int, float]]:
         """Each query as {vocabulary id: weight}, in this stage's mode."""
@@ -298,38 +268,40 @@ class LearnedSparse(Pipeline):
     def rank_weighted(self, weights: Sequence[dict[int, float]], k: int, *, exhaustive: bool = False,
                       threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top ``k`` for queries given as {vocabulary id: weight}: ragged (offsets, doc numbers, scores)."""
-        index, views, impacts = self._ready
+        postings, spec = self._ready
+        vocab = int(spec["vocab_size"])
         impact_search.warm_up()
         mode = impact_search.EXHAUSTIVE if exhaustive else impact_search.RANGES
-        allowed = index.allowed_docs(self.where)  # live documents matching the filter, per segment
-        return impact_search.search(views, impacts, index.bases, weights, k, mode=mode,  # type: ignore[arg-type]
-                                    threads=threads, allowed=allowed)
+        offsets = np.zeros(len(weights) + 1, dtype=np.int64)
+        np.cumsum([sum(1 for t in w if 0 <= t < vocab) for w in weights], out=offsets[1:])
+        terms = np.array([t for w in weights for t in w if 0 <= t < vocab], dtype=np.int64)
+        values = np.array([v for w in weights for t, v in w.items() if 0 <= t < vocab], dtype=np.float64)
+        allowed = self.index.allowed_docs(self.where)  # live documents matching the filter, per segment
+        queries = [impact_search.SegmentQueries(offsets, terms, values, mask) for mask in allowed]
+        return impact_search.search(postings, self.index.bases, queries, k, n_queries=len(weights), compiled=True,
+                                    mode=mode, threads=threads)
 
-    def search_batch(self, queries: Sequence[Query], k: int | None = None,
+    def search_batch(self, queries: Sequence[Query | str], k: int | None = None,
                      progress: ProgressFn | None = None, threads: int = 1, exhaustive: bool = False) -> Candidates:
         """Top ``k`` (default: the stage's) for every query; per-query time is the batch's shared out."""
+        qs = as_queries(queries)
         k = self.k if k is None else k
         if k < 1:
             raise CascadeError(f"k must be at least 1 (got {k})")
         self._ready  # encode the documents (if needed) before the clock starts
         start = time.perf_counter()
-        weights = self.query_weights([q.text for q in queries])
+        weights = self.query_weights([q.text for q in qs])
         offsets, docs, scores = self.rank_weighted(weights, k, exhaustive=exhaustive, threads=threads)
         elapsed = time.perf_counter() - start
         if progress is not None:
-            progress(len(queries))
-        # doc numbers are those of self.index (encoding adds files, never moves documents)
-        cands = Candidates([q.id for q in queries], offsets, docs, scores, self.index)
+            progress(len(qs))
+        cands = Candidates([q.id for q in qs], offsets, docs, scores, self.index)
         cands.seconds[self.name] = elapsed
-        cands.query_seconds = np.full(len(queries), elapsed / max(len(queries), 1))
-        return cands
+        return cands.timed(np.full(len(qs), np.nan), SHARED)
 
 
-def build_sparse_stage(ctx: "Context", *args: Any, **params: Any) -> Pipeline:
-    """The ``sparse`` stage of pipeline strings: ``sparse(mode=encoded|inference_free, model=..., k=...)``."""
-    if args:
-        raise CascadeError("sparse takes only name=value parameters: sparse(mode=inference_free, model=..., k=...)")
-    unknown = sorted(set(params) - {"mode", "model", "k", "where"})
-    if unknown:
-        raise CascadeError(f"sparse: unknown parameter(s) {', '.join(unknown)}; it takes mode, model, k, where")
+def _build(ctx: Context, **params: Any) -> Pipeline:
     return LearnedSparse(ctx.index("sparse"), **params)
+
+
+register_stage("sparse", _build, params=PARAMS, help="SPLADE learned sparse first stage (exact top k)")

@@ -27,33 +27,39 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cascade.data.types import Query
-from cascade.errors import CascadeError
+from cascade.core.candidates import PER_QUERY, Candidates
+from cascade.core.errors import CascadeError
+from cascade.core.nodes import Pipeline, Runner, format_call
+from cascade.core.params import ParamInfo, check_params, non_defaults
+from cascade.core.registry import Context, register_stage
+from cascade.core.types import Query
 from cascade.index.index import Index
 from cascade.index.segment import doc_text
-from cascade.pipeline.base import Pipeline, format_call
-from cascade.pipeline.candidates import Candidates
+from cascade.retrieve.bm25 import BM25
+from cascade.retrieve.bm25 import PARAMS as BM25_PARAMS
 
 _ALNUM = re.compile(r"[a-z0-9]+")
-DEFAULTS = {"fb_docs": 10, "fb_terms": 10, "orig_weight": 0.5, "max_df": 0.1, "k": 1000, "k1": 0.9, "b": 0.4}
+_BM25 = {p.name: p for p in BM25_PARAMS}
+PARAMS = (
+    ParamInfo("fb_docs", int, 10, "feedback documents: the top of the incoming candidates", min=1),
+    ParamInfo("fb_terms", int, 10, "expansion terms kept", min=1),
+    ParamInfo("orig_weight", float, 0.5, "weight of the original query against the expansion", min=0, max=1),
+    ParamInfo("max_df", float, 0.1, "skip terms in more than this share of all documents", min=1e-9, max=1),
+    _BM25["k"], _BM25["k1"], _BM25["b"],
+)
 
 
 class RM3(Pipeline):
     """Query expansion from the incoming candidates, then BM25 retrieval of ``k`` documents."""
 
     name = "rm3"
+    params = PARAMS
     cacheable = True
 
-    def __init__(self, index: Index, fb_docs: int = 10, fb_terms: int = 10, orig_weight: float = 0.5,
-                 max_df: float = 0.1, k: int = 1000, k1: float = 0.9, b: float = 0.4) -> None:
-        if fb_docs < 1 or fb_terms < 1 or k < 1:
-            raise CascadeError("rm3 needs fb_docs, fb_terms and k of at least 1")
-        if not 0 <= orig_weight <= 1 or not 0 < max_df <= 1:
-            raise CascadeError("rm3 needs 0 <= orig_weight <= 1 and 0 < max_df <= 1")
+    def __init__(self, index: Index, **settings: Any) -> None:
         self.index = index
-        self.settings = {"fb_docs": int(fb_docs), "fb_terms": int(fb_terms), "orig_weight": float(orig_weight),
-                         "max_df": float(max_df), "k": int(k), "k1": float(k1), "b": float(b)}
-        self.bm25 = index.bm25(k1=k1, b=b, k=k)
+        self.settings = check_params(self.name, PARAMS, settings)
+        self.bm25 = BM25(index, k1=self.settings["k1"], b=self.settings["b"], k=self.settings["k"])
 
     def key(self) -> tuple[Any, ...]:
         return (self.name, tuple(sorted(self.settings.items())), self.index.version)
@@ -62,12 +68,8 @@ class RM3(Pipeline):
     def input_depth(self) -> int:  # type: ignore[override]
         return self.settings["fb_docs"]
 
-    @property
-    def depth(self) -> int:  # type: ignore[override]
-        return self.settings["k"]
-
-    def with_depth(self, k: int) -> "RM3":
-        return RM3(self.index, **{**self.settings, "k": k})
+    def limit(self, k: int) -> "RM3":
+        return RM3(self.index, **{**self.settings, "k": min(k, self.settings["k"])})
 
     @property
     def space(self) -> Index:
@@ -95,24 +97,37 @@ class RM3(Pipeline):
             expanded[term] = expanded.get(term, 0.0) + (1 - s["orig_weight"]) * w / mass
         return expanded
 
-    def execute(self, executor: Any, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
+    def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
         if candidates is None:
             raise CascadeError("rm3 expands queries from feedback documents: put a first stage before it (bm25 >> rm3)")
         if candidates.space is not self.index:
             raise CascadeError("rm3 needs candidates from the same index (e.g. bm25 >> rm3)")
         docs, scores = [], []
         seconds = np.zeros(len(queries))
-        for i, (q, (_, fb_docs, fb_scores)) in enumerate(zip(queries, candidates.per_query())):
+        n = self.settings["fb_docs"]
+        for i, (q, (_, fb_docs, fb_scores)) in enumerate(zip(queries, candidates)):
             start = time.perf_counter()
-            n = self.settings["fb_docs"]
-            weights = self.bm25.term_weights(self.expand(q.text, fb_docs[:n], fb_scores[:n]))
-            d, s = self.bm25.rank_weighted(weights, self.settings["k"])
+            offsets, d, s = self.bm25.rank_weighted([self.expand(q.text, fb_docs[:n], fb_scores[:n])],
+                                                    self.settings["k"])
             seconds[i] = time.perf_counter() - start
             docs.append(d)
             scores.append(s)
         out = Candidates.from_lists([q.id for q in queries], docs, scores, self.index)
-        out.query_seconds = seconds
-        return out
+        return out.timed(seconds, PER_QUERY)
 
     def __str__(self) -> str:
-        return format_call(self.name, (), {k: v for k, v in self.settings.items() if v != DEFAULTS[k]})
+        return format_call(self.name, (), non_defaults(PARAMS, self.settings))
+
+
+def _rm3(ctx: Context, **params: Any) -> Pipeline:
+    return RM3(ctx.index("rm3"), **params)
+
+
+def _bm25_rm3(ctx: Context, **params: Any) -> Pipeline:
+    index = ctx.index("bm25_rm3")
+    return BM25(index, k1=params["k1"], b=params["b"]) >> RM3(index, **params)
+
+
+register_stage("rm3", _rm3, params=PARAMS,
+               help="RM3 expansion from the incoming candidates' top documents, then BM25")
+register_stage("bm25_rm3", _bm25_rm3, params=PARAMS, help="bm25 >> rm3 (k1 and b apply to both)")

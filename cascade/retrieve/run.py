@@ -4,7 +4,7 @@
 >>> from cascade.retrieve.run import RunStage
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.trec"
 >>> _ = path.write_text("q1 Q0 d1 1 2.5 x\\nq1 Q0 d2 2 1.5 x\\n")
->>> from cascade.data.types import Query
+>>> from cascade.core.types import Query
 >>> RunStage(path).search([Query("q1", "")]).to_run()
 {'q1': {'d1': 2.5, 'd2': 1.5}}
 """
@@ -17,17 +17,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cascade.core.candidates import Candidates, IdTable
+from cascade.core.errors import CascadeError, DataError
+from cascade.core.nodes import Pipeline, Runner, format_call, format_value
+from cascade.core.params import ParamInfo
+from cascade.core.registry import Context, register_stage
+from cascade.core.types import Query, Run
 from cascade.data.trec import read_trec_run
-from cascade.data.types import Query, Run
-from cascade.errors import DataError
 from cascade.index.fsutil import file_digest
-from cascade.pipeline.base import Pipeline, format_call
-from cascade.pipeline.candidates import Candidates, IdTable
+
+PARAMS = (
+    ParamInfo("path", str, None, "the TREC run file (may be relative to the dataset directory)"),
+    ParamInfo("k", int, 1000, "candidates read per query", min=1),
+)
 
 
 class RunStage(Pipeline):
     """Candidates read from a TREC run file; queries the file lacks get no candidates."""
 
+    name = "run"
+    params = PARAMS
     cacheable = False  # reading the file is as cheap as reading a cache entry
 
     def __init__(self, path: str | Path, k: int = 1000, label: str | None = None) -> None:
@@ -41,12 +50,8 @@ class RunStage(Pipeline):
     def key(self) -> tuple[Any, ...]:
         return ("run", self.digest, self.k)
 
-    @property
-    def depth(self) -> int:  # type: ignore[override]
-        return self.k
-
-    def with_depth(self, k: int) -> "RunStage":
-        return RunStage(self.path, k, self.label)
+    def limit(self, k: int) -> "RunStage":
+        return RunStage(self.path, min(k, self.k), self.label)
 
     @cached_property
     def run(self) -> Run:
@@ -56,7 +61,7 @@ class RunStage(Pipeline):
     def space(self) -> IdTable:
         return IdTable()
 
-    def execute(self, executor: Any, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
+    def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
         docs, scores = [], []
         for q in queries:
             ranked = sorted(self.run.get(q.id, {}).items(), key=lambda item: (-item[1], item[0]))[: self.k]
@@ -65,10 +70,13 @@ class RunStage(Pipeline):
         return Candidates.from_lists([q.id for q in queries], docs, scores, self.space)
 
     def __str__(self) -> str:
-        return format_call("run", [_path_arg(self.label)], {"k": self.k} if self.k != 1000 else {})
+        return format_call("run", [format_value(self.label)], {"k": self.k} if self.k != 1000 else {})
 
 
-def _path_arg(label: str) -> str:
-    from cascade.pipeline.base import format_value
+def _build(ctx: Context, path: str | None, k: int) -> Pipeline:
+    if path is None or path == "":
+        raise CascadeError("run needs the path of a TREC run file: run(runs/file.trec)")
+    return RunStage(ctx.path(str(path)), k=k, label=str(path))
 
-    return format_value(label)
+
+register_stage("run", _build, params=PARAMS, positional=("path",), help="a stored TREC run's candidates")

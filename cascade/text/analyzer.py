@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Sequence
 
-from cascade.errors import CascadeError
+from cascade.core.errors import CascadeError
 from cascade.text.stopwords import stopword_set
 
 # Words of two or more word characters (the scikit-learn / bm25s default).

@@ -43,7 +43,7 @@ def stopword_set(name: str | None) -> frozenset[str]:
     try:
         return STOPWORDS[name.lower()]
     except KeyError:
-        from cascade.errors import CascadeError
+        from cascade.core.errors import CascadeError
 
         known = ", ".join(sorted(STOPWORDS))
         raise CascadeError(f"unknown stopword list {name!r}; known: {known}, none") from None

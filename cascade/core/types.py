@@ -1,4 +1,4 @@
-"""Plain data types shared by every part of Cascade."""
+"""Plain data types shared by every part of Cascade: documents, queries, judgements, runs, hits."""
 
 from __future__ import annotations
 
@@ -48,3 +48,16 @@ class ReadReport:
         if self.skipped:
             text += f", {self.skipped} skipped"
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result for one query: the document's id, score and 1-based rank, with its
+    stored title and text (empty when the answering index stores none)."""
+
+    id: str
+    score: float
+    rank: int
+    title: str = ""
+    text: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)

@@ -1,19 +1,41 @@
-"""Candidates: ranked results for a batch of queries, as ragged columnar arrays."""
+"""Candidates: ranked results for a batch of queries, as ragged columnar arrays, and the doc-id
+spaces their numbers live in.
+
+>>> t = IdTable(["a", "b", "c"])
+>>> c = Candidates(["q1", "q2"], [0, 2, 3], t.add(["a", "b", "c"]), [2.0, 1.0, 5.0], t)
+>>> c.to_run()
+{'q1': {'a': 2.0, 'b': 1.0}, 'q2': {'c': 5.0}}
+>>> [(qid, list(t.doc_ids(docs))) for qid, docs, _ in c]
+[('q1', ['a', 'b']), ('q2', ['c'])]
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from cascade.data.types import Run
+from cascade.core.errors import CascadeError
+from cascade.core.types import Doc, Hit, Query, Run
+
+# How a stage's per-query latencies were measured (Candidates.timing):
+PER_QUERY = "per-query"  # each query answered and timed on its own, or timed inside the batch
+SAMPLED = "sampled"  # the batch shared out, percentiles from a sample of queries answered one by one
+SHARED = "shared"  # only the batch was timed: every query gets the mean, there are no percentiles
 
 
 class DocIdSpace(Protocol):
     """Maps internal doc numbers to external ids (an :class:`~cascade.Index` is one)."""
 
     def doc_ids(self, nums: Sequence[int] | np.ndarray) -> list[str]: ...
+
+
+class DocSource(Protocol):
+    """Stored documents by external id (an :class:`~cascade.Index` is one)."""
+
+    def docs_by_id(self, ids: Sequence[str]) -> list[Doc | None]: ...
 
 
 @dataclass
@@ -31,6 +53,7 @@ class Candidates:
     space: DocIdSpace
     seconds: dict[str, float] = field(default_factory=dict)
     query_seconds: np.ndarray | None = None  # per-query latency of the stage that made these
+    timing: str = SHARED  # how query_seconds were measured: PER_QUERY, SAMPLED or SHARED
     origin: Any = field(default=None, compare=False, repr=False)  # executor's key of what produced these
 
     def __post_init__(self) -> None:
@@ -54,6 +77,15 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.query_ids)
 
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """(query id, doc numbers, scores) for each query, best first."""
+        return self.per_query()
+
+    def timed(self, seconds: np.ndarray, timing: str) -> "Candidates":
+        """These candidates with per-query latencies ``seconds`` measured as ``timing`` says."""
+        self.query_seconds, self.timing = np.asarray(seconds, dtype=np.float64), timing
+        return self
+
     def query_index(self) -> np.ndarray:
         """For each candidate, the position of its query (int64[n])."""
         return np.repeat(np.arange(len(self.query_ids)), np.diff(self.offsets))
@@ -67,6 +99,19 @@ class Candidates:
         for i, qid in enumerate(self.query_ids):
             s, e = self.offsets[i], self.offsets[i + 1]
             yield qid, self.doc[s:e], self.score[s:e]
+
+    def hits(self, i: int = 0, k: int | None = None, source: DocSource | None = None) -> list[Hit]:
+        """Query ``i``'s first ``k`` results as :class:`Hit` objects, with titles and texts from
+        ``source`` (default: the doc-id space, when it stores documents; else they are empty)."""
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        if k is not None:
+            end = min(end, start + k)
+        ids = self.space.doc_ids(self.doc[start:end])
+        source = source if source is not None else self.space if hasattr(self.space, "docs_by_id") else None
+        docs = source.docs_by_id(ids) if source is not None else [None] * len(ids)  # type: ignore[union-attr]
+        scores = self.score[start:end].tolist()
+        return [Hit(doc_id, score, rank, doc.title, doc.text, doc.meta) if doc is not None else
+                Hit(doc_id, score, rank) for rank, (doc_id, score, doc) in enumerate(zip(ids, scores, docs), 1)]
 
     def to_run(self) -> Run:
         """{query id: {doc id: score}} with external doc ids."""
@@ -134,6 +179,42 @@ def cut(cands: Candidates, k: int) -> Candidates:
     offsets = np.zeros_like(cands.offsets)
     np.cumsum(lengths, out=offsets[1:])
     return replace(cands, offsets=offsets, doc=cands.doc[keep], score=cands.score[keep])
+
+
+def aligned(inputs: Sequence[Candidates]) -> tuple[DocIdSpace, list[Candidates]]:
+    """Inputs of one fusion in one doc-id space; they must answer the same queries in order."""
+    if not inputs:
+        raise CascadeError("fusion needs at least one input")
+    ids = inputs[0].query_ids
+    if any(c.query_ids != ids for c in inputs[1:]):
+        raise CascadeError("fusion inputs must cover the same queries in the same order")
+    return common_space(inputs)
+
+
+def group_sum(inputs: Sequence[Candidates], contributions: Sequence[np.ndarray],
+              combine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Candidates:
+    """Sum each input's per-candidate contribution over identical (query, doc) pairs, best first.
+
+    ``combine(sums, counts)`` may turn the sums into final scores (CombMNZ multiplies by the
+    number of inputs that retrieved the document)."""
+    space, inputs = aligned(inputs)
+    qidx = np.concatenate([c.query_index() for c in inputs])
+    doc = np.concatenate([c.doc for c in inputs]).astype(np.int64)
+    value = np.concatenate(contributions).astype(np.float64)
+    width = int(doc.max()) + 1 if len(doc) else 1
+    pairs, inverse = np.unique(qidx * width + doc, return_inverse=True)
+    sums = np.bincount(inverse, weights=value, minlength=len(pairs))
+    if combine is not None:
+        sums = combine(sums, np.bincount(inverse, minlength=len(pairs)))
+    return sort_within_queries(inputs[0].query_ids, pairs // width, pairs % width, sums, space)
+
+
+def query_set_hash(queries: Sequence[Query]) -> str:
+    """A digest of query ids and texts: part of every stored stage output's key."""
+    h = hashlib.blake2b(digest_size=16)
+    for q in queries:
+        h.update(q.id.encode() + b"\x00" + q.text.encode() + b"\x01")
+    return h.hexdigest()
 
 
 def sort_within_queries(query_ids: list[str], qidx: np.ndarray, doc: np.ndarray, score: np.ndarray,

@@ -3,21 +3,31 @@
 Within one executor, a node fed the same input (identified by the key of the chain that
 produced it) is computed once; an experiment runs all its pipelines through one executor, so
 ``bm25 % 1000`` shared by three pipelines runs once. Stages with ``cacheable = True`` also go
-through the on-disk :class:`~cascade.pipeline.cache.StageCache`.
+through an :class:`OutputCache` when one is given (the on-disk
+:class:`~cascade.pipeline.cache.StageCache`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from cascade.data.types import Query
-from cascade.pipeline.base import Pipeline
-from cascade.pipeline.cache import StageCache, query_set_hash
-from cascade.pipeline.candidates import Candidates
+from cascade.core.candidates import SHARED, Candidates, DocIdSpace, query_set_hash
+from cascade.core.types import Query
+
+if TYPE_CHECKING:
+    from cascade.core.nodes import Pipeline
+
+
+class OutputCache(Protocol):
+    """Stored stage outputs, by node key and query-set digest."""
+
+    def get(self, key: Any, queries_hash: str, space: DocIdSpace) -> tuple[Candidates, float] | None: ...
+
+    def put(self, key: Any, queries_hash: str, cands: Candidates, seconds: float) -> None: ...
 
 
 @dataclass
@@ -27,12 +37,15 @@ class StageRecord:
     label: str
     seconds: float  # wall time including the children it needed (even when they were shared)
     query_seconds: np.ndarray  # per-query latency
+    timing: str  # how query_seconds were measured (see cascade.core.candidates: PER_QUERY, SAMPLED, SHARED)
     candidates: Candidates
     cached: bool = False
 
 
 class Executor:
-    def __init__(self, cache: StageCache | None = None) -> None:
+    """Runs nodes, memoising by (what produced the input, node key), timing each."""
+
+    def __init__(self, cache: OutputCache | None = None) -> None:
         self.cache = cache
         self.memo: dict[Any, Candidates] = {}
         self.records: dict[Any, StageRecord] = {}
@@ -41,7 +54,7 @@ class Executor:
         self._queries_hash: str | None = None
         self._queries: Sequence[Query] | None = None
 
-    def run(self, node: Pipeline, queries: Sequence[Query], candidates: Candidates | None = None) -> Candidates:
+    def run(self, node: "Pipeline", queries: Sequence[Query], candidates: Candidates | None = None) -> Candidates:
         """Output of ``node`` on ``queries`` given ``candidates`` (memoised by key and input)."""
         if self._queries is not queries:
             self._queries, self._queries_hash = queries, query_set_hash(queries)
@@ -59,11 +72,12 @@ class Executor:
         self.memo[memo_key] = out
         return out
 
-    def _compute(self, node: Pipeline, memo_key: Any, queries: Sequence[Query],
+    def _compute(self, node: "Pipeline", memo_key: Any, queries: Sequence[Query],
                  candidates: Candidates | None) -> Candidates:
-        cacheable = self.cache is not None and getattr(node, "cacheable", False)
-        if cacheable:
-            found = self.cache.get(memo_key, self._queries_hash, node.space)  # type: ignore[union-attr, attr-defined]
+        cache = self.cache if node.cacheable else None
+        assert self._queries_hash is not None
+        if cache is not None:
+            found = cache.get(memo_key, self._queries_hash, node.space)  # type: ignore[attr-defined]
             if found is not None:
                 out, seconds = found
                 self._record(memo_key, node, out, seconds, cached=True)
@@ -80,23 +94,24 @@ class Executor:
             raise RuntimeError(f"stage {node} returned results for other queries than it was given")
         seconds = wall + borrowed
         self._record(memo_key, node, out, seconds, cached=False)
-        if cacheable:
-            self.cache.put(memo_key, self._queries_hash, out, seconds)  # type: ignore[union-attr]
+        if cache is not None:
+            cache.put(memo_key, self._queries_hash, out, seconds)
         return out
 
-    def _record(self, memo_key: Any, node: Pipeline, out: Candidates, seconds: float, cached: bool) -> None:
+    def _record(self, memo_key: Any, node: "Pipeline", out: Candidates, seconds: float, cached: bool) -> None:
         n = max(len(out), 1)
-        per_query = out.query_seconds if out.query_seconds is not None and len(out.query_seconds) == len(out) \
-            else np.full(len(out), seconds / n)
-        self.records[memo_key] = StageRecord(str(node), seconds, per_query, out, cached)
+        if out.query_seconds is not None and len(out.query_seconds) == len(out):
+            per_query, timing = out.query_seconds, out.timing
+        else:
+            per_query, timing = np.full(len(out), seconds / n), SHARED
+        self.records[memo_key] = StageRecord(str(node), seconds, per_query, timing, out, cached)
 
     def record_of(self, out: Candidates) -> StageRecord:
         return self.records[out.origin]
 
 
-def run_pipeline(pipeline: Pipeline, queries: Sequence[Query], *, cache: StageCache | None = None,
+def run_pipeline(pipeline: "Pipeline", queries: Sequence[Query], *, cache: OutputCache | None = None,
                  executor: Executor | None = None) -> Candidates:
-    """Compile and run ``pipeline`` on ``queries``."""
+    """Compile and run ``pipeline`` on ``queries`` (through ``executor``, or a new one with ``cache``)."""
     executor = executor or Executor(cache)
     return executor.run(pipeline.compile(), queries)
-
