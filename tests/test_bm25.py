@@ -202,7 +202,7 @@ def test_search_batch_shape_and_to_run(index: Index) -> None:
     # a BM25 is a first stage: calling it is search_batch, with per-query latencies from a sample
     staged = bm25(queries)
     assert staged.to_run() == run
-    assert staged.timing == SAMPLED and np.isfinite(staged.query_seconds).all()
+    assert staged.timing == SAMPLED and len(staged.latency_sample) == 3 and staged.query_seconds.shape == (3,)
 
 
 def test_empty_batch(index: Index) -> None:

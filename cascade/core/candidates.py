@@ -20,10 +20,13 @@ import numpy as np
 from cascade.core.errors import CascadeError
 from cascade.core.types import Doc, Hit, Query, Run
 
-# How a stage's per-query latencies were measured (Candidates.timing):
-PER_QUERY = "per-query"  # each query answered and timed on its own, or timed inside the batch
-SAMPLED = "sampled"  # the batch shared out, percentiles from a sample of queries answered one by one
-SHARED = "shared"  # only the batch was timed: every query gets the mean, there are no percentiles
+# How a stage's latencies were measured (Candidates.timing). ``query_seconds`` always carries
+# each query's share of the stage's own work (one-off preparation such as encoding a collection
+# or loading a model left out), so its mean is the stage's mean latency; ``latency_sample``
+# holds the per-query latencies that percentiles may be taken from.
+PER_QUERY = "per-query"  # each query timed on its own (alone, or inside the batch): sample = query_seconds
+SAMPLED = "sampled"  # the batch shared out; the sample: queries answered again one by one
+SHARED = "shared"  # only the batch was timed: every query gets the mean, and there is no sample
 
 
 class DocIdSpace(Protocol):
@@ -52,8 +55,9 @@ class Candidates:
     score: np.ndarray
     space: DocIdSpace
     seconds: dict[str, float] = field(default_factory=dict)
-    query_seconds: np.ndarray | None = None  # per-query latency of the stage that made these
-    timing: str = SHARED  # how query_seconds were measured: PER_QUERY, SAMPLED or SHARED
+    query_seconds: np.ndarray | None = None  # each query's latency in the stage that made these
+    timing: str = SHARED  # how they were measured: PER_QUERY, SAMPLED or SHARED
+    latency_sample: np.ndarray | None = None  # per-query latencies for percentiles (None: no sample)
     origin: Any = field(default=None, compare=False, repr=False)  # executor's key of what produced these
 
     def __post_init__(self) -> None:
@@ -81,9 +85,16 @@ class Candidates:
         """(query id, doc numbers, scores) for each query, best first."""
         return self.per_query()
 
-    def timed(self, seconds: np.ndarray, timing: str) -> "Candidates":
-        """These candidates with per-query latencies ``seconds`` measured as ``timing`` says."""
-        self.query_seconds, self.timing = np.asarray(seconds, dtype=np.float64), timing
+    def timed(self, seconds: float | np.ndarray, timing: str, sample: np.ndarray | None = None) -> "Candidates":
+        """These candidates with their stage's latency: per-query ``seconds`` (PER_QUERY), or the
+        batch's ``seconds`` shared out (SHARED; SAMPLED with a ``sample`` of single-query times)."""
+        if timing == PER_QUERY:
+            self.query_seconds = np.asarray(seconds, dtype=np.float64)
+            self.latency_sample = self.query_seconds
+        else:
+            self.query_seconds = np.full(len(self.query_ids), float(seconds) / max(len(self.query_ids), 1))
+            self.latency_sample = None if sample is None else np.asarray(sample, dtype=np.float64)
+        self.timing = timing
         return self
 
     def query_index(self) -> np.ndarray:

@@ -36,8 +36,9 @@ class StageRecord:
 
     label: str
     seconds: float  # wall time including the children it needed (even when they were shared)
-    query_seconds: np.ndarray  # per-query latency
-    timing: str  # how query_seconds were measured (see cascade.core.candidates: PER_QUERY, SAMPLED, SHARED)
+    query_seconds: np.ndarray  # each query's latency (see cascade.core.candidates)
+    timing: str  # how they were measured: PER_QUERY, SAMPLED or SHARED
+    latency_sample: np.ndarray | None  # per-query latencies for percentiles, if any
     candidates: Candidates
     cached: bool = False
 
@@ -101,10 +102,10 @@ class Executor:
     def _record(self, memo_key: Any, node: "Pipeline", out: Candidates, seconds: float, cached: bool) -> None:
         n = max(len(out), 1)
         if out.query_seconds is not None and len(out.query_seconds) == len(out):
-            per_query, timing = out.query_seconds, out.timing
-        else:
-            per_query, timing = np.full(len(out), seconds / n), SHARED
-        self.records[memo_key] = StageRecord(str(node), seconds, per_query, timing, out, cached)
+            per_query, timing, sample = out.query_seconds, out.timing, out.latency_sample
+        else:  # the stage did not time itself: its wall time shared out
+            per_query, timing, sample = np.full(len(out), seconds / n), SHARED, None
+        self.records[memo_key] = StageRecord(str(node), seconds, per_query, timing, sample, out, cached)
 
     def record_of(self, out: Candidates) -> StageRecord:
         return self.records[out.origin]

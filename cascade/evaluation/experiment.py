@@ -187,13 +187,15 @@ def _step_outputs(executor: Executor, steps: list[Pipeline], queries: list[Query
 def _stage_row(label: str, executor: Executor, out: Candidates, qrels: Qrels, metric: str) -> dict[str, Any]:
     record = executor.record_of(out)
     ms = record.query_seconds * 1000
+    sample = ms if record.latency_sample is None else record.latency_sample * 1000
     counts = np.diff(out.offsets)
     depth = int(counts.max()) if len(counts) else 0
     run = out.to_run()
     row: dict[str, Any] = {
         "stage": label,
         "seconds": round(record.seconds, 4),
-        "latency_ms": {"mean": _r(ms.mean()), "p50": _r(np.percentile(ms, 50)), "p95": _r(np.percentile(ms, 95))},
+        "latency_ms": {"mean": _r(ms.mean()), "p50": _r(np.percentile(sample, 50)) if len(sample) else 0.0,
+                       "p95": _r(np.percentile(sample, 95)) if len(sample) else 0.0},
         "candidates": _r(counts.mean()) if len(counts) else 0.0,
         "cached": record.cached,
     }

@@ -37,7 +37,8 @@ class StageCache:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 cands = Candidates(meta["query_ids"], data["offsets"], data["doc"], data["score"], space,
-                                   query_seconds=data["query_seconds"], timing=meta.get("timing", SHARED))
+                                   query_seconds=data["query_seconds"], timing=meta.get("timing", SHARED),
+                                   latency_sample=data["latency_sample"] if "latency_sample" in data else None)
                 return cands, float(meta["seconds"])
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None  # absent, damaged, or written by an incompatible version: recompute
@@ -49,7 +50,9 @@ class StageCache:
         meta = json.dumps({"query_ids": cands.query_ids, "seconds": seconds, "key": repr(key), "timing": cands.timing})
         qs = cands.query_seconds if cands.query_seconds is not None else np.full(len(cands), seconds / max(len(cands), 1))
         with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(meta), offsets=cands.offsets, doc=cands.doc, score=cands.score, query_seconds=qs)
+            extra = {} if cands.latency_sample is None else {"latency_sample": cands.latency_sample}
+            np.savez(f, meta=np.array(meta), offsets=cands.offsets, doc=cands.doc, score=cands.score,
+                     query_seconds=qs, **extra)
         os.replace(tmp, path)
 
     def clear(self) -> int:

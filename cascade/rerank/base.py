@@ -116,7 +116,7 @@ class Reranker(Pipeline):
             out = cut(out, self.k)
         out.seconds[self.name] = elapsed
         if per_query is None:
-            return out.timed(np.full(len(ordered), np.nan), SHARED)
+            return out.timed(elapsed, SHARED)
         return out.timed(per_query, PER_QUERY)
 
 

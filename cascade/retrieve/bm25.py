@@ -216,18 +216,18 @@ class BM25(Pipeline):
 
     def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
         out = self.search_batch(queries)
-        return out.timed(self._sampled_latency(queries), SAMPLED)
+        return out.timed(out.seconds[self.name], SAMPLED, self._latency_sample(queries))
 
-    def _sampled_latency(self, queries: Sequence[Query]) -> np.ndarray:
-        """Per-query seconds for an evenly spread sample of queries answered one by one (NaN for
-        the rest): what one user waiting on one query sees."""
-        seconds = np.full(len(queries), np.nan)
+    def _latency_sample(self, queries: Sequence[Query]) -> np.ndarray:
+        """Seconds for an evenly spread sample of the queries answered one by one: what one user
+        waiting on one query sees (the batch answers them faster together)."""
         picked = np.unique(np.linspace(0, len(queries) - 1, min(LATENCY_SAMPLE, len(queries))).astype(int)) \
-            if queries else []
-        for i in picked:
+            if queries else np.zeros(0, int)
+        seconds = np.zeros(len(picked))
+        for j, i in enumerate(picked.tolist()):
             start = time.perf_counter()
             self._rank([queries[i].text], self.k, None, 1, "ranges")
-            seconds[i] = time.perf_counter() - start
+            seconds[j] = time.perf_counter() - start
         return seconds
 
     # -- searching ------------------------------------------------------------------------

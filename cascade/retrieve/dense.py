@@ -106,6 +106,8 @@ class Dense(Pipeline):
                 docs, scores = exact_search(dense_vectors(seg, name), qvecs, k, allowed)
             parts_docs.append(docs + base)
             parts_scores.append(scores)
+        if not parts_scores:  # an index whose documents were all deleted
+            return np.zeros((len(qvecs), 0), np.int64), np.zeros((len(qvecs), 0), np.float32)
         all_scores = np.concatenate(parts_scores, axis=1)
         keep, scores = top_k_rows(all_scores, k)
         return np.take_along_axis(np.concatenate(parts_docs, axis=1), keep, axis=1), scores
@@ -124,7 +126,7 @@ class Dense(Pipeline):
         cands = Candidates.from_lists([q.id for q in qs], [d[m] for d, m in zip(docs, found)],
                                       [s[m] for s, m in zip(scores, found)], self.index)
         cands.seconds[self.name] = time.perf_counter() - begin
-        return cands.timed(np.full(len(qs), np.nan), SHARED)
+        return cands.timed(cands.seconds[self.name], SHARED)
 
     def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
         return self.search_batch(queries)

@@ -297,7 +297,7 @@ class LearnedSparse(Pipeline):
             progress(len(qs))
         cands = Candidates([q.id for q in qs], offsets, docs, scores, self.index)
         cands.seconds[self.name] = elapsed
-        return cands.timed(np.full(len(qs), np.nan), SHARED)
+        return cands.timed(cands.seconds[self.name], SHARED)
 
 
 def _build(ctx: Context, **params: Any) -> Pipeline:
