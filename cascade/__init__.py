@@ -5,7 +5,7 @@
 >>> cascade.BM25(index).search("hello")[0].id
 '1'
 >>> cascade.parse("bm25 % 10", index=index).search("hello").to_run()
-{'0': {'1': 0.13076457381248474}}
+{'0': {'1': 0.15141162276268005}}
 
 Names are imported on first use, so ``import cascade`` stays cheap.
 """

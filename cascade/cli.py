@@ -375,6 +375,34 @@ def print_eval(report: dict[str, Any]) -> None:
         out.print(stages)
 
 
+@app.command()
+def stages(name: Optional[str] = typer.Argument(None, help="Show one stage only.")) -> None:
+    """List the stages pipeline strings can name, with their parameters."""
+    from cascade.core.registry import lookup, stage_specs
+    from cascade.pipeline import builtins
+
+    with user_errors():
+        builtins.load()
+        specs = stage_specs() if name is None else [lookup(name)]
+        if specs == [None]:
+            import difflib
+
+            from cascade.core.registry import stage_names
+
+            close = difflib.get_close_matches(name or "", stage_names(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise CascadeError(f"unknown stage {name!r}{hint} (cascade stages lists them)")
+        for spec in specs:
+            assert spec is not None
+            takes = "pipelines to fuse, then " if spec.takes_pipelines else ""
+            out.print(f"[bold]{spec.name}[/]  {spec.help}", highlight=False, soft_wrap=True)
+            if spec.params is None:
+                out.print(f"    {takes}any name=value parameters", highlight=False, soft_wrap=True)
+            for param in spec.params or ():
+                positional = " (may be given without its name)" if param.name in spec.positional else ""
+                out.print(f"    {param.describe()}{positional}", highlight=False, markup=False, soft_wrap=True)
+
+
 cache_app = typer.Typer(help="Manage Cascade's caches (indexes built by eval, stage outputs).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 

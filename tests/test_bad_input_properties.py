@@ -58,9 +58,11 @@ def test_pipeline_strings_with_filters_parse_or_raise_a_cascade_error(tiny: Inde
     except CascadeError as err:
         assert str(err)
         return
-    run = pipeline.search_batch([cascade.Query("q", "w1 w2")]).to_run() if hasattr(pipeline, "search_batch") \
-        else None
-    assert run is None or len(run.get("q", {})) <= 5
+    compiled = pipeline.compile()
+    assert isinstance(compiled, cascade.BM25) and compiled.k == 3  # the cutoff went into the search
+    hits = pipeline.search([cascade.Query("q", "w1 w2")]).to_run()["q"]
+    allowed = set(tiny.doc_ids(tiny.allowed_numbers(compiled.filter)))
+    assert len(hits) <= 3 and set(hits) <= allowed  # a filtered search returns only matching documents
 
 
 @SETTINGS

@@ -48,6 +48,7 @@ def assert_old_or_new(index_dir: Path, n_new: int) -> str:
     return state
 
 
+@pytest.mark.slow
 def test_killed_rebuild_leaves_previous_index_intact(tmp_path: Path) -> None:
     script = tmp_path / "build.py"
     script.write_text(BUILD_SCRIPT)

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -92,13 +91,11 @@ def test_dl19_stored_bm25_run(datasets_dir: Path, tmp_path: Path) -> None:
     assert round(res["metrics"]["nDCG@10"], 4) == 0.5058  # published: .5058
 
 
-def test_index_build_scifact_is_fast(datasets_dir: Path, tmp_path: Path) -> None:
+def test_index_build_scifact(datasets_dir: Path, tmp_path: Path) -> None:
+    """Indexing speed is measured by bench/sparse.py (docs/s against bm25s), not here."""
     dataset = BeirDataset(require(datasets_dir, "scifact"))
-    start = time.perf_counter()
     index = Index.build(dataset.corpus(), tmp_path / "scifact.idx")
-    seconds = time.perf_counter() - start
     assert index.n_docs == 5183
-    assert seconds < 20, f"indexing scifact took {seconds:.1f} s"
     assert index.verify() == []
     hits = BM25(index).search("0-dimensional biomaterials show inductive properties", k=10)
     assert len(hits) == 10 and hits[0].score >= hits[-1].score > 0

@@ -14,6 +14,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "kill_loop.py"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32" or not hasattr(os, "fork"), reason="needs fork and SIGKILL")
 def test_kill_loop_loses_and_corrupts_nothing(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("bench_kill_loop", SCRIPT)

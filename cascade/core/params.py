@@ -52,7 +52,7 @@ class ParamInfo:
             return None
         value = self._convert(stage, value)
         if self.choices is not None and value not in self.choices:
-            raise CascadeError(f"{stage}: {self.name} must be one of {', '.join(map(str, self.choices))} "
+            raise CascadeError(f"{stage}: {self.name} must be one of {', '.join(map(_show, self.choices))} "
                                f"(got {value!r})")
         if self.min is not None and value < self.min:
             raise CascadeError(f"{stage}: {self.name} must be at least {self.min:g} (got {value!r})")
@@ -83,10 +83,15 @@ class ParamInfo:
         raise CascadeError(f"{stage}: {self.name} must be {wanted} (got {value!r})")
 
     def describe(self) -> str:
-        """``name=default``, its type and help, for listings."""
-        default = "unset" if self.default is None else repr(self.default)
-        extra = f"; one of {', '.join(map(str, self.choices))}" if self.choices else ""
-        return f"{self.name} ({_TYPE_NAMES.get(self.type, self.type.__name__)}, default {default}{extra}): {self.help}"
+        """The parameter's name, type, default and help, as the pipeline grammar writes values."""
+        default = "unset" if self.default is None else _show(self.default)
+        kind = f"one of {', '.join(map(_show, self.choices))}" if self.choices else \
+            _TYPE_NAMES.get(self.type, "a value")
+        return f"{self.name} ({kind}, default {default}): {self.help}"
+
+
+def _show(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def check_params(stage: str, declared: Iterable[ParamInfo], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ functions below are compiled by numba for the build kernel (:mod:`cascade.index.
 on whole arrays by :func:`impacts_numpy`, so both paths compute the same float32 values.
 
 >>> round(float(idf(1000, 10)), 4)
-4.5499
+4.5574
 >>> round(float(saturation(2.0, length_norm(K1, B, 100.0, 100.0))), 4)
 0.6897
 """

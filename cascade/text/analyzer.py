@@ -5,7 +5,7 @@ documents were.
 
 >>> from cascade.text import Analyzer
 >>> Analyzer().terms("The runners were running quickly")
-['runner', 'run', 'quick']
+['runner', 'were', 'run', 'quick']
 """
 
 from __future__ import annotations
