@@ -271,38 +271,49 @@ def print_hits(query: str, hits: list[Any], seconds: float) -> None:
 @app.command("eval")
 def eval_(
     dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir (corpus.jsonl, queries.jsonl, qrels/)."),
-    index_dir: Optional[Path] = typer.Option(None, "--index", help="Use this index instead of the cached one."),
+    index_dir: Optional[Path] = typer.Option(None, "--index",
+                                             help="Use this index (built from DATASET) instead of the cached one."),
     pipeline: list[str] = typer.Option([], "--pipeline", "-p",
                                        help="Pipeline to evaluate (repeatable), e.g. 'bm25 % 100', 'rrf(bm25, bm25_rm3)'."),
     run: list[str] = typer.Option([], "--run", help="Evaluate a stored TREC run (repeatable; may be relative to DATASET)."),
     metrics: str = typer.Option("nDCG@10,R@100", help="Comma-separated ir_measures names."),
     split: str = typer.Option("test", help="qrels split (qrels/<split>.tsv)."),
     baseline: Optional[int] = typer.Option(None, "--baseline", help="Test every other pipeline against this one (0 = first)."),
-    save_run: Optional[Path] = typer.Option(None, "--save-run", help="Write each pipeline's run in TREC format (FILE, or FILE-<i> for several)."),
+    save_run: Optional[Path] = typer.Option(None, "--save-run", help="Write each pipeline's run in TREC format, tagged "
+                                            "with the pipeline (FILE, or FILE-<i> for pipeline i of several)."),
     report_file: Optional[Path] = typer.Option(None, "--report", help="Write a Markdown report."),
     plot_file: Optional[Path] = typer.Option(None, "--plot", help="Write an effectiveness-vs-latency plot (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     per_query: bool = typer.Option(False, "--per-query", help="Include per-query values in --json output."),
-    k1: float = typer.Option(bm25_formula.K1, help="BM25 k1 for a bare 'bm25' pipeline."),
-    b: float = typer.Option(bm25_formula.B, help="BM25 b for a bare 'bm25' pipeline."),
+    k1: float = typer.Option(bm25_formula.K1, help="BM25 k1 of every bm25, rm3, bm25_rm3 stage that does not set it."),
+    b: float = typer.Option(bm25_formula.B, help="BM25 b of every bm25, rm3, bm25_rm3 stage that does not set it."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the index and stage caches."),
     permutations: int = typer.Option(10_000, help="Randomisation-test permutations."),
     skip_bad: bool = SkipBadOpt,
-    stopwords: str = StopwordsOpt,
-    stemmer: str = StemmerOpt,
-    lowercase: bool = LowercaseOpt,
+    stopwords: Optional[str] = typer.Option(None, help="Stopword list: english (Lucene's, the default), snowball, "
+                                            "none. With --index it must be the index's."),
+    stemmer: Optional[str] = typer.Option(None, help="Snowball stemmer language (PyStemmer; default english), or "
+                                          "none. With --index it must be the index's."),
+    lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Fold case (default yes)."),
 ) -> None:
     """Evaluate pipelines (default: bm25) and stored runs on a dataset, stage by stage."""
-    from cascade.evaluation.experiment import EvalOptions, run_experiment, strip_per_query
+    from cascade.evaluation.experiment import EvalOptions, run_experiment
     from cascade.evaluation.experiment import Progress as Hooks
-    from cascade.evaluation.report import markdown, plot_tradeoff
+    from cascade.evaluation.render import to_json
+    from cascade.evaluation.report import check_output_file, check_plotting, write_files
 
     with user_errors():
         pipelines = pipeline or ([] if run else ["bm25"])
+        for option, path in (("--report", report_file), ("--plot", plot_file)):
+            check_output_file(option, path)  # before a long evaluation, not after it
+        if plot_file is not None:
+            check_plotting()
+        analyzer = None if (stopwords, stemmer, lowercase) == (None, None, None) else \
+            analyzer_from(stopwords or "english", stemmer or "english", lowercase is not False)
         prepare_kernels()
         opts = EvalOptions(metrics=metrics, split=split, k1=k1, b=b, skip_bad=skip_bad, baseline=baseline,
-                           analyzer=analyzer_from(stopwords, stemmer, lowercase), use_cache=not no_cache,
-                           save_run=save_run, permutations=permutations)
+                           analyzer=analyzer, use_cache=not no_cache, save_run=save_run, permutations=permutations)
+        saved: list[str] = []
         with progress_bar() as bar:
             task = bar.add_task("reading", total=None)
 
@@ -310,97 +321,49 @@ def eval_(
                 bar.update(task, description=description, total=total, completed=0)
 
             hooks = Hooks(indexing=lambda n: bar.update(task, completed=n),
-                          searching=lambda n: bar.update(task, completed=n), phase=phase)
-            report = run_experiment(dataset, pipelines, runs=run, index_dir=index_dir, opts=opts, progress=hooks)
-        if not per_query:
-            strip_per_query(report)
-        if report["skipped"]:
-            err.print(f"{report['skipped']} bad records skipped, e.g. {report['problems'][0]}", highlight=False)
-        report.pop("problems")
-        if report_file is not None:
-            command = eval_command(dataset, pipeline, run, metrics, baseline, split)
-            report_file.write_text(markdown(report, command=command), encoding="utf-8")
-            err.print(f"wrote {report_file}", highlight=False)
-        if plot_file is not None:
-            plot_tradeoff(report, plot_file)
-            err.print(f"wrote {plot_file}", highlight=False)
+                          searching=lambda n: bar.update(task, completed=n), phase=phase,
+                          saved=lambda i, r: saved.append(f"wrote the run of #{i} {r.label} to {r.run_file}"))
+            result = run_experiment(dataset, pipelines, runs=run, index_dir=index_dir, opts=opts, progress=hooks)
+        for line in saved:
+            err.print(line, highlight=False, markup=False)
+        if result.skipped:
+            err.print(f"{result.skipped} bad records skipped, e.g. {result.problems[0]}", highlight=False, markup=False)
         if as_json:
-            print(json.dumps(report))
+            print(to_json(result, per_query=per_query))
         else:
-            print_eval(report)
+            print_eval(result)
+        command = eval_command(dataset, pipeline, run, metrics, baseline, split,
+                               index_dir=index_dir, k1=k1, b=b, stopwords=stopwords, stemmer=stemmer)
+        write_files(result, report_file, plot_file, command=command,
+                    say=lambda line: err.print(line, highlight=False, markup=False))
 
 
 def eval_command(dataset: Path, pipelines: list[str], runs: list[str], metrics: str, baseline: Optional[int],
-                 split: str) -> str:
+                 split: str, *, index_dir: Optional[Path] = None, k1: float = bm25_formula.K1,
+                 b: float = bm25_formula.B, stopwords: Optional[str] = None, stemmer: Optional[str] = None) -> str:
     """The `cascade eval` command line that reproduces an experiment (for reports)."""
     import shlex
 
-    parts = ["cascade", "eval", str(dataset)]
+    parts = ["cascade", "eval", shlex.quote(str(dataset))]
+    if index_dir is not None:
+        parts.append(f"--index {shlex.quote(str(index_dir))}")
     parts += [f"--run {shlex.quote(r)}" for r in runs] + [f"--pipeline {shlex.quote(p)}" for p in pipelines]
-    parts += [f"--metrics {shlex.quote(metrics)}", f"--split {split}"]
+    parts += [f"--metrics {shlex.quote(metrics)}", f"--split {shlex.quote(split)}"]
     if baseline is not None:
         parts.append(f"--baseline {baseline}")
+    parts += [f"--{name} {value}" for name, value, default in (("k1", k1, bm25_formula.K1), ("b", b, bm25_formula.B))
+              if value != default]
+    parts += [f"--{name} {shlex.quote(value)}" for name, value in (("stopwords", stopwords), ("stemmer", stemmer))
+              if value is not None]
     return " ".join(parts)
 
 
-def print_eval(report: dict[str, Any]) -> None:
-    from cascade.evaluation.report import SIGNIFICANT, mean_latency_ms, significant
+def print_eval(result: Any) -> None:
+    """The experiment's tables on the terminal (see cascade.evaluation.render)."""
+    from cascade.evaluation.render import rich_tables
 
-    results = report["results"]
-    names = list(results[0]["metrics"]) if results else []
-    table = Table(title=f"{report['dataset']}: {report['queries']} queries", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("pipeline", overflow="fold")
-    for n in names:
-        table.add_column(n, justify="right")
-    table.add_column("ms/query", justify="right")
-    for i, r in enumerate(results):
-        cells = [f"{r['metrics'][n]:.4f}{SIGNIFICANT if significant(r, n) else ''}" for n in names]
-        table.add_row(str(i), r["pipeline"], *cells, f"{mean_latency_ms(r):.2f}")
-    out.print(table)
-    if any(significant(r, n) for r in results for n in names):
-        out.print(f"{SIGNIFICANT} p < 0.05 against the baseline in both the paired t-test and the randomisation "
-                  "test, Holm-corrected", highlight=False)
-    multi = [r for r in results if len(r["stages"]) > 1]
-    for r in multi:
-        stages = Table(title=f"stages of {r['pipeline']}", title_justify="left")
-        for col in ("stage", "cand/query", "recall@cutoff", "oracle", "ms mean", "p50", "p95"):
-            stages.add_column(col, justify="left" if col == "stage" else "right", overflow="fold")
-        for s in r["stages"]:
-            lat = s["latency_ms"]
-            recall = " ".join(f"{v:.3f}" for v in s.get("recall", {}).values())
-            oracle = " ".join(f"{v:.3f}" for v in s.get("oracle", {}).values())
-            stages.add_row(s["stage"], f"{s['candidates']:.0f}", recall, oracle, f"{lat['mean']:.2f}",
-                           f"{lat['p50']:.2f}", f"{lat['p95']:.2f}")
-        out.print(stages)
-
-
-@app.command()
-def stages(name: Optional[str] = typer.Argument(None, help="Show one stage only.")) -> None:
-    """List the stages pipeline strings can name, with their parameters."""
-    from cascade.core.registry import lookup, stage_specs
-    from cascade.pipeline import builtins
-
-    with user_errors():
-        builtins.load()
-        specs = stage_specs() if name is None else [lookup(name)]
-        if specs == [None]:
-            import difflib
-
-            from cascade.core.registry import stage_names
-
-            close = difflib.get_close_matches(name or "", stage_names(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise CascadeError(f"unknown stage {name!r}{hint} (cascade stages lists them)")
-        for spec in specs:
-            assert spec is not None
-            takes = "pipelines to fuse, then " if spec.takes_pipelines else ""
-            out.print(f"[bold]{spec.name}[/]  {spec.help}", highlight=False, soft_wrap=True)
-            if spec.params is None:
-                out.print(f"    {takes}any name=value parameters", highlight=False, soft_wrap=True)
-            for param in spec.params or ():
-                positional = " (may be given without its name)" if param.name in spec.positional else ""
-                out.print(f"    {param.describe()}{positional}", highlight=False, markup=False, soft_wrap=True)
+    for renderable in rich_tables(result):
+        out.print(renderable, highlight=False)
 
 
 cache_app = typer.Typer(help="Manage Cascade's caches (indexes built by eval, stage outputs).", no_args_is_help=True)

@@ -329,7 +329,7 @@ def test_save_run_writes_trec(beir: Path, tmp_path: Path) -> None:
     assert lines
     for line in lines:
         qid, q0, doc, rank, score, tag = line.split()
-        assert q0 == "Q0" and tag == "cascade-0" and qid in {"q1", "q2", "q3"}
+        assert q0 == "Q0" and tag == "bm25%2" and qid in {"q1", "q2", "q3"}
         float(score)
     run = read_trec_run(out)
     assert sorted(run) == ["q1", "q2", "q3"]

@@ -1,4 +1,4 @@
-"""Experiments: several pipelines, stage tables, significance, report, plot, caches."""
+"""Experiments: several pipelines, typed results, stage tables, significance, report, plot, caches."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from cascade.cli import app
 from cascade.evaluation.experiment import EvalOptions, oracle_run, run_experiment
+from cascade.evaluation.render import markdown
+from cascade.evaluation.results import ExperimentResult, PipelineResult, StageResult
 
 runner = CliRunner()
 
@@ -44,36 +46,76 @@ def test_dl19_acceptance_command(datasets_dir: Path) -> None:
 
 def test_significance_matches_scipy_on_the_same_vectors(datasets_dir: Path) -> None:
     opts = EvalOptions(metrics="nDCG@10", baseline=0, permutations=2000)
-    report = run_experiment(datasets_dir / DL19, [f"run({BM25_RUN})", f"run({SPLADE_RUN})",
+    result = run_experiment(datasets_dir / DL19, [f"run({BM25_RUN})", f"run({SPLADE_RUN})",
                                                   f"rrf(run({BM25_RUN}), run({SPLADE_RUN}))"], opts=opts)
-    base, *others = report["results"]
-    assert base["significance"] == "baseline"
+    base, *others = result.pipelines
+    assert base.is_baseline and base.significance == {} and result.baseline is base
     raw = []
+    qids = sorted(base.per_query)
+    a = np.array([base.per_query[q]["nDCG@10"] for q in qids])
     for r in others:
-        qids = sorted(base["per_query"])
-        a = np.array([base["per_query"][q]["nDCG@10"] for q in qids])
-        b = np.array([r["per_query"][q]["nDCG@10"] for q in qids])
-        expected = stats.ttest_rel(a, b).pvalue
-        sig = r["significance"]["nDCG@10"]
-        assert sig["t_test"] == pytest.approx(expected, rel=1e-9)
-        assert 0 < sig["randomization"] < 0.01  # both are far better than BM25 on DL19
-        raw.append(sig["t_test"])
+        assert sorted(r.per_query) == qids  # every pipeline is evaluated on the same queries
+        b = np.array([r.per_query[q]["nDCG@10"] for q in qids])
+        sig = r.significance["nDCG@10"]
+        assert sig.t_test == stats.ttest_rel(a, b).pvalue
+        assert 0 < sig.randomization < 0.01  # both are far better than BM25 on DL19
+        raw.append(sig.t_test)
     holm = sorted(raw)
     adjusted = [min(1.0, max(holm[0] * 2, 0)), min(1.0, max(holm[0] * 2, holm[1]))]
-    assert sorted(r["significance"]["nDCG@10"]["t_test_holm"] for r in others) == pytest.approx(adjusted)
-    assert all(r["significance"]["nDCG@10"]["t_test_significant"] for r in others)
+    assert sorted(r.significance["nDCG@10"].t_test_holm for r in others) == pytest.approx(adjusted)
+    assert all(r.significance["nDCG@10"].significant for r in others)
+    assert result.to_dict()["results"][0]["significance"] == "baseline"
 
 
 def test_stage_rows_for_a_two_stage_pipeline(datasets_dir: Path) -> None:
-    report = run_experiment(datasets_dir / "scifact", ["bm25 % 100 >> rm3 % 10"],
+    result = run_experiment(datasets_dir / "scifact", ["bm25 % 100 >> rm3 % 10"],
                             opts=EvalOptions(metrics="nDCG@10"))
-    [res] = report["results"]
-    first, second = res["stages"]
-    assert first["stage"] == "bm25(k=10)"  # rm3 reads only its 10 feedback documents: pushed down
-    assert first["candidates"] == 10 and second["candidates"] == 10
-    assert "R@10" in first["recall"] and 0 < first["recall"]["R@10"] <= first["oracle"]["nDCG@10"] + 1
-    assert res["seconds"]["search"] == pytest.approx(first["seconds"] + second["seconds"], abs=1e-3)
-    assert res["seconds"]["index"] > 0
+    [res] = result.pipelines
+    first, second = res.stages
+    assert first.stage == "bm25(k=10)"  # rm3 reads only its 10 feedback documents: pushed down
+    assert first.candidates == 10 and second.candidates == 10
+    assert "R@10" in first.recall and 0 < first.recall["R@10"] <= first.oracle["nDCG@10"] + 1
+    assert res.seconds["search"] == pytest.approx(first.seconds + second.seconds, abs=1e-3)
+    assert res.seconds["index"] > 0
+    assert (first.latency.timing, second.latency.timing) == ("sampled", "per-query")
+    assert first.latency.p50_ms is not None and second.latency.p95_ms is not None
+
+
+def test_stage_seconds_are_the_queries_own_work(datasets_dir: Path) -> None:
+    """A stage's seconds add up its queries' latencies (so they agree with the mean); the
+    executor's wall time, with BM25's latency sample answered one by one, is reported apart."""
+    result = run_experiment(datasets_dir / "scifact", ["bm25"], opts=EvalOptions(metrics="nDCG@10", use_cache=False))
+    [stage] = result.pipelines[0].stages
+    assert stage.latency.timing == "sampled"
+    assert stage.seconds == pytest.approx(stage.latency.mean_ms * result.queries / 1000, abs=1e-3)
+    assert stage.wall_seconds > stage.seconds  # the 100 single-query searches are not the stage's work
+
+
+def test_shared_timing_has_no_percentiles(datasets_dir: Path) -> None:
+    """A stage timed only as a batch (a stored run) has a mean and no p50/p95: null in JSON, "–"
+    in the tables, and its timing is named."""
+    result = run_experiment(datasets_dir / DL19, [f"run({BM25_RUN})"], opts=EvalOptions(metrics="nDCG@10"))
+    [stage] = result.pipelines[0].stages
+    assert stage.latency.timing == "shared" and stage.latency.mean_ms >= 0
+    assert (stage.latency.p50_ms, stage.latency.p95_ms) == (None, None)
+    row = result.to_dict()["results"][0]["stages"][0]
+    assert row["latency_ms"]["p50"] is None and row["latency_ms"]["p95"] is None and row["timing"] == "shared"
+    text = markdown(result)
+    assert "| – | – | batch mean |" in text and "timing batch mean: only the batch was timed" in text
+
+
+def test_result_types_and_json_round_trip(datasets_dir: Path) -> None:
+    result = run_experiment(datasets_dir / DL19, [f"run({BM25_RUN})", f"rrf(run({BM25_RUN}), run({SPLADE_RUN}))"],
+                            opts=EvalOptions(metrics="nDCG@10,NumQ", baseline=0, permutations=100))
+    assert isinstance(result, ExperimentResult) and result.queries == 43
+    assert all(isinstance(p, PipelineResult) for p in result.pipelines)
+    assert all(isinstance(s, StageResult) for p in result.pipelines for s in p.stages)
+    assert result.pipelines[0].metrics["NumQ"] == 43  # a sum, not a mean
+    d = json.loads(json.dumps(result.to_dict(per_query=True)))
+    assert set(d) == {"dataset", "queries", "results", "skipped"}
+    assert set(d["results"][1]) == {"pipeline", "metrics", "seconds", "stages", "significance", "per_query"}
+    assert ExperimentResult.from_dict(d).to_dict(per_query=True) == d
+    assert markdown(ExperimentResult.from_dict(d)) == markdown(result)
 
 
 def test_oracle_puts_relevant_first_and_keeps_order_otherwise() -> None:

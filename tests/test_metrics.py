@@ -101,3 +101,52 @@ def test_no_metrics() -> None:
         parse_metrics(" , ")
     with pytest.raises(CascadeError, match="no metrics given"):
         evaluate(RUN, QRELS, [])
+
+
+# -- aggregation through ir_measures' own aggregators --------------------------------------
+
+SUMS_AND_MEANS = ["NumQ", "NumRet", "NumRel", "NumRelRet", "NumRet(rel=2)", "nDCG@10", "AP"]
+
+
+def _random_run_and_qrels(seed: int, n_queries: int = 40) -> tuple[dict, dict]:
+    import random
+
+    rng = random.Random(seed)
+    qrels = {f"q{i}": {f"d{rng.randrange(200)}": rng.choice([0, 1, 2]) for _ in range(rng.randint(1, 8))}
+             for i in range(n_queries)}
+    run = {q: {f"d{rng.randrange(200)}": rng.random() for _ in range(rng.randint(1, 50))} for q in qrels}
+    return run, qrels
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_aggregates_equal_ir_measures_calc_aggregate(seed: int) -> None:
+    """Means for the effectiveness measures, sums for the counts: exactly what ir_measures gives."""
+    import ir_measures
+
+    run, qrels = _random_run_and_qrels(seed)
+    expected = ir_measures.calc_aggregate([ir_measures.parse_measure(m) for m in SUMS_AND_MEANS], qrels, run)
+    got = evaluate(run, qrels, SUMS_AND_MEANS, queries=list(qrels))
+    assert got.mean == pytest.approx({m: expected[ir_measures.parse_measure(m)] for m in SUMS_AND_MEANS}, rel=1e-12)
+    assert got.mean["NumQ"] == len(qrels)  # a count, not a mean of 1s
+
+
+def test_aggregates_without_queries_equal_ir_measures_on_the_judged_queries_with_results() -> None:
+    import ir_measures
+
+    judged = {q: QRELS[q] for q in ("q1", "q2")}  # q3 has no results, q4 no judgements
+    expected = ir_measures.calc_aggregate([ir_measures.parse_measure(m) for m in SUMS_AND_MEANS], judged,
+                                          {q: RUN[q] for q in judged})
+    got = evaluate(RUN, QRELS, SUMS_AND_MEANS)
+    assert got.mean == pytest.approx({m: expected[ir_measures.parse_measure(m)] for m in SUMS_AND_MEANS}, rel=1e-12)
+    assert got.mean["NumQ"] == 2 and got.mean["NumRet"] == 6 and got.mean["NumRel"] == 3
+
+
+def test_a_judged_query_without_results_counts_as_trec_eval_c_does() -> None:
+    """It adds 1 to NumQ and its relevant documents to NumRel, nothing to NumRet or NumRelRet,
+    and 0 to the means."""
+    got = evaluate(RUN, QRELS, SUMS_AND_MEANS, queries=["q1", "q2", "q3"])
+    assert got.per_query["q3"] == {"NumQ": 1.0, "NumRet": 0.0, "NumRel": 1.0, "NumRelRet": 0.0, "NumRet(rel=2)": 0.0,
+                                   "nDCG@10": 0.0, "AP": 0.0}
+    assert got.mean["NumQ"] == 3 and got.mean["NumRel"] == 2 + 1 + 1 and got.mean["NumRet"] == 6
+    assert got.mean["NumRelRet"] == 2 and got.mean["NumRet(rel=2)"] == 1
+    assert got.mean["AP"] == pytest.approx(Q1["AP"] / 3)

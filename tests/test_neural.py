@@ -394,7 +394,8 @@ def test_after_an_add_only_the_new_documents_are_encoded(tiny_model: str, tmp_pa
         return original(self, texts, **kwargs)
 
     monkeypatch.setattr(encoders.Encoder, "encode", counting)
-    Dense(cascade.Index.open(tmp_path / "a.idx"), model=tiny_model, k=5).search_batch(_queries(3))
+    fresh = [cascade.Query(str(i), f"a query text no other test asks {i}") for i in range(3)]
+    Dense(cascade.Index.open(tmp_path / "a.idx"), model=tiny_model, k=5).search_batch(fresh)
     assert seen == [10, 3]  # the 10 added documents, then the 3 queries
 
 
@@ -410,3 +411,35 @@ def test_encoders_run_on_the_default_device_which_the_environment_overrides(monk
     assert default_device() == "meta"
     assert Encoder("minilm").device == "meta"  # the model is not loaded until first use
     assert Encoder("minilm", device="cpu").device == "cpu"
+
+
+def test_a_pipeline_encodes_each_query_once(tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cascade.models import encoders
+
+    idx = encode_biencoder(cascade.Index.build(_docs(30, 5), tmp_path / "q.idx"), tiny_model)
+    calls: list[tuple[int, bool]] = []
+    original = encoders.Encoder.encode
+
+    def counting(self, texts, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append((len(texts), kwargs.get("tokens", False)))
+        return original(self, texts, **kwargs)
+
+    monkeypatch.setattr(encoders.Encoder, "encode", counting)
+    queries = [cascade.Query(str(i), f"one pass per query, text {i}") for i in range(4)]
+    text = f"rrf(bm25, dense(model={tiny_model})) % 10 >> maxsim(model={tiny_model}) >> dense_rerank(model={tiny_model})"
+    cascade.parse(text, index=idx)(queries)
+    assert calls == [(4, True)]  # dense, MaxSim and dense_rerank share one forward pass per query
+
+
+def test_auto_pruning_never_builds_bounds_during_a_search(tiny_model: str, tmp_path: Path) -> None:
+    from cascade.rerank.maxsim import MaxSim
+
+    idx = encode_biencoder(cascade.Index.build(_docs(30, 7), tmp_path / "b.idx"), tiny_model)
+    assert not any("bounds" in n for n in idx.manifest.representations)
+    queries = _queries(4)
+    first = BM25(idx).search_batch(queries, k=20)
+    generation = idx.refresh().generation
+    MaxSim(idx, model=tiny_model, k=3).rerank(queries, first)  # prune="auto"
+    assert idx.refresh().generation == generation  # nothing was written
+    MaxSim(idx, model=tiny_model, k=3, prune=True).rerank(queries, first)
+    assert any("bounds" in n for n in idx.refresh().manifest.representations)  # asked for: built and stored

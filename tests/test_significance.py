@@ -1,4 +1,5 @@
-"""Paired t-test and randomisation test against scipy; Holm against hand-worked values."""
+"""Paired t-test and randomisation test equal scipy's; Holm against hand-worked values; one
+rule for aligning queries."""
 
 from __future__ import annotations
 
@@ -30,14 +31,16 @@ def _pair(n: int, seed: int, shift: float = 0.05) -> tuple[np.ndarray, np.ndarra
 
 
 def _scipy_permutation_p(a: np.ndarray, b: np.ndarray, n_resamples: float, seed: int = 0) -> float:
+    """scipy's paired permutation test on the mean difference, drawn as the module draws."""
     result = stats.permutation_test(
-        (a, b),
+        (np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)),
         statistic=lambda x, y, axis=-1: np.mean(x - y, axis=axis),
         permutation_type="samples",
         n_resamples=n_resamples,
+        batch=max(1, significance._CHUNK_ELEMENTS // len(a)),
         alternative="two-sided",
         vectorized=True,
-        random_state=seed,
+        rng=np.random.default_rng(seed),
     )
     return float(result.pvalue)
 
@@ -50,8 +53,8 @@ def _scipy_permutation_p(a: np.ndarray, b: np.ndarray, n_resamples: float, seed:
 def test_t_test_matches_scipy_ttest_rel(n: int, seed: int) -> None:
     a, b = _pair(n, seed)
     expected = stats.ttest_rel(a, b).pvalue
-    assert paired_t_test(a, b) == pytest.approx(expected, abs=1e-10)
-    assert paired_t_test(list(a), list(b)) == pytest.approx(expected, abs=1e-10)
+    assert paired_t_test(a, b) == expected
+    assert paired_t_test(list(a), list(b)) == expected
 
 
 def test_t_test_is_symmetric_in_its_arguments() -> None:
@@ -69,16 +72,16 @@ def test_exact_randomization_matches_scipy(n: int, seed: int) -> None:
     assert 2**n <= 10_000  # default n_permutations: exact mode
     expected = _scipy_permutation_p(a, b, n_resamples=np.inf)
     got = paired_randomization_test(a, b)
-    assert got == pytest.approx(expected, abs=1e-9)
-    assert (got * 2**n) == pytest.approx(round(got * 2**n), abs=1e-9)  # a count over 2**n
+    assert got == expected
+    assert (got * 2**n) == pytest.approx(round(got * 2**n), abs=1e-9)  # a count over 2**n: enumerated
 
 
-def test_exact_randomization_ignores_seed_and_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exact_randomization_ignores_seed_and_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = _pair(12, 4, shift=0.1)
     reference = paired_randomization_test(a, b, seed=0)
     assert paired_randomization_test(a, b, seed=123) == reference
-    monkeypatch.setattr(significance, "_CHUNK_ELEMENTS", 12 * 100)  # 41 chunks, last one partial
-    assert paired_randomization_test(a, b) == reference
+    monkeypatch.setattr(significance, "_CHUNK_ELEMENTS", 12 * 100)  # scipy in batches of 100 assignments
+    assert paired_randomization_test(a, b) == pytest.approx(reference, abs=1e-12)
 
 
 def test_exact_randomization_hand_worked() -> None:
@@ -91,12 +94,20 @@ def test_exact_randomization_hand_worked() -> None:
 # --- randomisation test: Monte Carlo --------------------------------------------------
 
 
-def test_monte_carlo_randomization_close_to_scipy() -> None:
+@pytest.mark.parametrize("seed", [0, 7])
+def test_monte_carlo_randomization_equals_scipy(seed: int) -> None:
     a, b = _pair(50, 12, shift=0.03)
-    expected = _scipy_permutation_p(a, b, n_resamples=100_000, seed=0)
+    expected = _scipy_permutation_p(a, b, n_resamples=10_000, seed=seed)
     assert 0.01 < expected < 0.5  # a p-value where Monte Carlo error matters
-    got = paired_randomization_test(a, b, seed=0)
-    assert got == pytest.approx(expected, abs=0.01)
+    assert paired_randomization_test(a, b, seed=seed) == expected
+    assert paired_randomization_test(a, b, n_permutations=999, seed=seed) == _scipy_permutation_p(a, b, 999, seed)
+
+
+def test_monte_carlo_close_to_exact_enumeration() -> None:
+    a, b = _pair(16, 5, shift=0.05)  # 65,536 assignments
+    exact = paired_randomization_test(a, b, n_permutations=2**16)
+    assert exact == _scipy_permutation_p(a, b, n_resamples=np.inf)
+    assert paired_randomization_test(a, b, n_permutations=20_000, seed=3) == pytest.approx(exact, abs=0.01)
 
 
 def test_monte_carlo_randomization_is_deterministic_per_seed() -> None:
@@ -109,13 +120,12 @@ def test_monte_carlo_randomization_is_deterministic_per_seed() -> None:
     assert count == pytest.approx(round(count), abs=1e-6)
 
 
-def test_monte_carlo_chunking_does_not_change_result(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_monte_carlo_in_batches_still_equals_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = _pair(50, 3)
-    whole = paired_randomization_test(a, b, n_permutations=3_000, seed=9)
-    monkeypatch.setattr(significance, "_CHUNK_ELEMENTS", 50 * 7)
-    chunked = paired_randomization_test(a, b, n_permutations=3_000, seed=9)
-    assert chunked == pytest.approx(whole, abs=0.03)  # different draws, same distribution
-    assert 0.0 < chunked <= 1.0
+    monkeypatch.setattr(significance, "_CHUNK_ELEMENTS", 50 * 7)  # batches of 7 assignments
+    got = paired_randomization_test(a, b, n_permutations=3_000, seed=9)
+    assert got == _scipy_permutation_p(a, b, n_resamples=3_000, seed=9)
+    assert 0.0 < got <= 1.0
 
 
 def test_monte_carlo_used_when_enumeration_exceeds_budget() -> None:
@@ -142,6 +152,12 @@ def test_clear_difference_and_identical_vectors(test) -> None:
     a, b = _pair(40, 21, shift=0.3)
     assert test(a, b) < 0.01
     assert test(a, a.copy()) == 1.0
+
+
+@pytest.mark.parametrize("test", [paired_t_test, paired_randomization_test])
+def test_identical_vectors_give_one(test) -> None:
+    assert test([0.3, 0.3, 0.5], [0.3, 0.3, 0.5]) == 1.0  # scipy's t-test alone would give NaN
+    assert test(np.zeros(40), np.zeros(40)) == 1.0
 
 
 @pytest.mark.parametrize("test", [paired_t_test, paired_randomization_test])
@@ -241,15 +257,23 @@ def test_compare_aligns_by_query_id(test: str) -> None:
     assert compare(base, system, test="t-test") != paired_t_test(a, misaligned)
 
 
-def test_compare_uses_only_common_queries() -> None:
+def test_compare_refuses_different_query_sets() -> None:
+    """The alignment rule: both systems scored on the same queries, never silently intersected."""
     base, system = _dicts(9)
-    extra_base = {**base, "only-in-base": 0.0}
-    extra_system = {**system, "only-in-system": 1.0}
-    assert compare(extra_base, extra_system) == compare(base, system)
+    with pytest.raises(CascadeError, match="different queries") as info:
+        compare({**base, "only-in-base": 0.0}, system)
+    assert "only-in-base" in str(info.value) and "queries=" in str(info.value)
+    with pytest.raises(CascadeError, match="different queries"):
+        compare(base, {**system, "only-in-system": 1.0})
+    with pytest.raises(CascadeError, match="different queries"):
+        compare({"q1": 0.1}, {"q2": 0.2})
+
+
+def test_paired_vectors_align_by_sorted_query_id() -> None:
+    a, b = significance.paired_vectors({"q2": 0.2, "q1": 0.1}, {"q1": 0.5, "q2": 0.7})
+    assert a.tolist() == [0.1, 0.2] and b.tolist() == [0.5, 0.7]
 
 
 def test_compare_errors() -> None:
-    with pytest.raises(CascadeError, match="no query"):
-        compare({"q1": 0.1}, {"q2": 0.2})
     with pytest.raises(CascadeError, match="unknown test"):
         compare({"q1": 0.1, "q2": 0.3}, {"q1": 0.2, "q2": 0.5}, test="wilcoxon")  # type: ignore[arg-type]

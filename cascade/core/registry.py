@@ -39,6 +39,8 @@ class Context:
     _index: Any = field(default=None, repr=False)
     # long stage work (e.g. encoding a collection) reports (label, done, total or None) here
     on_progress: ProgressHook | None = field(default=None, repr=False)
+    # stage name -> parameter values used where a pipeline string does not set them (`cascade eval --k1`)
+    stage_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, index: Any = None, root: Path | str | None = None) -> "Context":
@@ -108,8 +110,11 @@ class StageSpec:
         return self._checked({**named, **params})
 
     def make(self, ctx: Context, args: Sequence[Any], params: dict[str, Any]) -> "Pipeline":
-        """The stage for ``name(args..., params...)``; CascadeError for what does not fit."""
-        checked = self.check(args, params)
+        """The stage for ``name(args..., params...)``, with ``ctx.stage_defaults`` for this name
+        filling in what was not written; CascadeError for what does not fit."""
+        written = set(self.positional[:len(args)]) | set(params)
+        defaults = {k: v for k, v in ctx.stage_defaults.get(self.name, {}).items() if k not in written}
+        checked = self.check(args, {**defaults, **params})
         return self.build(ctx, *args, **checked) if self.takes_pipelines else self.build(ctx, **checked)
 
     def _checked(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,16 +1,16 @@
 """Experiments: several pipelines on one dataset, measured stage by stage; the engine of `cascade eval`.
 
 All pipelines run through one :class:`~cascade.core.executor.Executor`, so a prefix they
-share (``bm25 % 1000``) runs once. For each pipeline the result holds its metrics, its
-per-stage latency (mean / p50 / p95 per query), candidates per stage, each stage's recall
-at its cutoff and oracle bound, and significance against a baseline pipeline.
-
->>> from cascade.evaluation.experiment import run_experiment   # doctest: +SKIP
->>> run_experiment("../shared/datasets/scifact", ["bm25", "bm25_rm3"], baseline=0)  # doctest: +SKIP
+share (``bm25 % 1000``) runs once. Every pipeline is evaluated on the same queries: every
+judged query (one with no results counts 0, see :func:`~cascade.evaluation.metrics.evaluate`),
+so the per-query vectors of two pipelines align exactly, the rule
+:mod:`~cascade.evaluation.significance` states. The result is an
+:class:`~cascade.evaluation.results.ExperimentResult` (see :func:`run_experiment`).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,30 +21,38 @@ import numpy as np
 from cascade.core.candidates import Candidates
 from cascade.core.errors import CascadeError
 from cascade.core.executor import Executor
-from cascade.core.nodes import Pipeline, Then
-from cascade.core.registry import Context
+from cascade.core.nodes import Pipeline, Then, format_value
+from cascade.core.registry import Context, lookup
 from cascade.core.types import Qrels, Query, ReadReport, Run
 from cascade.data.beir import BeirDataset
 from cascade.data.trec import write_trec_run
+from cascade.evaluation.index_check import check_index_fits
 from cascade.evaluation.metrics import evaluate, parse_metrics
-from cascade.evaluation.significance import holm_bonferroni, paired_randomization_test, paired_t_test
+from cascade.evaluation.results import ExperimentResult, Latency, PipelineResult, Significance, StageResult
+from cascade.evaluation.significance import holm_bonferroni, paired_randomization_test, paired_t_test, paired_vectors
 from cascade.index import bm25_formula
 from cascade.index.cache import cached_index
 from cascade.index.index import Index
+from cascade.pipeline import builtins
 from cascade.pipeline.cache import StageCache
 from cascade.pipeline.parse import parse
 from cascade.text.analyzer import Analyzer
 
 ALPHA = 0.05
+BM25_STAGES = ("bm25", "rm3", "bm25_rm3")  # the stages --k1/--b reach when a pipeline does not set them
 
 
 @dataclass
 class EvalOptions:
+    """How to evaluate. ``k1``/``b`` apply to every BM25_STAGES stage of a pipeline string that
+    does not set them; ``analyzer`` is used to build the index (None: the default analyzer) and,
+    with ``index_dir``, must be the given index's (None: whatever it has)."""
+
     metrics: str | Sequence[str] = "nDCG@10,R@100"
     split: str = "test"
     k1: float = bm25_formula.K1
     b: float = bm25_formula.B
-    analyzer: Analyzer = field(default_factory=Analyzer)
+    analyzer: Analyzer | None = None
     skip_bad: bool = False
     use_cache: bool = True
     save_run: Path | None = None
@@ -59,6 +67,7 @@ class Progress:
     indexing: Callable[[int], None] | None = None
     searching: Callable[[int], None] | None = None
     phase: Callable[[str, int | None], None] | None = None  # (description, total or None)
+    saved: Callable[[int, PipelineResult], None] | None = None  # a pipeline's run was written to its run_file
 
 
 def _stage_progress(progress: Progress) -> Callable[[str, int, int | None], None]:
@@ -75,105 +84,147 @@ def _stage_progress(progress: Progress) -> Callable[[str, int, int | None], None
     return report
 
 
-def _index_provider(dataset: BeirDataset, index_dir: Path | None, opts: EvalOptions, progress: Progress,
-                    report: ReadReport, seconds: dict[str, float]) -> Callable[[], Index]:
+@dataclass
+class _Setting:
+    """What the experiment's parts share: the dataset, its judgements (read once), options."""
+
+    dataset: BeirDataset
+    opts: EvalOptions
+    progress: Progress
+    report: ReadReport = field(default_factory=ReadReport)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @functools.cached_property
+    def qrels(self) -> Qrels:
+        return self.dataset.qrels(self.opts.split, skip_bad=self.opts.skip_bad, report=self.report)
+
+
+def _index_provider(s: _Setting, index_dir: Path | None) -> Callable[[], Index]:
     def provide() -> Index:
         start = time.perf_counter()
         if index_dir is not None:
             index = Index.open(index_dir)
+            check_index_fits(index, s.dataset, s.qrels, s.opts.analyzer)
         else:
-            if progress.phase:
-                progress.phase(f"indexing {dataset.name}", None)
-            corpus = lambda: dataset.corpus(skip_bad=opts.skip_bad, report=report)  # noqa: E731
-            if opts.use_cache:
-                index, _, _ = cached_index(dataset.name, dataset.content_hash(), corpus, analyzer=opts.analyzer,
-                                           skip_bad=opts.skip_bad, progress=progress.indexing)
-            else:
-                import tempfile
-
-                tmp = Path(tempfile.mkdtemp(prefix="cascade-eval-")) / "index"
-                index = Index.build(corpus(), tmp, analyzer=opts.analyzer, progress=progress.indexing)
-        seconds["index"] = time.perf_counter() - start
+            index = _build_index(s)
+        s.seconds["index"] = time.perf_counter() - start
         return index
 
     return provide
 
 
-def _bm25_defaults(text: str, opts: EvalOptions) -> str:
-    """Apply --k1/--b to a bare ``bm25`` pipeline (the CLI's shorthand)."""
-    if text.strip() == "bm25" and (opts.k1, opts.b) != (bm25_formula.K1, bm25_formula.B):
-        return f"bm25(k1={opts.k1!r}, b={opts.b!r})"
-    return text
+def _build_index(s: _Setting) -> Index:
+    if s.progress.phase:
+        s.progress.phase(f"indexing {s.dataset.name}", None)
+    analyzer = s.opts.analyzer or Analyzer()
+    corpus = lambda: s.dataset.corpus(skip_bad=s.opts.skip_bad, report=s.report)  # noqa: E731
+    if s.opts.use_cache:
+        index, _, _ = cached_index(s.dataset.name, s.dataset.content_hash(), corpus, analyzer=analyzer,
+                                   skip_bad=s.opts.skip_bad, progress=s.progress.indexing)
+        return index
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="cascade-eval-")) / "index"
+    return Index.build(corpus(), tmp, analyzer=analyzer, progress=s.progress.indexing)
+
+
+def bm25_defaults(opts: EvalOptions) -> dict[str, dict[str, Any]]:
+    """Context.stage_defaults carrying ``opts.k1``/``opts.b`` to every BM25 stage (checked here,
+    so a bad value is reported as an option, not at some pipeline's token)."""
+    builtins.load()
+    values = {"k1": opts.k1, "b": opts.b}
+    try:
+        lookup("bm25").check([], values)  # type: ignore[union-attr]
+    except CascadeError as exc:
+        raise CascadeError(f"--k1/--b: {exc}") from None
+    return {name: values for name in BM25_STAGES}
 
 
 def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] = ("bm25",), *,
                    runs: Sequence[str | Path] = (), index_dir: Path | None = None, opts: EvalOptions | None = None,
-                   progress: Progress | None = None) -> dict[str, Any]:
-    """Evaluate pipelines (strings in the pipeline grammar, or Pipeline objects) and stored runs.
+                   progress: Progress | None = None) -> ExperimentResult:
+    """Evaluate pipelines (strings in the pipeline grammar, or Pipeline objects) and stored runs
+    (evaluated first) on the dataset's judged queries.
 
-    Returns ``{"dataset", "queries", "results": [...], "skipped", "problems"}``; each result
-    has ``pipeline``, ``metrics``, ``seconds``, ``stages``, ``per_query`` and, with a
-    baseline, ``significance``.
+    Returns an :class:`~cascade.evaluation.results.ExperimentResult`: ``dataset``, ``queries``
+    (the number evaluated), ``pipelines`` (a :class:`~cascade.evaluation.results.PipelineResult`
+    each: ``label``, ``metrics``, ``seconds``, ``stages``, ``per_query``, ``significance`` by
+    metric and ``is_baseline``), ``skipped`` and ``problems``; each stage is a
+    :class:`~cascade.evaluation.results.StageResult` with its
+    :class:`~cascade.evaluation.results.Latency`. ``to_dict()`` is the ``--json`` object.
+
+    >>> from cascade.evaluation.experiment import EvalOptions, run_experiment
+    >>> result = run_experiment("../shared/datasets/scifact", ["bm25", "bm25_rm3"],
+    ...                         opts=EvalOptions(metrics="nDCG@10", baseline=0))  # doctest: +SKIP
+    >>> rm3 = result.pipelines[1]  # doctest: +SKIP
+    >>> rm3.label, round(rm3.metrics["nDCG@10"], 4), rm3.significance["nDCG@10"].significant  # doctest: +SKIP
+    ('bm25_rm3', 0.6478, True)
+    >>> [(s.stage, s.latency.timing, s.latency.p50_ms is not None) for s in rm3.stages]  # doctest: +SKIP
+    [('bm25(k=10)', 'sampled', True), ('rm3', 'per-query', True)]
     """
     opts = opts or EvalOptions()
-    progress = progress or Progress()
+    s = _Setting(BeirDataset(dataset_dir), opts, progress or Progress())
     metric_names = [name for name, _ in parse_metrics(opts.metrics)]
-    dataset = BeirDataset(dataset_dir)
-    report = ReadReport()
-    seconds: dict[str, float] = {}
-    ctx = Context(index_provider=_index_provider(dataset, index_dir, opts, progress, report, seconds),
-                  root=dataset.root, on_progress=_stage_progress(progress))
-    texts = [f"run({_quote(r)})" for r in runs] + [p if isinstance(p, Pipeline) else _bm25_defaults(p, opts)
-                                                   for p in pipelines]
+    ctx = Context(index_provider=_index_provider(s, index_dir), root=s.dataset.root,
+                  on_progress=_stage_progress(s.progress), stage_defaults=bm25_defaults(opts))
+    texts = [f"run({format_value(str(r))})" for r in runs] + list(pipelines)
     if not texts:
         raise CascadeError("nothing to evaluate: give a pipeline or a run")
     parsed = [p if isinstance(p, Pipeline) else parse(p, ctx) for p in texts]
     if opts.baseline is not None and not 0 <= opts.baseline < len(parsed):
         raise CascadeError(f"--baseline {opts.baseline}: there are only {len(parsed)} pipelines (numbered from 0)")
-    qrels = dataset.qrels(opts.split, skip_bad=opts.skip_bad, report=report)
-    queries = [q for q in dataset.queries(skip_bad=opts.skip_bad, report=report) if q.id in qrels]
+    queries = [q for q in s.dataset.queries(skip_bad=opts.skip_bad, report=s.report) if q.id in s.qrels]
     if not queries:
-        raise CascadeError(f"{dataset.root}: no query has judgements in qrels/{opts.split}.tsv")
+        raise CascadeError(f"{s.dataset.root}: no query has judgements in qrels/{opts.split}.tsv")
+    if opts.baseline is not None and len(queries) < 2:
+        raise CascadeError(f"--baseline: significance tests need at least 2 judged queries; {s.dataset.name} has 1")
     executor = Executor(StageCache() if opts.use_cache else None)
     results = []
-    for text, pipeline in zip(texts, parsed):
-        if progress.phase:
-            progress.phase(f"running {text}", None)
-        results.append(_measure(str(text), pipeline, executor, queries, qrels, opts, metric_names, seconds))
-    for i, r in enumerate(results):
-        run = r.pop("_run")
+    for i, (text, pipeline) in enumerate(zip(texts, parsed)):
+        if s.progress.phase:
+            s.progress.phase(f"running {text}", None)
+        result, run = _measure(str(text), pipeline, executor, queries, s, metric_names)
         if opts.save_run is not None:
-            path = opts.save_run if len(results) == 1 else \
-                opts.save_run.with_name(f"{opts.save_run.stem}-{i}{opts.save_run.suffix}")
-            write_trec_run(run, path, tag=f"cascade-{i}")
+            _save_run(result, run, i, len(texts), opts.save_run, s.progress)
+        results.append(result)
     if opts.baseline is not None:
         add_significance(results, opts.baseline, metric_names, opts.permutations)
-    return {"dataset": dataset.name, "queries": len(queries), "results": results,
-            "skipped": report.skipped, "problems": report.problems}
+    return ExperimentResult(s.dataset.name, len(queries), results, s.report.skipped, list(s.report.problems))
 
 
-def _quote(path: str | Path) -> str:
-    from cascade.core.nodes import format_value
+def run_file_for(path: Path, position: int, count: int) -> Path:
+    """Where ``--save-run path`` puts the run of the pipeline at ``position``: ``path`` itself
+    for a single pipeline, else ``path`` with ``-<position>`` before its suffix."""
+    return path if count == 1 else path.with_name(f"{path.stem}-{position}{path.suffix}")
 
-    return format_value(str(path))
+
+def run_tag(label: str) -> str:
+    """A TREC run tag naming the pipeline: its string without whitespace."""
+    return "".join(label.split())
 
 
-def _measure(label: str, pipeline: Pipeline, executor: Executor, queries: list[Query], qrels: Qrels,
-             opts: EvalOptions, metric_names: list[str], seconds: dict[str, float]) -> dict[str, Any]:
+def _save_run(result: PipelineResult, run: Run, position: int, count: int, path: Path, progress: Progress) -> None:
+    result.run_file = run_file_for(path, position, count)
+    write_trec_run(run, result.run_file, tag=run_tag(result.label))
+    if progress.saved:
+        progress.saved(position, result)
+
+
+def _measure(label: str, pipeline: Pipeline, executor: Executor, queries: list[Query], s: _Setting,
+             metric_names: list[str]) -> tuple[PipelineResult, Run]:
     compiled = pipeline.compile()
     executor.run(compiled, queries)
     steps = list(compiled.steps) if isinstance(compiled, Then) else [compiled]
     outputs = _step_outputs(executor, steps, queries)
-    final = outputs[-1]
-    run = final.to_run()
-    result = evaluate(run, qrels, opts.metrics, queries=[q.id for q in queries])
-    stages = [_stage_row(str(step), executor, out, qrels, metric_names[0]) for step, out in zip(steps, outputs)]
-    total = float(sum(s["seconds"] for s in stages))
-    secs = {"search": round(total, 4)}
-    if "index" in seconds:
-        secs = {"index": round(seconds["index"], 4), **secs}
-    return {"pipeline": label, "metrics": result.mean, "seconds": secs, "stages": stages,
-            "per_query": result.per_query, "_run": run}
+    run = outputs[-1].to_run()
+    ids = [q.id for q in queries]
+    result = evaluate(run, s.qrels, s.opts.metrics, queries=ids)
+    stages = [_stage_result(str(step), executor, out, s.qrels, metric_names[0], ids)
+              for step, out in zip(steps, outputs)]
+    seconds = {"search": round(sum(st.seconds for st in stages), 4)}
+    if "index" in s.seconds:
+        seconds = {"index": round(s.seconds["index"], 4), **seconds}
+    return PipelineResult(label, result.mean, seconds, stages, result.per_query), run
 
 
 def _step_outputs(executor: Executor, steps: list[Pipeline], queries: list[Query]) -> list[Candidates]:
@@ -184,29 +235,22 @@ def _step_outputs(executor: Executor, steps: list[Pipeline], queries: list[Query
     return outs
 
 
-def _stage_row(label: str, executor: Executor, out: Candidates, qrels: Qrels, metric: str) -> dict[str, Any]:
+def _stage_result(label: str, executor: Executor, out: Candidates, qrels: Qrels, metric: str,
+                  queries: list[str]) -> StageResult:
+    """A step's row: latency from its executor record (mean of query_seconds, percentiles of its
+    latency sample), candidates per query, recall at its depth and the oracle bound."""
     record = executor.record_of(out)
-    ms = record.query_seconds * 1000
-    sample = ms if record.latency_sample is None else record.latency_sample * 1000
     counts = np.diff(out.offsets)
     depth = int(counts.max()) if len(counts) else 0
-    run = out.to_run()
-    row: dict[str, Any] = {
-        "stage": label,
-        "seconds": round(record.seconds, 4),
-        "latency_ms": {"mean": _r(ms.mean()), "p50": _r(np.percentile(sample, 50)) if len(sample) else 0.0,
-                       "p95": _r(np.percentile(sample, 95)) if len(sample) else 0.0},
-        "candidates": _r(counts.mean()) if len(counts) else 0.0,
-        "cached": record.cached,
-    }
+    recall: dict[str, float] = {}
+    oracle: dict[str, float] = {}
     if depth:
-        row["recall"] = {f"R@{depth}": evaluate(run, qrels, [f"R@{depth}"]).mean[f"R@{depth}"]}
-        row["oracle"] = {metric: evaluate(oracle_run(run, qrels), qrels, [metric]).mean[metric]}
-    return row
-
-
-def _r(x: float) -> float:
-    return round(float(x), 3)
+        run = out.to_run()
+        recall = evaluate(run, qrels, [f"R@{depth}"], queries=queries).mean
+        oracle = evaluate(oracle_run(run, qrels), qrels, [metric], queries=queries).mean
+    return StageResult(label, round(float(record.query_seconds.sum()), 4), round(record.seconds, 4),
+                       Latency.of(record.query_seconds, record.latency_sample, record.timing),
+                       round(float(counts.mean()), 3) if len(counts) else 0.0, recall, oracle, record.cached)
 
 
 def oracle_run(run: Run, qrels: Qrels) -> Run:
@@ -221,38 +265,30 @@ def oracle_run(run: Run, qrels: Qrels) -> Run:
     return out
 
 
-def add_significance(results: list[dict[str, Any]], baseline: int, metric_names: list[str],
+def add_significance(results: list[PipelineResult], baseline: int, metric_names: list[str],
                      permutations: int) -> None:
-    """Paired t-test and randomisation test against the baseline, Holm-corrected across pipelines."""
-    base = results[baseline]["per_query"]
-    others = [i for i in range(len(results)) if i != baseline]
+    """Paired t-test and randomisation test of every pipeline against the baseline, per metric,
+    Holm-corrected across the pipelines (Holm 1979); per-query vectors aligned by query id."""
+    base = results[baseline]
+    base.is_baseline = True
+    others = [r for i, r in enumerate(results) if i != baseline]
     for metric in metric_names:
-        for test in ("t_test", "randomization"):
-            raw = []
-            for i in others:
-                a, b = _aligned(base, results[i]["per_query"], metric)
-                raw.append(paired_t_test(a, b) if test == "t_test" else
-                           paired_randomization_test(a, b, n_permutations=permutations))
-            for i, p, (adj, reject) in zip(others, raw, holm_bonferroni(raw, ALPHA)):
-                sig = results[i].setdefault("significance", {}).setdefault(metric, {})
-                sig[test] = p
-                sig[f"{test}_holm"] = adj
-                sig[f"{test}_significant"] = reject
-    results[baseline]["significance"] = "baseline"
+        pairs = [paired_vectors(_values(base, metric), _values(r, metric)) for r in others]
+        t_raw = [paired_t_test(a, b) for a, b in pairs]
+        r_raw = [paired_randomization_test(a, b, n_permutations=permutations) for a, b in pairs]
+        for r, t, (t_adj, t_sig), p, (p_adj, p_sig) in zip(others, t_raw, holm_bonferroni(t_raw, ALPHA),
+                                                          r_raw, holm_bonferroni(r_raw, ALPHA)):
+            r.significance[metric] = Significance(t, t_adj, t_sig, p, p_adj, p_sig)
 
 
-def _aligned(base: dict[str, dict[str, float]], other: dict[str, dict[str, float]],
-             metric: str) -> tuple[np.ndarray, np.ndarray]:
-    qids = sorted(set(base) | set(other))
-    a = np.array([base.get(q, {}).get(metric, 0.0) for q in qids])
-    b = np.array([other.get(q, {}).get(metric, 0.0) for q in qids])
-    return a, b
+def _values(result: PipelineResult, metric: str) -> dict[str, float]:
+    return {qid: values[metric] for qid, values in result.per_query.items()}
 
 
-def strip_per_query(report: dict[str, Any]) -> dict[str, Any]:
-    for r in report["results"]:
-        r.pop("per_query", None)
-    return report
+def strip_per_query(result: ExperimentResult) -> dict[str, Any]:
+    """The result as the ``--json`` dict, without per-query values (for scripts that want a dict)."""
+    return result.to_dict(per_query=False)
 
 
-__all__ = ["EvalOptions", "Progress", "run_experiment", "oracle_run", "add_significance", "strip_per_query"]
+__all__ = ["EvalOptions", "Progress", "run_experiment", "oracle_run", "add_significance", "strip_per_query",
+           "run_file_for", "run_tag", "bm25_defaults"]

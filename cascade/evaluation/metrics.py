@@ -52,7 +52,12 @@ def _parse_one(name: str) -> Any:
 
 @dataclass
 class Evaluation:
-    """Mean and per-query values of each metric, keyed by the names asked for."""
+    """Per-query values of each metric and their aggregate, keyed by the names asked for.
+
+    ``mean`` holds each measure's aggregate as ir_measures defines it (``measure.aggregator()``):
+    the mean over queries for most measures, the sum for the counts NumQ, NumRet, NumRel and
+    NumRelRet, as trec_eval reports them.
+    """
 
     mean: dict[str, float]
     per_query: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -64,11 +69,18 @@ class Evaluation:
 
 def evaluate(run: Run, qrels: Qrels, metrics: str | Sequence[str] = DEFAULT_METRICS,
              queries: Iterable[str] | None = None) -> Evaluation:
-    """Evaluate a run against qrels.
+    """Evaluate a run against qrels: per-query values from ``ir_measures.iter_calc``, aggregated
+    by each measure's own ir_measures aggregator (so they equal ``ir_measures.calc_aggregate``).
 
-    Averages over the queries that have both results and judgements, as trec_eval does.
-    Pass ``queries`` (the ids that were searched) to count a judged query with no results
-    as 0 instead of leaving it out, as ``trec_eval -c`` does for them.
+    Without ``queries`` the queries are those with both results and judgements, as trec_eval's
+    default. Pass ``queries`` (the ids that were searched) to also count each judged query with
+    no results, as ``trec_eval -c`` does: it contributes 1 to NumQ, its relevant documents to
+    NumRel and 0 to every other measure. With no query at all every aggregate is 0.
+
+    >>> qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    >>> e = evaluate({"q1": {"d1": 1.0}}, qrels, ["RR", "NumQ", "NumRel"], queries=["q1", "q2"])
+    >>> e.mean
+    {'RR': 0.5, 'NumQ': 2.0, 'NumRel': 2.0}
     """
     import ir_measures
 
@@ -78,14 +90,36 @@ def evaluate(run: Run, qrels: Qrels, metrics: str | Sequence[str] = DEFAULT_METR
     judged_run = {q: docs for q, docs in run.items() if q in qrels and docs}
     if judged_run:
         # qrels cut to the run's queries: ir_measures would otherwise score every judged query missing
-        # from the run as 0, which is what ``queries`` is for
+        # from the run as 0 (NumQ included), which is what ``queries`` is for
         judged_qrels = {q: qrels[q] for q in judged_run}
         for row in ir_measures.iter_calc([m for _, m in parsed], judged_qrels, judged_run):
             per_query.setdefault(row.query_id, {})[by_measure[row.measure]] = float(row.value)
     if queries is not None:
         for qid in queries:
             if qid in qrels and qid not in per_query:
-                per_query[qid] = {name: 0.0 for name, _ in parsed}
-    names = [name for name, _ in parsed]
-    mean = {n: (sum(v[n] for v in per_query.values()) / len(per_query) if per_query else 0.0) for n in names}
-    return Evaluation(mean=mean, per_query=per_query)
+                per_query[qid] = {name: _without_results(m, qrels[qid]) for name, m in parsed}
+    return Evaluation(mean=_aggregate(parsed, per_query), per_query=per_query)
+
+
+def _without_results(measure: Any, judged: dict[str, int]) -> float:
+    """A measure's value for a judged query that retrieved nothing (trec_eval -c)."""
+    if measure.NAME == "NumQ":
+        return 1.0
+    if measure.NAME == "NumRel":
+        threshold = measure.params.get("rel", 1)
+        return float(sum(1 for rel in judged.values() if rel >= threshold))
+    return 0.0
+
+
+def _aggregate(parsed: list[tuple[str, Any]], per_query: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each measure's aggregate through its ir_measures aggregator (mean, or sum for counts)."""
+    out: dict[str, float] = {}
+    for name, measure in parsed:
+        if not per_query:
+            out[name] = 0.0
+            continue
+        agg = measure.aggregator()
+        for values in per_query.values():
+            agg.add(values[name])
+        out[name] = float(agg.result())
+    return out

@@ -1,61 +1,60 @@
-"""Render an experiment: a Markdown report and an effectiveness-vs-latency plot."""
+"""Files for an experiment: the Markdown report (rendered by :mod:`cascade.evaluation.render`)
+and an effectiveness-vs-latency plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from cascade.core.errors import MissingDependency
-
-SIGNIFICANT = "†"  # both tests significant after Holm correction
-
-
-def significant(result: dict[str, Any], metric: str) -> bool:
-    sig = result.get("significance")
-    if not isinstance(sig, dict) or metric not in sig:
-        return False
-    return bool(sig[metric].get("t_test_significant") and sig[metric].get("randomization_significant"))
+from cascade.core.errors import CascadeError, MissingDependency
+from cascade.evaluation import render
+from cascade.evaluation.results import ExperimentResult
 
 
-def markdown(report: dict[str, Any], command: str | None = None) -> str:
-    """The experiment as Markdown: a results table, then one stage table per pipeline."""
-    results = report["results"]
-    metrics = list(results[0]["metrics"]) if results else []
-    lines = [f"# {report['dataset']}: {report['queries']} queries", ""]
-    if command:
-        lines += [f"Command: `{command}`", ""]
-    lines += ["| # | pipeline | " + " | ".join(metrics) + " | mean ms/query |",
-              "|---|---|" + "---|" * len(metrics) + "---|"]
-    for i, r in enumerate(results):
-        cells = [f"{r['metrics'][m]:.4f}{SIGNIFICANT if significant(r, m) else ''}" for m in metrics]
-        lines.append(f"| {i} | `{r['pipeline']}` | " + " | ".join(cells) + f" | {mean_latency_ms(r):.2f} |")
-    if any(isinstance(r.get("significance"), dict) for r in results):
-        lines += ["", f"{SIGNIFICANT}: paired t-test and randomisation test both p < 0.05 against the baseline "
-                      "after Holm-Bonferroni correction across pipelines."]
-        lines += ["", "| pipeline | metric | t-test p (Holm) | randomisation p (Holm) |", "|---|---|---|---|"]
-        for r in results:
-            if isinstance(r.get("significance"), dict):
-                for m, s in r["significance"].items():
-                    lines.append(f"| `{r['pipeline']}` | {m} | {s['t_test']:.4g} ({s['t_test_holm']:.4g}) | "
-                                 f"{s['randomization']:.4g} ({s['randomization_holm']:.4g}) |")
-    for r in results:
-        lines += ["", f"## `{r['pipeline']}`", "",
-                  "| stage | candidates/query | recall at cutoff | oracle | ms/query mean | p50 | p95 | cached |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for s in r["stages"]:
-            recall = ", ".join(f"{k} {v:.4f}" for k, v in s.get("recall", {}).items())
-            oracle = ", ".join(f"{k} {v:.4f}" for k, v in s.get("oracle", {}).items())
-            lat = s["latency_ms"]
-            lines.append(f"| `{s['stage']}` | {s['candidates']:.1f} | {recall} | {oracle} | {lat['mean']:.3f} | "
-                         f"{lat['p50']:.3f} | {lat['p95']:.3f} | {'yes' if s['cached'] else ''} |")
-    return "\n".join(lines) + "\n"
+def _typed(result: ExperimentResult | dict[str, Any]) -> ExperimentResult:
+    return result if isinstance(result, ExperimentResult) else ExperimentResult.from_dict(result)
 
 
-def mean_latency_ms(result: dict[str, Any]) -> float:
-    return float(sum(s["latency_ms"]["mean"] for s in result["stages"]))
+def markdown(result: ExperimentResult | dict[str, Any], command: str | None = None) -> str:
+    """The experiment as Markdown (a result, or its ``to_dict()``)."""
+    return render.markdown(_typed(result), command=command)
 
 
-def plot_tradeoff(report: dict[str, Any], path: Path, metric: str | None = None) -> None:
+def check_output_file(option: str, path: Path | None) -> None:
+    """CascadeError unless ``path`` can be created: its directory exists and it is not a
+    directory itself (checked before a long evaluation, not after it)."""
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise CascadeError(f"{option} {path}: no such directory {path.parent}")
+    if path.is_dir():
+        raise CascadeError(f"{option} {path}: is a directory")
+
+
+def write_files(result: ExperimentResult, report_file: Path | None, plot_file: Path | None, *,
+                command: str | None = None, say: Callable[[str], None] = lambda line: None) -> None:
+    """Write the Markdown report and the plot where asked, telling ``say`` each file written; a
+    file that cannot be written is a CascadeError naming it."""
+    try:
+        if report_file is not None:
+            report_file.write_text(markdown(result, command=command), encoding="utf-8")
+            say(f"wrote {report_file}")
+        if plot_file is not None:
+            plot_tradeoff(result, plot_file)
+            say(f"wrote {plot_file}")
+    except OSError as exc:
+        raise CascadeError(f"could not write {exc.filename or 'a file'}: {exc.strerror or exc}") from None
+
+
+def check_plotting() -> None:
+    """MissingDependency unless matplotlib can be imported (checked before a long evaluation)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependency("matplotlib", extra="plot", purpose="--plot")
+
+
+def plot_tradeoff(result: ExperimentResult | dict[str, Any], path: Path, metric: str | None = None) -> None:
     """Effectiveness (first metric) against mean latency per query, one point per pipeline."""
     try:
         import matplotlib
@@ -64,16 +63,16 @@ def plot_tradeoff(report: dict[str, Any], path: Path, metric: str | None = None)
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependency("matplotlib", extra="plot", purpose="--plot") from None
-    results = report["results"]
-    metric = metric or next(iter(results[0]["metrics"]))
+    result = _typed(result)
+    metric = metric or result.metric_names[0]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, r in enumerate(results):
-        x, y = mean_latency_ms(r), r["metrics"][metric]
-        ax.scatter([x], [y], s=40, label=f"{i}: {r['pipeline'][:60]}")
+    for i, p in enumerate(result.pipelines):
+        x, y = p.mean_latency_ms, p.metrics[metric]
+        ax.scatter([x], [y], s=40, label=f"{i}: {p.label[:60]}")
         ax.annotate(str(i), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=9)
     ax.set_xlabel("mean latency per query (ms)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{report['dataset']}: {metric} vs latency")
+    ax.set_title(f"{result.dataset}: {metric} vs latency")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

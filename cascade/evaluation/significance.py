@@ -1,7 +1,14 @@
-"""Paired significance tests over per-query scores, and Holm's multiple-comparison correction.
+"""Paired significance tests over per-query scores (scipy), and Holm's multiple-comparison correction.
 
-Scores come as two equal-length vectors in the same query order (or as per-query dicts via
-:func:`compare`). Both tests are two-sided and test the mean per-query difference.
+Scores come as two equal-length vectors in the same query order, or as per-query dicts via
+:func:`compare`. Both tests are two-sided and test the mean per-query difference.
+
+**Aligning queries** (one rule for :func:`compare` and for experiments): two systems are
+compared on exactly the same query set. Per-query dicts must hold the same query ids; a
+mismatch is an error, never silently intersected or filled. Evaluate both runs on the queries
+that were searched (``evaluate(run, qrels, queries=...)``: a judged query with no results then
+counts 0), as :func:`~cascade.evaluation.experiment.run_experiment` does for every pipeline, so
+the vectors align by construction.
 
 >>> from cascade.evaluation.significance import compare, holm_bonferroni
 >>> base = {"q1": 0.2, "q2": 0.4, "q3": 0.1, "q4": 0.3}
@@ -14,20 +21,21 @@ Scores come as two equal-length vectors in the same query order (or as per-query
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
 from cascade.core.errors import CascadeError, MissingDependency
 
-_TIE_TOLERANCE = 1e-12
-_CHUNK_ELEMENTS = 1 << 22  # sign-matrix entries held at once (~32 MiB of float64)
+_CHUNK_ELEMENTS = 1 << 22  # sign-matrix entries scipy holds at once (its ``batch``; ~32 MiB of float64)
 
 Scores = Sequence[float] | np.ndarray
 
 
-def _differences(a: Scores, b: Scores) -> np.ndarray:
-    """a - b as float64, after checking both are 1-D, equally long and hold at least 2 values."""
+def _paired(a: Scores, b: Scores) -> tuple[np.ndarray, np.ndarray]:
+    """Both vectors as float64, after checking they are 1-D, equally long, finite and hold at
+    least 2 values."""
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
     if x.ndim != 1 or y.ndim != 1:
@@ -36,84 +44,61 @@ def _differences(a: Scores, b: Scores) -> np.ndarray:
         raise CascadeError(f"paired scores differ in length: {x.size} vs {y.size} queries")
     if x.size < 2:
         raise CascadeError(f"a paired test needs at least 2 queries; got {x.size}")
-    d = x - y
-    if not np.all(np.isfinite(d)):
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise CascadeError("paired scores must be finite numbers (found NaN or infinity)")
-    return d
+    return x, y
+
+
+def _scipy_stats():  # type: ignore[no-untyped-def]
+    try:
+        from scipy import stats
+    except ImportError as exc:  # pragma: no cover - scipy is a core dependency
+        raise MissingDependency("scipy", purpose="significance tests") from exc
+    return stats
 
 
 def paired_t_test(a: Scores, b: Scores) -> float:
-    """Two-sided p-value of Student's paired t-test (Student 1908) on per-query scores.
+    """Two-sided p-value of Student's paired t-test (Student 1908): ``scipy.stats.ttest_rel``.
 
-    Identical vectors (every difference zero) give 1.0. Matches ``scipy.stats.ttest_rel``.
+    Identical vectors (every difference zero, where scipy gives NaN) give 1.0.
 
     >>> round(paired_t_test([0.2, 0.4, 0.1, 0.3], [0.5, 0.5, 0.3, 0.5]), 4)
     0.0163
     """
-    d = _differences(a, b)
-    sd = float(np.std(d, ddof=1))
-    mean = float(np.mean(d))
-    if sd == 0.0:
-        return 1.0 if mean == 0.0 else 0.0
-    try:
-        from scipy.stats import t as student_t
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependency("scipy", purpose="the paired t-test") from exc
-    statistic = mean / (sd / np.sqrt(d.size))
-    return float(min(1.0, 2.0 * student_t.sf(abs(statistic), d.size - 1)))
+    x, y = _paired(a, b)
+    if np.array_equal(x, y):
+        return 1.0
+    with warnings.catch_warnings():  # nearly identical vectors: scipy warns about precision, p is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(_scipy_stats().ttest_rel(x, y).pvalue)
 
 
-def paired_randomization_test(
-    a: Scores, b: Scores, *, n_permutations: int = 10_000, seed: int = 0
-) -> float:
+def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x - y, axis=axis)
+
+
+def paired_randomization_test(a: Scores, b: Scores, *, n_permutations: int = 10_000, seed: int = 0) -> float:
     """Two-sided paired randomisation (sign-flip) test on the mean per-query difference.
 
     Fisher's randomisation test as recommended for IR by Smucker, Allan & Carterette, "A
     comparison of statistical significance tests for information retrieval evaluation",
-    CIKM 2007. With n queries, when ``2**n <= n_permutations`` all sign assignments are
-    enumerated and p = #{|mean| >= |observed|} / 2**n (the observed assignment is one of
-    them); otherwise ``n_permutations`` random assignments are drawn with
-    ``numpy.random.default_rng(seed)`` and p = (#{|mean| >= |observed|} + 1) / (n_permutations + 1).
+    CIKM 2007, computed by ``scipy.stats.permutation_test(permutation_type="samples")``: with n
+    queries it enumerates all 2**n sign assignments when ``2**n <= n_permutations`` (exact p),
+    else draws ``n_permutations`` of them with ``numpy.random.default_rng(seed)``, p = (count +
+    1) / (n_permutations + 1). Identical vectors give 1.0.
 
     >>> paired_randomization_test([0.2, 0.4, 0.1, 0.3], [0.5, 0.5, 0.3, 0.5])
     0.125
     """
     if n_permutations < 1:
         raise CascadeError(f"n_permutations must be at least 1; got {n_permutations}")
-    d = _differences(a, b)
-    n = d.size
-    threshold = abs(float(np.mean(d))) - _TIE_TOLERANCE
-    if n < 63 and 2**n <= n_permutations:
-        return _exact_count(d, threshold) / 2**n
-    count = _monte_carlo_count(d, threshold, n_permutations, seed)
-    return (count + 1) / (n_permutations + 1)
-
-
-def _exact_count(d: np.ndarray, threshold: float) -> int:
-    """How many of the 2**n sign assignments give |mean(signs * d)| >= threshold."""
-    n = d.size
-    total = 1 << n
-    chunk = max(1, _CHUNK_ELEMENTS // n)
-    bits = np.arange(n, dtype=np.int64)
-    count = 0
-    for start in range(0, total, chunk):
-        codes = np.arange(start, min(start + chunk, total), dtype=np.int64)
-        signs = 1.0 - 2.0 * ((codes[:, None] >> bits) & 1)
-        count += int(np.count_nonzero(np.abs(signs @ d) / n >= threshold))
-    return count
-
-
-def _monte_carlo_count(d: np.ndarray, threshold: float, n_permutations: int, seed: int) -> int:
-    """How many of ``n_permutations`` random sign assignments give |mean| >= threshold."""
-    n = d.size
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _CHUNK_ELEMENTS // n)
-    count = 0
-    for start in range(0, n_permutations, chunk):
-        rows = min(chunk, n_permutations - start)
-        signs = 1.0 - 2.0 * rng.integers(0, 2, size=(rows, n))
-        count += int(np.count_nonzero(np.abs(signs @ d) / n >= threshold))
-    return count
+    x, y = _paired(a, b)
+    if np.array_equal(x, y):
+        return 1.0
+    result = _scipy_stats().permutation_test(
+        (x, y), _mean_difference, permutation_type="samples", vectorized=True, n_resamples=n_permutations,
+        batch=max(1, _CHUNK_ELEMENTS // x.size), alternative="two-sided", rng=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
 def holm_bonferroni(p_values: Sequence[float], alpha: float = 0.05) -> list[tuple[float, bool]]:
@@ -140,6 +125,21 @@ def holm_bonferroni(p_values: Sequence[float], alpha: float = 0.05) -> list[tupl
     return [(float(q), bool(q <= alpha)) for q in adjusted]
 
 
+def paired_vectors(baseline: Mapping[str, float], system: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The two systems' scores in sorted query-id order; CascadeError unless both score exactly
+    the same queries (the module's alignment rule)."""
+    if baseline.keys() != system.keys():
+        only_base = sorted(baseline.keys() - system.keys())
+        only_system = sorted(system.keys() - baseline.keys())
+        raise CascadeError(
+            f"the two systems were scored on different queries ({len(only_base)} only in the baseline, e.g. "
+            f"{only_base[:3]}; {len(only_system)} only in the other, e.g. {only_system[:3]}); evaluate both on the "
+            "same query ids (evaluate(..., queries=ids) counts a query with no results as 0)")
+    ids = sorted(baseline)
+    return (np.array([baseline[q] for q in ids], dtype=np.float64),
+            np.array([system[q] for q in ids], dtype=np.float64))
+
+
 def compare(
     baseline: Mapping[str, float],
     system: Mapping[str, float],
@@ -148,18 +148,15 @@ def compare(
     n_permutations: int = 10_000,
     seed: int = 0,
 ) -> float:
-    """p-value of ``test`` on the queries both per-query dicts score, aligned by sorted query id.
+    """p-value of ``test`` on two per-query dicts over the same query ids, aligned by query id
+    (:func:`paired_vectors`: different query sets are an error).
 
     >>> compare({"q1": 0.2, "q2": 0.4, "q3": 0.1}, {"q3": 0.3, "q1": 0.5, "q2": 0.5}) < 0.1
     True
     """
-    common = sorted(baseline.keys() & system.keys())
-    if not common:
-        raise CascadeError("baseline and system share no query ids; nothing to compare")
-    a = np.array([baseline[q] for q in common], dtype=np.float64)
-    b = np.array([system[q] for q in common], dtype=np.float64)
+    if test not in ("t-test", "randomization"):
+        raise CascadeError(f"unknown test {test!r}; use 't-test' or 'randomization'")
+    a, b = paired_vectors(baseline, system)
     if test == "t-test":
         return paired_t_test(a, b)
-    if test == "randomization":
-        return paired_randomization_test(a, b, n_permutations=n_permutations, seed=seed)
-    raise CascadeError(f"unknown test {test!r}; use 't-test' or 'randomization'")
+    return paired_randomization_test(a, b, n_permutations=n_permutations, seed=seed)

@@ -312,6 +312,11 @@ class Index:
 
     def docs(self, nums: Sequence[int] | np.ndarray) -> list[Doc]:
         """Stored documents for global doc numbers, in the order asked."""
+        if len(self.segments) == 1:
+            nums = np.asarray(nums, dtype=np.int64)
+            if len(nums) and (nums.min() < 0 or nums.max() >= self.n_slots):
+                raise CascadeError(f"doc numbers must be in [0, {self.n_slots})")
+            return self.segments[0].docstore.get(nums.tolist())
         out: list[Doc | None] = [None] * len(nums)
         by_seg: dict[int, list[tuple[int, int]]] = {}
         for pos, s, local in self._split(nums):

@@ -156,6 +156,13 @@ def ensure(index: "Index", name: str, usable: SpecTest,
     return found
 
 
+def stored(index: "Index", name: str, usable: SpecTest) -> tuple[list[Segment], dict[str, Any]] | None:
+    """What :func:`ensure` returns when some commit already holds the representation, else None
+    (nothing is encoded or written)."""
+    found = _views(index, index, name, usable)
+    return found if found is not None else _views(index, index.refresh(), name, usable)
+
+
 def _views(index: "Index", latest: "Index", name: str,
            usable: SpecTest) -> tuple[list[Segment], dict[str, Any]] | None:
     spec_found = latest.manifest.representations.get(name)

@@ -129,3 +129,44 @@ def shared_encoder(model: str) -> Any:
     if model not in _SHARED:
         _SHARED[model] = make_encoder(model)
     return _SHARED[model]
+
+
+class QueryEncodings:
+    """Query encodings of one model, kept per query text: one forward pass gives a query's
+    dense vector and its token vectors, so the stages of a pipeline (dense retrieval, then
+    MaxSim, then dense rescoring) encode each query once. The oldest are dropped beyond
+    ``limit`` texts."""
+
+    def __init__(self, encoder: Any, limit: int = 50_000) -> None:
+        self.encoder, self.limit = encoder, limit
+        self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def dense(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 [n, dim]: each text's unit-length vector."""
+        self._encode_missing(texts)
+        return np.stack([self._seen[t][0] for t in texts]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+
+    def tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's contextual token vectors, float32 [tokens, dim]."""
+        self._encode_missing(texts)
+        return [self._seen[t][1] for t in texts]
+
+    def _encode_missing(self, texts: Sequence[str]) -> None:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._seen))
+        if not missing:
+            return
+        out = self.encoder.encode(missing, tokens=True)
+        for i, text in enumerate(missing):
+            self._seen[text] = (out.dense[i], out.tokens_of(i).astype(np.float32))
+        while len(self._seen) > self.limit:
+            del self._seen[next(iter(self._seen))]
+
+
+_QUERIES: dict[str, QueryEncodings] = {}
+
+
+def query_encodings(model: str) -> QueryEncodings:
+    """The process's query encodings for ``model`` (on the shared encoder)."""
+    if model not in _QUERIES:
+        _QUERIES[model] = QueryEncodings(shared_encoder(model))
+    return _QUERIES[model]

@@ -46,11 +46,11 @@ class DenseRerank(Reranker):
         return [dense_vectors(seg, name) for seg in segments]
 
     def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> Scored:
-        from cascade.models.encoders import shared_encoder
+        from cascade.models.encoders import query_encodings
 
         parts = self._vectors
         bases = self.index.bases
-        qvecs = shared_encoder(self.model).encode([q.text for q in queries]).dense
+        qvecs = query_encodings(self.model).dense([q.text for q in queries])
         out = []
         for q, nums in zip(qvecs, docs):
             segs = np.searchsorted(bases, nums, side="right") - 1

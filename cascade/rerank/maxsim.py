@@ -10,11 +10,14 @@ Early pruning, when a cutoff ``% k`` follows: every candidate first gets a cheap
 from a low-rank projection of its token vectors, and candidates are scored exactly in
 descending bound order until the next bound falls below the k-th exact score. The bound is a
 true bound (see :mod:`cascade.rerank.maxsim_bounds`), so the top k are exactly those of
-unpruned scoring. ``prune="auto"`` (the default) tries it on the first queries of a batch and
-keeps it only while it skips enough candidates to pay for the bounds: with the contextual
-token vectors of MiniLM, which are not trained for late interaction, the bounds are loose and
-skip almost nothing (``bench/neural.py --speed``; ``bench/maxsim_pruning.py`` measures the
-slack against the score gaps). ``prune=True`` / ``False`` force it.
+unpruned scoring. ``prune=True`` builds the bounds (and stores them in the index) when they
+are missing; ``prune="auto"`` (the default) uses bounds only when they are already stored,
+tries them on the first queries of a batch and keeps them only while they skip enough
+candidates to pay for themselves: with the contextual token vectors of MiniLM, which are not
+trained for late interaction, the bounds are loose and skip almost nothing (``bench/neural.py
+--speed``; ``bench/maxsim_pruning.py`` measures the slack against the score gaps), so a
+search never spends time (or writes to the index) building them unasked. ``prune=False``
+never prunes.
 
 >>> pipe = cascade.parse("bm25 % 100 >> maxsim % 10", index=idx)   # doctest: +SKIP
 """
@@ -45,33 +48,66 @@ AUTO_TRIAL = 8  # prune="auto": queries tried with bounds before deciding
 AUTO_KEEP = 0.7  # ... and kept on only if at most this share of candidates had to be scored
 
 
-def maxsim(q: np.ndarray, tokens: np.ndarray) -> np.float32:
-    """MaxSim of query token vectors ``q`` [m, d] (float32) with one document's ``tokens`` [t, d].
+TOKEN_BUCKET = 32  # document token rows are padded to a multiple of this (repeating a row: the max stays)
+QUERY_BUCKET = 8  # query token rows are padded to a multiple of this (the padded rows' maxima are dropped)
 
-    One BLAS call per document, so a document's score never depends on which other documents
-    were scored with it: pruned and unpruned reranking agree to the last bit."""
+
+def _bucket(n: int, size: int) -> int:
+    return max(size, -(-n // size) * size)
+
+
+def maxsim(q: np.ndarray, tokens: np.ndarray) -> np.float32:
+    """MaxSim of query token vectors ``q`` [m, d] (float32) with one document's ``tokens`` [t, d],
+    in numpy, with the shapes :func:`exact_scores` uses (so the two agree)."""
     if len(tokens) == 0:
         return np.float32(0.0)
-    return (q @ np.asarray(tokens, dtype=np.float32).T).max(axis=1).sum(dtype=np.float32)
+    m, t = len(q), len(tokens)
+    qp = np.zeros((_bucket(m, QUERY_BUCKET), q.shape[1]), np.float32)
+    qp[:m] = q
+    x = np.empty((_bucket(t, TOKEN_BUCKET), tokens.shape[1]), np.float32)
+    x[:t] = tokens
+    x[t:] = x[0]
+    return (qp @ x.T)[:m].max(axis=1).sum(dtype=np.float32)
 
 
 def exact_scores(q: np.ndarray, documents: Iterable[np.ndarray]) -> np.ndarray:
-    """float32 exact MaxSim of ``q`` with each document's token rows: through torch when it is
-    installed (its float16-to-float32 conversion is vectorised, about 3x faster per document
-    than numpy's), else :func:`maxsim`. Either way one product per document."""
+    """float32 exact MaxSim of ``q`` with each document's token rows, one product per document.
+
+    A document's score depends only on its own rows and the query, never on which documents
+    were scored with it, so pruned and unpruned reranking agree to the last bit. Shapes are
+    rounded up to a few buckets (documents to multiples of TOKEN_BUCKET rows by repeating a
+    row, queries to multiples of QUERY_BUCKET rows whose maxima are dropped): BLAS libraries
+    prepare work per matrix shape, and with a shape per (query length, document length) that
+    preparation cost more than the products (about 2 ms per new shape). Through torch when it
+    is installed (its float16-to-float32 conversion is vectorised), else numpy."""
     try:
         import torch
     except ImportError:
         return np.array([maxsim(q, tokens) for tokens in documents], dtype=np.float32)
-    qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+    m = len(q)
+    qp = torch.zeros((_bucket(m, QUERY_BUCKET), q.shape[1]), dtype=torch.float32)
+    qp[:m] = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+    buffers: dict[int, Any] = {}
     out = []
-    with warnings.catch_warnings():  # memory-mapped rows are read-only; torch only reads them
-        warnings.simplefilter("ignore", UserWarning)
-        for tokens in documents:
-            if len(tokens) == 0:
-                out.append(0.0)
-            else:
-                out.append((qt @ torch.from_numpy(tokens).to(torch.float32).T).amax(dim=1).sum().item())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small products: a second thread only adds contention
+    try:
+        with warnings.catch_warnings():  # memory-mapped rows are read-only; torch only reads them
+            warnings.simplefilter("ignore", UserWarning)
+            for tokens in documents:
+                t = len(tokens)
+                if t == 0:
+                    out.append(0.0)
+                    continue
+                rows = _bucket(t, TOKEN_BUCKET)
+                x = buffers.get(rows)
+                if x is None:
+                    x = buffers[rows] = torch.empty((rows, q.shape[1]), dtype=torch.float32)
+                x[:t] = torch.from_numpy(tokens)
+                x[t:] = x[0]
+                out.append((qp @ x.T)[:m].amax(dim=1).sum().item())
+    finally:
+        torch.set_num_threads(threads)
     return np.array(out, dtype=np.float32)
 
 
@@ -136,19 +172,16 @@ class MaxSim(Reranker):
         return DocTokens(segments, self.index.bases, name)
 
     @cached_property
-    def encoder(self) -> Any:
-        from cascade.models.encoders import shared_encoder
-
-        return shared_encoder(self.model)
-
-    @cached_property
-    def bounds(self) -> TokenBounds:
+    def bounds(self) -> TokenBounds | None:
+        """The MaxSim upper bounds: built and stored if missing when ``prune=True``; with
+        ``prune="auto"`` only those already stored (None when there are none)."""
         segments, name = self._stored
-        return TokenBounds.of(self.index, name, self.rank)
+        return TokenBounds.of(self.index, name, self.rank, build=self.prune is True)
 
     def query_tokens(self, queries: Sequence[Query]) -> list[np.ndarray]:
-        out = self.encoder.encode([q.text for q in queries], tokens=True)
-        return [out.tokens_of(i).astype(np.float32) for i in range(len(queries))]
+        from cascade.models.encoders import query_encodings
+
+        return query_encodings(self.model).tokens([q.text for q in queries])
 
     def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> Scored:
         return self.score_timed(queries, docs, k)[0]
@@ -162,7 +195,7 @@ class MaxSim(Reranker):
         start = time.perf_counter()
         qtoks = self.query_tokens(queries)
         seconds = np.full(len(queries), (time.perf_counter() - start) / max(len(queries), 1))
-        pruning = self.prune is not False and k < ALL
+        pruning = self.prune is not False and k < ALL and self.bounds is not None
         results = []
         tried = scored = 0
         # one small matrix product per document: BLAS threads only add contention here
@@ -189,6 +222,7 @@ class MaxSim(Reranker):
         """Exact scores for candidates taken in descending upper-bound order, stopping once no
         remaining candidate's bound can reach the k-th exact score (ties included)."""
         where = self.tokens.slices(nums)
+        assert self.bounds is not None
         upper = self.bounds.upper_bounds(q, where)
         order = np.argsort(-upper, kind="stable")
         done_pos: list[np.ndarray] = []

@@ -77,9 +77,9 @@ class TokenBounds:
         self.segments = segments
 
     @classmethod
-    def of(cls, index: "Index", name: str, rank: int) -> "TokenBounds":
-        """The bounds of ``index``'s segments (built from representation ``name`` and stored on
-        first use)."""
+    def of(cls, index: "Index", name: str, rank: int, *, build: bool = True) -> "TokenBounds | None":
+        """The bounds of ``index``'s segments, built from representation ``name`` and stored
+        first when no commit has them (with ``build=False``: None then)."""
         bound_name = f"{name}_bounds{rank}"
         spec = {"kind": "maxsim-bounds", "of": name, "rank": rank}
 
@@ -87,9 +87,12 @@ class TokenBounds:
             reps.add_representation(latest, bound_name, spec,
                                     lambda seg: build_bounds(reps.load(seg, name, "tok_vectors"), rank))
 
-        segments, _ = reps.ensure(index, bound_name, lambda found: found == spec, encode)
+        usable = lambda found: found == spec  # noqa: E731
+        found = reps.ensure(index, bound_name, usable, encode) if build else reps.stored(index, bound_name, usable)
+        if found is None:
+            return None
         return cls([SegmentBounds(*(reps.load(seg, bound_name, part) for part in ("basis", "proj", "round_err", "perp")))
-                    for seg in segments])
+                    for seg in found[0]])
 
     def upper_bounds(self, q: np.ndarray, where: list[tuple[int, int, int]]) -> np.ndarray:
         """An upper bound of the MaxSim of query tokens ``q`` with each (segment, start, end) document."""

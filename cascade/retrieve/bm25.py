@@ -82,6 +82,9 @@ class QueryTerms:
         if len(self.memo) > MEMO_LIMIT:
             self.memo = {QUERY_BREAK: QUERY_END}
         analyzer = self.analyzer
+        if len(texts) == 1:  # one query (an interactive search): no joining
+            words = analyzer.ascii_words(texts[0])
+            return self._token_array(analyzer.raw_tokens(texts[0]) if words is None else words)
         batch = analyzer.ascii_words_batch(texts)
         if batch is None:
             tokens: list[str | bytes] = []
@@ -247,8 +250,7 @@ class BM25(Pipeline):
                                "search_batch takes several")
         offsets, nums, scores = self.rank([query], k, where=where)
         docs = self.index.docs(nums)
-        return [Hit(d.id, float(s), rank, d.title, d.text, d.meta)
-                for rank, (d, s) in enumerate(zip(docs, scores.tolist()), 1)]
+        return [Hit(d.id, s, rank, d.title, d.text, d.meta) for rank, (d, s) in enumerate(zip(docs, scores.tolist()), 1)]
 
     def search_batch(self, queries: Sequence[Query | str], k: int | None = None, *, where: Any = None,
                      threads: int = 1, mode: str = "ranges", exhaustive: bool = False,
@@ -259,6 +261,7 @@ class BM25(Pipeline):
         every posting: the check path); all return identical results."""
         qs = as_queries(queries)
         k = self.k if k is None else k
+        self.prepare()  # first-use work (impacts for these settings, loading kernels) is not query time
         start = time.perf_counter()
         offsets, docs, scores = self.rank([q.text for q in qs], k, where=where, threads=threads,
                                           mode="exhaustive" if exhaustive else mode)
@@ -311,18 +314,32 @@ class BM25(Pipeline):
         terms = query_terms(self.index)
         masks = self.allowed(where)
         parts = []
-        for s, seg in enumerate(self.index.segments):
+        for s in range(len(self.index.segments)):
             numbers = terms.segment_numbers(s)[qterms]
             # terms this segment lacks, and terms no live document has (idf 0), score nothing
             keep = (numbers >= 0) & (weights != 0)
-            seg_offsets = offsets if keep.all() else np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)[offsets]
-            parts.append(impact_search.SegmentQueries(seg_offsets, numbers[keep], weights[keep], masks[s]))
-        postings = [impact_search.Postings(seg.indptr, seg.docs, imp, seg.n_docs)
-                    for seg, imp in zip(self.index.segments, self.impacts)]
-        return impact_search.search(postings, self.index.bases, parts, k, n_queries=len(offsets) - 1,
+            if keep.all():
+                parts.append(impact_search.SegmentQueries(offsets, numbers, weights, masks[s]))
+            else:
+                kept = np.zeros(len(keep) + 1, dtype=np.int64)
+                np.cumsum(keep, out=kept[1:])
+                parts.append(impact_search.SegmentQueries(kept[offsets], numbers[keep], weights[keep], masks[s]))
+        return impact_search.search(self.postings, self.index.bases, parts, k, n_queries=len(offsets) - 1,
                                     compiled=compiled, mode=impact_search.MODES[mode], threads=threads)
 
     # -- statistics -----------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Do the first-use work now: impacts for these settings, the compiled kernels."""
+        self.postings  # noqa: B018
+        if self.compiled:
+            impact_search.warm_up()
+
+    @cached_property
+    def postings(self) -> list[impact_search.Postings]:
+        """What the engine reads of each segment: its postings with these settings' impacts."""
+        return [impact_search.Postings(seg.indptr, seg.docs, imp, seg.n_docs)
+                for seg, imp in zip(self.index.segments, self.impacts)]
 
     @cached_property
     def impacts(self) -> list[Impacts]:

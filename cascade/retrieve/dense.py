@@ -84,14 +84,10 @@ class Dense(Pipeline):
         """This snapshot's segments with HNSW graphs over the stored vectors (built on first use)."""
         return ensure_graphs(self.index, *self._stored)
 
-    @cached_property
-    def encoder(self) -> Any:
-        from cascade.models.encoders import shared_encoder
-
-        return shared_encoder(self.model)
-
     def encode_queries(self, queries: Sequence[Query]) -> np.ndarray:
-        return self.encoder.encode([q.text for q in queries]).dense
+        from cascade.models.encoders import query_encodings
+
+        return query_encodings(self.model).dense([q.text for q in queries])
 
     def search_vectors(self, qvecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Global doc numbers [Q, <=k] and scores for query vectors, over every segment."""

@@ -195,6 +195,9 @@ def search(segments: Sequence[Postings], bases: np.ndarray, queries: Sequence[Se
              for seg, q in zip(segments, queries)]
     if len(parts) == 1:
         docs, scores, counts = parts[0]
+        if n_queries == 1:  # one query: its row's first counts[0] entries
+            found = int(counts[0])
+            return np.array([0, found], dtype=np.int64), docs[0, :found], scores[0, :found]
         keep = np.arange(docs.shape[1]) < counts[:, None]
         return _offsets(counts), docs[keep], scores[keep]
     return merge_segments(parts, bases, n_queries, k)

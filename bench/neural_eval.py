@@ -1,0 +1,142 @@
+"""A neural `cascade eval` as a newcomer runs it: with the encodings stored, and from a clean cache
+with the torch fp32 and the int8 ONNX encoder, measured side by side in one run.
+
+    python bench/neural_eval.py ../shared/datasets/scifact [--baseline-rev b00846d] [--rounds 2]
+                                [--skip-clean]
+
+1. **Encodings stored**: the collection is indexed and encoded once with ``cascade encode``
+   (MiniLM, torch), then ``cascade eval DATASET --index IDX -p PIPELINE --no-cache --json`` runs
+   in a child process, once untimed (anything a first search stores, e.g. MaxSim bounds, is
+   stored then) and ``--rounds`` times timed; with ``--baseline-rev REV`` the same runs use that
+   commit's code (a ``git worktree`` first on PYTHONPATH: the same installed libraries), on a copy
+   of the same encoded index. Reported: the median wall time of the process and nDCG@10.
+2. **Clean cache** (skipped with ``--skip-clean``): ``cascade eval DATASET -p PIPELINE`` with an
+   empty ``CASCADE_CACHE_DIR``, so the index is built and the collection encoded inside the run,
+   once with ``model=minilm`` (sentence-transformers on torch, fp32) and once with
+   ``model=minilm-onnx`` (onnxruntime, int8 weights, no torch for encoding).
+
+The pipeline is ``rrf(bm25, dense) % 100 >> maxsim % 10`` (``--pipeline`` for another, written
+with ``{model}`` where the model goes). Writes ``bench/results/neural-eval-<dataset>-<date>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+PIPELINE = "rrf(bm25, dense(model={model})) % 100 >> maxsim(model={model}) % 10"
+CLI = "import sys; from cascade.cli import main; sys.argv[0] = 'cascade'; sys.exit(main())"
+
+
+def cascade_cmd(*args: str) -> list[str]:
+    """``cascade ARGS`` through the interpreter, so PYTHONPATH decides which code runs."""
+    return [sys.executable, "-c", CLI, *args]
+
+
+def run_eval(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, dict]:  # type: ignore[type-arg]
+    """(wall seconds, the JSON result of the first pipeline) of one `cascade eval ... --json`."""
+    start = time.perf_counter()
+    done = subprocess.run(cascade_cmd("eval", *args, "--json"), capture_output=True, text=True, env=env, cwd=cwd)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"cascade eval failed ({' '.join(args)}):\n{done.stderr[-3000:]}")
+    return wall, json.loads(done.stdout)["results"][0]
+
+
+def stored_encodings(dataset: Path, pipeline: str, index: Path, rounds: int, env: dict[str, str],
+                     cwd: Path) -> tuple[list[float], float]:
+    """Wall seconds of ``rounds`` timed evals after an untimed one, and nDCG@10."""
+    args = [str(dataset), "--index", str(index), "-p", pipeline, "--no-cache", "--metrics", "nDCG@10"]
+    run_eval(args, env, cwd)
+    walls, ndcg = [], 0.0
+    for _ in range(rounds):
+        wall, result = run_eval(args, env, cwd)
+        walls.append(wall)
+        ndcg = float(result["metrics"]["nDCG@10"])
+    return walls, ndcg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--pipeline", default=PIPELINE)
+    parser.add_argument("--baseline-rev", default=None)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-clean", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    dataset = args.dataset.resolve()
+    work = Path(tempfile.mkdtemp(prefix="cascade-neural-eval-"))
+    env = {**os.environ, "CASCADE_CACHE_DIR": str(work / "cache")}
+    torch_pipeline = args.pipeline.format(model="minilm")
+    lines = [f"# Neural `cascade eval` on {dataset.name}", "",
+             f"Command: `python bench/{Path(__file__).name} {' '.join(shlex.quote(a) for a in sys.argv[1:])}`", "",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+             f"load average before the run {os.getloadavg()[0]:.2f}.", ""]
+
+    index = work / "encoded.idx"
+    start = time.perf_counter()
+    subprocess.run(cascade_cmd("index", str(dataset), "-o", str(index)), check=True, env=env, capture_output=True)
+    subprocess.run(cascade_cmd("encode", str(index), "--model", "minilm"), check=True, env=env, capture_output=True)
+    encode_seconds = time.perf_counter() - start
+    rows = [("this code", *stored_encodings(dataset, torch_pipeline, index, args.rounds, env, REPO))]
+    if args.baseline_rev:
+        old = work / "baseline"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old), args.baseline_rev],
+                       check=True, capture_output=True)
+        old_index = work / "encoded-baseline.idx"
+        shutil.copytree(index, old_index)
+        old_env = {**env, "PYTHONPATH": str(old) + os.pathsep + env.get("PYTHONPATH", "")}
+        try:
+            rows.append((f"code at {args.baseline_rev}",
+                         *stored_encodings(dataset, torch_pipeline, old_index, args.rounds, old_env, old)))
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], check=False)
+    lines += [f"## Encodings stored (`{torch_pipeline}`)", "",
+              f"Indexing and encoding the collection once (MiniLM, torch): {encode_seconds:.0f} s. Each eval: "
+              f"one untimed run, then {args.rounds} timed; a whole `cascade eval` process each.", "",
+              "| code | wall s (median) | runs | nDCG@10 |", "|---|--:|---|--:|"]
+    for name, walls, ndcg in rows:
+        lines.append(f"| {name} | {statistics.median(walls):.1f} | {', '.join(f'{w:.1f}' for w in walls)} | "
+                     f"{ndcg:.4f} |")
+    if len(rows) > 1:
+        lines += ["", f"Speed-up: {statistics.median(rows[1][1]) / statistics.median(rows[0][1]):.2f}x."]
+
+    if not args.skip_clean:
+        lines += ["", "## From a clean cache (index, encode and evaluate in one `cascade eval`)", "",
+                  "| encoder | pipeline | wall s | nDCG@10 |", "|---|---|--:|--:|"]
+        clean = {}
+        for model in ("minilm", "minilm-onnx"):
+            text = args.pipeline.format(model=model)
+            shutil.rmtree(work / "cache", ignore_errors=True)
+            wall, result = run_eval([str(dataset), "-p", text, "--metrics", "nDCG@10"], env, REPO)
+            clean[model] = (wall, float(result["metrics"]["nDCG@10"]))
+            lines.append(f"| {model} | `{text}` | {wall:.0f} | {clean[model][1]:.4f} |")
+        (t_torch, n_torch), (t_onnx, n_onnx) = clean["minilm"], clean["minilm-onnx"]
+        lines += ["", f"int8 ONNX against torch fp32: {t_torch / t_onnx:.2f}x faster, nDCG@10 "
+                      f"{n_onnx - n_torch:+.4f}."]
+    shutil.rmtree(work, ignore_errors=True)
+    report = "\n".join(lines) + "\n"
+    print(report)
+    out = args.out or RESULTS / f"neural-eval-{dataset.name}-{datetime.date.today().isoformat()}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report, encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
