@@ -8,8 +8,9 @@ with the torch fp32 and the int8 ONNX encoder, measured side by side in one run.
    (MiniLM, torch), then ``cascade eval DATASET --index IDX -p PIPELINE --no-cache --json`` runs
    in a child process, once untimed (anything a first search stores, e.g. MaxSim bounds, is
    stored then) and ``--rounds`` times timed; with ``--baseline-rev REV`` the same runs use that
-   commit's code (a ``git worktree`` first on PYTHONPATH: the same installed libraries), on a copy
-   of the same encoded index. Reported: the median wall time of the process and nDCG@10.
+   commit's code (a ``git worktree`` first on PYTHONPATH: the same installed libraries), on an
+   index that code built and encoded (its own format). Reported: the median wall time of the
+   process and nDCG@10.
 2. **Clean cache** (skipped with ``--skip-clean``): ``cascade eval DATASET -p PIPELINE`` with an
    empty ``CASCADE_CACHE_DIR``, so the index is built and the collection encoded inside the run,
    once with ``model=minilm`` (sentence-transformers on torch, fp32) and once with
@@ -98,9 +99,12 @@ def main() -> None:
         old = work / "baseline"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old), args.baseline_rev],
                        check=True, capture_output=True)
-        old_index = work / "encoded-baseline.idx"
-        shutil.copytree(index, old_index)
+        old_index = work / "encoded-baseline.idx"  # that code's own index format, encoded by that code
         old_env = {**env, "PYTHONPATH": str(old) + os.pathsep + env.get("PYTHONPATH", "")}
+        subprocess.run(cascade_cmd("index", str(dataset), "-o", str(old_index)), check=True, env=old_env, cwd=old,
+                       capture_output=True)
+        subprocess.run(cascade_cmd("encode", str(old_index), "--model", "minilm"), check=True, env=old_env, cwd=old,
+                       capture_output=True)
         try:
             rows.append((f"code at {args.baseline_rev}",
                          *stored_encodings(dataset, torch_pipeline, old_index, args.rounds, old_env, old)))

@@ -203,7 +203,7 @@ class CascadeSystem(System):
 
     def index_bytes(self) -> int:
         self.extra["docstore_mb"] = round(
-            sum(p.stat().st_size for p in self.path.rglob("docstore*") if p.is_file()) / 2**20, 2)
+            sum(p.stat().st_size for p in self.path.rglob("docs*") if p.is_file()) / 2**20, 2)
         return dir_bytes(self.path)
 
     def search(self, queries: list[tuple[str, str]], k: int, threads: int) -> Any:

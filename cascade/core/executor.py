@@ -41,6 +41,7 @@ class StageRecord:
     latency_sample: np.ndarray | None  # per-query latencies for percentiles, if any
     candidates: Candidates
     cached: bool = False
+    prepare_seconds: float = 0.0  # one-off work before the clock started (models, kernels, encoding)
 
 
 class Executor:
@@ -51,7 +52,8 @@ class Executor:
         self.memo: dict[Any, Candidates] = {}
         self.records: dict[Any, StageRecord] = {}
         self.calls: dict[Any, int] = {}  # memo key -> times actually computed (for tests and reports)
-        self._borrowed: list[float] = []
+        self._borrowed: list[float] = []  # per running node: time of shared children it reused
+        self._excluded: list[float] = []  # per running node: preparation its children did on its clock
         self._queries_hash: str | None = None
         self._queries: Sequence[Query] | None = None
 
@@ -83,18 +85,26 @@ class Executor:
                 out, seconds = found
                 self._record(memo_key, node, out, seconds, cached=True)
                 return out
+        start = time.perf_counter()
+        node.prepare()  # one-off work (loading a model, encoding a collection) is not query time
+        prepared = time.perf_counter() - start
         self._borrowed.append(0.0)
+        self._excluded.append(0.0)
         start = time.perf_counter()
         try:
             out = node.execute(self, queries, candidates)
         finally:
             wall = time.perf_counter() - start
             borrowed = self._borrowed.pop()
+            excluded = self._excluded.pop()
+        if self._excluded:  # the node that ran this one: its clock saw this preparation too
+            self._excluded[-1] += prepared + excluded
         self.calls[memo_key] = self.calls.get(memo_key, 0) + 1
         if out.query_ids != [q.id for q in queries]:
             raise RuntimeError(f"stage {node} returned results for other queries than it was given")
-        seconds = wall + borrowed
+        seconds = wall + borrowed - excluded
         self._record(memo_key, node, out, seconds, cached=False)
+        self.records[memo_key].prepare_seconds = prepared + excluded
         if cache is not None:
             cache.put(memo_key, self._queries_hash, out, seconds)
         return out

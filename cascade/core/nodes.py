@@ -17,6 +17,10 @@ The stage contract (:class:`Stage`) is what the executor and the compiler rely o
 - ``execute(runner, queries, candidates)``: the node's output for a batch of queries; a
   composite node runs its children through ``runner.run(child, queries, candidates)`` so
   shared parts run once. First stages ignore ``candidates``; rerankers rescore only those.
+- ``prepare()``: do the one-off work a first search would otherwise do (load a model or the
+  compiled kernels, encode a collection); the executor calls it before it starts a node's
+  clock, and takes it out of the clock of any node that ran this one, so latency is query
+  work only (it is reported apart).
 - ``compile()``: an equivalent, cheaper node. ``limit(k)``: this node keeping at most ``k``
   results per query, as cheaply as it can (a retriever asks itself for k results; the
   default wraps it in a cutoff). ``Cutoff.compile`` is ``inner.compile().limit(k)``.
@@ -71,6 +75,8 @@ class Stage(Protocol):
 
     def limit(self, k: int) -> "Stage": ...
 
+    def prepare(self) -> None: ...
+
 
 class Pipeline:
     """Base of every stage and operator node: the operators, identity, compile and running."""
@@ -100,6 +106,10 @@ class Pipeline:
     def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
         """This node's output; composite nodes run their children through ``runner``."""
         raise NotImplementedError
+
+    def prepare(self) -> None:
+        """One-off work a first search would do (see the module docstring). Nodes that run other
+        nodes do nothing here: the executor prepares each node it runs."""
 
     def __call__(self, queries: Sequence[Query], candidates: Candidates | None = None) -> Candidates:
         return Executor().run(self.compile(), queries, candidates)

@@ -11,9 +11,10 @@ Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Doc:
-    """One document: a unique id, its text, an optional title and metadata."""
+    """One document: a unique id, its text, an optional title and metadata. (A plain record,
+    not frozen: a frozen dataclass costs about 4x as much to make, and searches make many.)"""
 
     id: str
     text: str
@@ -50,7 +51,7 @@ class ReadReport:
         return text
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hit:
     """One search result for one query: the document's id, score and 1-based rank, with its
     stored title and text (empty when the answering index stores none)."""

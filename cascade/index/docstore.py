@@ -1,88 +1,123 @@
-"""Per-segment document store (SQLite): id, title, text and metadata by doc number."""
+"""Per-segment document store: id, title, text and metadata by doc number, memory-mapped.
+
+Two files per segment: ``docs.bin``, every document's four fields as UTF-8 one after the
+other (id, title, text, metadata as JSON, empty when there is none), and
+``docs_offsets.npy``, int64[4N + 1]: field f of document n is ``docs.bin[o[4n+f]:o[4n+f+1]]``.
+Reading a document is two slices of a memory map and a decode per field, so a search's ten
+hits cost microseconds (about a third of a SQLite row lookup per document, measured when this
+store replaced one); the files never change once published, like every segment file.
+
+>>> import tempfile, pathlib
+>>> from cascade.core.types import Doc
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> w = DocstoreWriter(d)
+>>> w.add(Doc("a", "first text", "A title")); w.add(Doc("b", "second", meta={"year": 2020}))
+>>> w.close()
+>>> [(doc.id, doc.title, doc.meta) for doc in Docstore(d).get([1, 0])]
+[('b', '', {'year': 2020}), ('a', 'A title', {})]
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import mmap
+import os
+from array import array
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
+import numpy as np
+
+from cascade.core.errors import BadIndexError
 from cascade.core.types import Doc
 
-DOCSTORE_NAME = "docstore.sqlite"
-MMAP_BYTES = 1 << 30
-_SCHEMA = "CREATE TABLE docs (num INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT, text TEXT, meta TEXT)"
+DOCS_NAME = "docs.bin"
+OFFSETS_NAME = "docs_offsets.npy"
+FIELDS = 4  # id, title, text, meta
+BATCH = 2000  # documents read per step when iterating
+_FIELD_STEPS = np.arange(FIELDS + 1)
 
 
 class DocstoreWriter:
     """Appends documents in order; doc numbers are 0, 1, 2, ..."""
 
-    def __init__(self, path: Path, batch: int = 2000) -> None:
-        self._conn = sqlite3.connect(path)
-        self._conn.execute("PRAGMA journal_mode=OFF")
-        self._conn.execute("PRAGMA synchronous=OFF")
-        self._conn.execute(_SCHEMA)
-        self._rows: list[tuple[int, str, str, str, str | None]] = []
-        self._batch = batch
-        self._next = 0
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._file = open(directory / DOCS_NAME, "wb", buffering=1 << 20)
+        self._offsets = array("q", [0])
+        self._size = 0
 
     def add(self, doc: Doc) -> None:
-        meta = json.dumps(doc.meta, ensure_ascii=False, default=str) if doc.meta else None
-        self._rows.append((self._next, doc.id, doc.title, doc.text, meta))
-        self._next += 1
-        if len(self._rows) >= self._batch:
-            self._flush()
-
-    def _flush(self) -> None:
-        self._conn.executemany("INSERT INTO docs VALUES (?,?,?,?,?)", self._rows)
-        self._rows.clear()
+        meta = json.dumps(doc.meta, ensure_ascii=False, default=str) if doc.meta else ""
+        for field in (doc.id, doc.title, doc.text, meta):
+            data = field.encode()
+            self._file.write(data)
+            self._size += len(data)
+            self._offsets.append(self._size)
 
     def close(self) -> None:
-        self._flush()
-        self._conn.commit()
-        self._conn.close()
-
-
-def _select(n: int) -> str:
-    return f"SELECT num, id, title, text, meta FROM docs WHERE num IN ({','.join('?' * n)})"
-
-
-_SELECT = [_select(n) for n in range(101)]  # the statements of common sizes, made once
+        self._file.close()
+        np.save(self.directory / OFFSETS_NAME, np.frombuffer(self._offsets, dtype=np.int64))
 
 
 class Docstore:
-    """Read-only access to a segment's documents."""
+    """Read-only access to a segment's documents. Both files are opened (and mapped) when the
+    store is made, so the store stays readable after a writer removes the segment."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = None
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / DOCS_NAME
+        offsets_path = directory / OFFSETS_NAME
+        try:
+            # a plain ndarray view of the map: indexing a np.memmap costs several microseconds more
+            self._offsets = np.asarray(np.load(offsets_path, mmap_mode="r"))
+        except Exception as err:  # noqa: BLE001  (a damaged .npy header fails in many ways)
+            raise BadIndexError(f"{offsets_path}: unreadable ({err}); the index is damaged") from None
+        try:
+            self._file = open(self._path, "rb")
+        except OSError as err:
+            raise BadIndexError(f"{self._path}: unreadable ({err})") from None
+        size = int(self._offsets[-1]) if self._offsets.ndim == 1 and len(self._offsets) else -1
+        if self._offsets.dtype != np.int64 or (len(self._offsets) - 1) % FIELDS or \
+                size != os.fstat(self._file.fileno()).st_size:
+            self._file.close()
+            raise BadIndexError(f"{offsets_path}: does not match {DOCS_NAME}; the index is damaged")
+        self._blob: mmap.mmap | bytes = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            # check_same_thread=False: read-only, so sharing across threads is safe
-            self._conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False)
-            # the file never changes once published: read its pages through a memory map
-            self._conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-        return self._conn
+    def __len__(self) -> int:
+        return (len(self._offsets) - 1) // FIELDS
 
-    def get(self, nums: Iterable[int]) -> list[Doc]:
+    def get(self, nums: Iterable[int] | np.ndarray) -> list[Doc]:
         """The documents numbered ``nums``, in that order."""
-        nums = [int(n) for n in nums]
-        found: dict[int, Doc] = {}
-        for start in range(0, len(nums), 900):  # SQLite's bound-parameter limit
-            chunk = nums[start : start + 900]
-            rows = self.conn.execute(_SELECT[len(chunk)] if len(chunk) < len(_SELECT) else
-                                     _select(len(chunk)), chunk).fetchall()
-            for num, id_, title, text, meta in rows:
-                found[num] = Doc(id_, text, title or "", json.loads(meta) if meta else {})
-        return [found[n] for n in nums]
+        return [Doc(i, text, title, meta) for i, title, text, meta in self.fields(nums)]
+
+    def fields(self, nums: Iterable[int] | np.ndarray) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(id, title, text, meta) of the documents numbered ``nums``, in that order (what a
+        search's hits are made of, without a Doc in between)."""
+        base = FIELDS * np.asarray(nums if isinstance(nums, np.ndarray) else list(nums), dtype=np.int64)
+        if not len(base):
+            return []
+        if base.min() < 0 or base.max() >= len(self._offsets) - 1:
+            raise IndexError(f"doc numbers must be in [0, {len(self)})")
+        bounds = self._offsets[base[:, None] + _FIELD_STEPS].tolist()
+        try:
+            return [self._fields(*b) for b in bounds]
+        except (UnicodeDecodeError, ValueError) as err:
+            raise BadIndexError(f"{self._path}: unreadable document ({err}); the index is damaged") from None
+
+    def _fields(self, a: int, b: int, c: int, d: int, e: int) -> tuple[str, str, str, dict[str, Any]]:
+        """The fields at bytes a:b (id), b:c (title), c:d (text), d:e (meta)."""
+        record = self._blob[a:e]
+        meta = json.loads(record[d - a:]) if e > d else {}
+        if record.isascii():  # one decode, then slices: byte and character offsets agree
+            text = record.decode()
+            return text[:b - a], text[b - a:c - a], text[c - a:d - a], meta
+        return record[:b - a].decode(), record[b - a:c - a].decode(), record[c - a:d - a].decode(), meta
 
     def __iter__(self) -> Iterator[Doc]:
-        for id_, title, text, meta in self.conn.execute("SELECT id, title, text, meta FROM docs ORDER BY num"):
-            yield Doc(id=id_, text=text, title=title or "", meta=json.loads(meta) if meta else {})
+        for start in range(0, len(self), BATCH):
+            yield from self.get(np.arange(start, min(start + BATCH, len(self))))
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if isinstance(self._blob, mmap.mmap):
+            self._blob.close()
+        self._file.close()

@@ -312,18 +312,22 @@ class Index:
 
     def docs(self, nums: Sequence[int] | np.ndarray) -> list[Doc]:
         """Stored documents for global doc numbers, in the order asked."""
+        return [Doc(i, text, title, meta) for i, title, text, meta in self.doc_fields(nums)]
+
+    def doc_fields(self, nums: Sequence[int] | np.ndarray) -> list[tuple[str, str, str, dict]]:  # type: ignore[type-arg]
+        """(id, title, text, meta) of the stored documents for global doc numbers, in order."""
         if len(self.segments) == 1:
-            nums = np.asarray(nums, dtype=np.int64)
-            if len(nums) and (nums.min() < 0 or nums.max() >= self.n_slots):
-                raise CascadeError(f"doc numbers must be in [0, {self.n_slots})")
-            return self.segments[0].docstore.get(nums.tolist())
-        out: list[Doc | None] = [None] * len(nums)
+            try:
+                return self.segments[0].docstore.fields(nums)
+            except IndexError:
+                raise CascadeError(f"doc numbers must be in [0, {self.n_slots})") from None
+        out: list[tuple[str, str, str, dict] | None] = [None] * len(nums)  # type: ignore[type-arg]
         by_seg: dict[int, list[tuple[int, int]]] = {}
         for pos, s, local in self._split(nums):
             by_seg.setdefault(s, []).append((pos, local))
         for s, items in by_seg.items():
-            for (pos, _), doc in zip(items, self.segments[s].docstore.get([l for _, l in items])):
-                out[pos] = doc
+            for (pos, _), fields in zip(items, self.segments[s].docstore.fields([l for _, l in items])):
+                out[pos] = fields
         return out  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[Doc]:

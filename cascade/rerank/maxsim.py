@@ -178,6 +178,14 @@ class MaxSim(Reranker):
         segments, name = self._stored
         return TokenBounds.of(self.index, name, self.rank, build=self.prune is True)
 
+    def prepare(self) -> None:
+        """Encode the collection's tokens if needed, load the model (and the bounds)."""
+        from cascade.models.encoders import query_encodings
+
+        self.tokens  # noqa: B018
+        self.bounds  # noqa: B018
+        query_encodings(self.model).load()
+
     def query_tokens(self, queries: Sequence[Query]) -> list[np.ndarray]:
         from cascade.models.encoders import query_encodings
 

@@ -75,6 +75,11 @@ class QueryTerms:
         self._numbers = [np.zeros(0, np.int64) for _ in self.segments]
         self._idf = np.zeros(0)
 
+    @cached_property
+    def lookups(self) -> list[dict[str, int]]:
+        """Each segment's term dictionary (term -> term number)."""
+        return [seg.term_numbers for seg in self.segments]
+
     def numbers(self, texts: Sequence[str]) -> np.ndarray:
         """Query-term ids of the batch's tokens, QUERY_END between queries. ASCII queries are
         split together by one ``translate`` + ``split``; others one by one with the token
@@ -103,12 +108,28 @@ class QueryTerms:
             numbers = np.insert(numbers, at, np.concatenate(parts))
         return numbers
 
+    def counted(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """One query's distinct query-term ids in first-seen order, and how often each occurs
+        (what :func:`~cascade.kernels.query_terms.count_terms` gives for a batch of one)."""
+        words = self.analyzer.ascii_words(text)
+        tokens = self.analyzer.raw_tokens(text) if words is None else words
+        unseen = NO_TERM - 2
+        numbers = list(map(self.memo.get, tokens, repeat(unseen)))
+        if unseen in numbers:
+            numbers = [self._learn(token) for token in tokens]
+        counts: dict[int, int] = {}
+        for number in numbers:
+            if number >= 0:
+                counts[number] = counts.get(number, 0) + 1
+        return np.fromiter(counts, dtype=np.int64, count=len(counts)), \
+            np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+
     def _token_array(self, tokens: Sequence[str | bytes]) -> np.ndarray:
         unseen = NO_TERM - 2  # below every value the memo holds
-        numbers = np.fromiter(map(self.memo.get, tokens, repeat(unseen)), dtype=np.int64, count=len(tokens))
-        if len(numbers) and numbers.min() == unseen:
-            numbers = np.fromiter((self._learn(token) for token in tokens), dtype=np.int64, count=len(tokens))
-        return numbers
+        numbers = list(map(self.memo.get, tokens, repeat(unseen)))
+        if unseen in numbers:
+            numbers = [self._learn(token) for token in tokens]
+        return np.array(numbers, dtype=np.int64)
 
     def _learn(self, token: str | bytes) -> int:
         """The query-term id of a raw token (str from the regex, or bytes from ``ascii_words``,
@@ -127,7 +148,7 @@ class QueryTerms:
         """The query-term id of an analysed term (NO_TERM when no segment has it)."""
         found = self.ids.get(term)
         if found is None:
-            if not any(term in seg.term_numbers for seg in self.segments):
+            if not any(term in lookup for lookup in self.lookups):
                 return NO_TERM
             found = self.ids[term] = len(self.terms)
             self.terms.append(term)
@@ -137,7 +158,7 @@ class QueryTerms:
         """Segment s's term number of every query-term id (-1 where the segment lacks it)."""
         have = self._numbers[s]
         if len(have) < len(self.terms):
-            lookup = self.segments[s].term_numbers
+            lookup = self.lookups[s]
             more = [lookup.get(t, -1) for t in self.terms[len(have):]]
             have = self._numbers[s] = np.concatenate([have, np.array(more, dtype=np.int64)])
         return have
@@ -249,8 +270,8 @@ class BM25(Pipeline):
             raise CascadeError(f"search takes one query string (got {type(query).__name__}); "
                                "search_batch takes several")
         offsets, nums, scores = self.rank([query], k, where=where)
-        docs = self.index.docs(nums)
-        return [Hit(d.id, s, rank, d.title, d.text, d.meta) for rank, (d, s) in enumerate(zip(docs, scores.tolist()), 1)]
+        return [Hit(i, s, rank, title, text, meta)
+                for rank, ((i, title, text, meta), s) in enumerate(zip(self.index.doc_fields(nums), scores.tolist()), 1)]
 
     def search_batch(self, queries: Sequence[Query | str], k: int | None = None, *, where: Any = None,
                      threads: int = 1, mode: str = "ranges", exhaustive: bool = False,
@@ -281,7 +302,11 @@ class BM25(Pipeline):
               mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         terms = query_terms(self.index)
         compiled = self.compiled
-        qoffsets, qterms, counts = count_terms(terms.numbers(texts), len(texts), compiled=compiled)
+        if len(texts) == 1:  # one query: its few terms counted in Python, no compiled call for that
+            qterms, counts = terms.counted(texts[0])
+            qoffsets = np.array([0, len(qterms)], dtype=np.int64)
+        else:
+            qoffsets, qterms, counts = count_terms(terms.numbers(texts), len(texts), compiled=compiled)
         return self._run(qoffsets, qterms, counts * terms.idf()[qterms], k, where, threads, mode, compiled)
 
     def rank_weighted(self, queries: Sequence[Mapping[str, float]], k: int, *, where: Any = None,
@@ -330,10 +355,13 @@ class BM25(Pipeline):
     # -- statistics -----------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Do the first-use work now: impacts for these settings, the compiled kernels."""
+        """Do the first-use work now: impacts for these settings, the term dictionaries, the
+        compiled kernels."""
         self.postings  # noqa: B018
+        query_terms(self.index).lookups  # noqa: B018
         if self.compiled:
             impact_search.warm_up()
+            count_terms(np.zeros(0, np.int64), 1, compiled=True)  # loads the batch term counter
 
     @cached_property
     def postings(self) -> list[impact_search.Postings]:

@@ -84,6 +84,13 @@ class Dense(Pipeline):
         """This snapshot's segments with HNSW graphs over the stored vectors (built on first use)."""
         return ensure_graphs(self.index, *self._stored)
 
+    def prepare(self) -> None:
+        """Encode the collection if needed (or build the HNSW graphs) and load the model."""
+        from cascade.models.encoders import query_encodings
+
+        self._graphs if self.method == "hnsw" else self._stored  # noqa: B018
+        query_encodings(self.model).load()
+
     def encode_queries(self, queries: Sequence[Query]) -> np.ndarray:
         from cascade.models.encoders import query_encodings
 

@@ -211,6 +211,16 @@ class LearnedSparse(Pipeline):
                                                    Impacts(*(part(p) for p in _IMPACT_PARTS)), seg.n_docs))
         return postings, spec
 
+    def prepare(self) -> None:
+        """Encode the collection if needed, load the kernels and what queries need (the model,
+        or for inference-free queries the tokenizer and the idf)."""
+        self._ready  # noqa: B018
+        impact_search.warm_up()
+        if self.mode == "inference_free":
+            self.idf  # noqa: B018  (the tokenizer alone: no model at query time)
+        else:
+            self._encoder.model  # noqa: B018
+
     def ensure_encoded(self) -> None:
         """Encode the documents now (if needed) rather than on the first search."""
         self._ready  # noqa: B018

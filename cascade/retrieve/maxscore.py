@@ -207,8 +207,8 @@ def range_query(indptr, docs, impacts, block_indptr, block_max, block_last, q_te
     to its best k by partition whenever it fills: linear time in the candidates.
 
     Document-range processing with range bounds follows Mackenzie, Petri & Moffat, "Anytime
-    ranking on document-ordered indexes" (ACM TOIS 2022). ``acc`` (float64[RANGE]) is zero on
-    entry and on return. The query is ``q_terms[qa:qb]`` / ``q_weights[qa:qb]``; ``pos``,
+    ranking on document-ordered indexes" (ACM TOIS 2022). ``acc`` (float64, RANGE long, or the
+    segment's size when smaller: its length is the range's) is zero on entry and on return. The query is ``q_terms[qa:qb]`` / ``q_weights[qa:qb]``; ``pos``,
     ``end``, ``bpos`` are the worker's scratch. Nothing here slices a shared array or
     allocates: under threads, numba's reference counts and allocation counters are atomics
     that the workers would otherwise fight over.
@@ -314,14 +314,17 @@ def _ranges_batch(indptr, docs, impacts, block_indptr, block_max, block_last, te
                   q_weights, k, block, n_docs, n_workers, out_docs, out_scores, out_counts, allowed):  # type: ignore[no-untyped-def]
     n_queries = len(q_offsets) - 1
     max_terms = _max_terms(q_offsets)
+    # scratch sized to the segment: a small segment (or a single query) does not pay for
+    # zeroing a whole range's accumulator
+    span = min(RANGE, CHUNK * ((n_docs + CHUNK - 1) // CHUNK))
     for worker in prange(n_workers):
-        acc = np.zeros(RANGE)
-        touched = np.empty(RANGE, dtype=np.uint32)
+        acc = np.zeros(span)
+        touched = np.empty(span, dtype=np.uint32)
         pool = np.empty(max(4 * k, 64), dtype=np.uint64)
         pos = np.empty(max_terms, dtype=np.int64)
         end = np.empty(max_terms, dtype=np.int64)
         bpos = np.empty(max_terms, dtype=np.int64)
-        maxima = np.empty(RANGE // CHUNK if n_docs <= RANGE else 0)
+        maxima = np.empty(span // CHUNK if n_docs <= RANGE else 0)
         best = np.empty(k)
         lo, hi = _block_of(n_queries, n_workers, worker)
         for q in range(lo, hi):

@@ -64,6 +64,9 @@ class RM3(Pipeline):
     def key(self) -> tuple[Any, ...]:
         return (self.name, tuple(sorted(self.settings.items())), self.index.version)
 
+    def prepare(self) -> None:
+        self.bm25.prepare()
+
     @property
     def input_depth(self) -> int:  # type: ignore[override]
         return self.settings["fb_docs"]

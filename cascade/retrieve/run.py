@@ -53,6 +53,10 @@ class RunStage(Pipeline):
     def limit(self, k: int) -> "RunStage":
         return RunStage(self.path, min(k, self.k), self.label)
 
+    def prepare(self) -> None:
+        """Read the run file now."""
+        self.run  # noqa: B018
+
     @cached_property
     def run(self) -> Run:
         return read_trec_run(self.path)
