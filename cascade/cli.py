@@ -15,7 +15,6 @@ from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cascade.core.errors import CascadeError, DataError
@@ -48,9 +47,22 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def progress_bar() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)
+def progress(label: str, total: int | None = None, unit: str = "") -> Any:
+    """Progress on stderr: a bar with time left on a terminal, else a plain line every 10 s."""
+    from cascade.core.progress import Progress
+
+    return Progress(label, total, unit=unit)
+
+
+def phase_hook(bar: Any) -> Any:
+    """A stage's (label, done, total) reports shown on ``bar``, a new phase for each new label."""
+
+    def report(label: str, done: int, total: int | None) -> None:
+        if label != bar.label:
+            bar.relabel(label, total)
+        bar.update(done)
+
+    return report
 
 
 def analyzer_from(stopwords: str, stemmer: str, lowercase: bool):  # type: ignore[no-untyped-def]
@@ -68,8 +80,8 @@ def prepare_kernels() -> None:
     if impact_search.kernels_cached():
         impact_search.warm_up()
         return
-    with err.status("compiling Cascade's search kernels (first run only, about 20 s)"):
-        impact_search.warm_up()
+    err.print("compiling Cascade's search kernels (first run only, about 20 s)", highlight=False)
+    impact_search.warm_up()
 
 
 def count_lines(path: Path) -> int | None:
@@ -115,10 +127,9 @@ def index(
         corpus_file = source / "corpus.jsonl" if source.is_dir() else source
         total = count_lines(corpus_file) if corpus_file.is_file() else None
         start = time.perf_counter()
-        with progress_bar() as bar:
-            task = bar.add_task(f"indexing {source.name}", total=total)
+        with progress(f"indexing {source.name}", total, "docs") as bar:
             idx = Index.build(docs, output, analyzer=analyzer, fields=[f.strip() for f in fields.split(",")],
-                              filter_fields=filter_fields, overwrite=overwrite, progress=lambda n: bar.update(task, completed=n),
+                              filter_fields=filter_fields, overwrite=overwrite, progress=bar.update,
                               source={"path": str(source)})
         seconds = time.perf_counter() - start
         skipped = f", {report.skipped} bad records skipped" if report.skipped else ""
@@ -156,9 +167,10 @@ def add(
         report = ReadReport()
         docs = open_corpus(source, skip_bad=skip_bad, report=report)
         start = time.perf_counter()
-        with progress_bar() as bar:
-            task = bar.add_task(f"adding {source.name}", total=None)
-            added, replaced = idx.write(docs, update=update, wait=wait, progress=lambda n: bar.update(task, completed=n))
+        corpus_file = source / "corpus.jsonl" if source.is_dir() else source
+        with progress(f"adding {source.name}", count_lines(corpus_file) if corpus_file.is_file() else None,
+                      "docs") as bar:
+            added, replaced = idx.write(docs, update=update, wait=wait, progress=bar.update)
         seconds = time.perf_counter() - start
         idx = idx.refresh()
         skipped = f", {report.skipped} bad records skipped" if report.skipped else ""
@@ -248,10 +260,9 @@ def pipeline_hits(idx: Any, text: str, query: str, k: int) -> list[Any]:
     from cascade.core.registry import Context
     from cascade.pipeline.parse import parse
 
-    with progress_bar() as bar:
-        task = bar.add_task("preparing", total=None)
+    with progress("preparing the pipeline") as bar:
         ctx = Context.of(index=idx)
-        ctx.on_progress = lambda label, done, total: bar.update(task, description=label, completed=done, total=total)
+        ctx.on_progress = phase_hook(bar)
         cands = parse(text, ctx).search(query, k=k)
     return cands.hits(0, source=idx)
 
@@ -314,14 +325,8 @@ def eval_(
         opts = EvalOptions(metrics=metrics, split=split, k1=k1, b=b, skip_bad=skip_bad, baseline=baseline,
                            analyzer=analyzer, use_cache=not no_cache, save_run=save_run, permutations=permutations)
         saved: list[str] = []
-        with progress_bar() as bar:
-            task = bar.add_task("reading", total=None)
-
-            def phase(description: str, total: int | None) -> None:
-                bar.update(task, description=description, total=total, completed=0)
-
-            hooks = Hooks(indexing=lambda n: bar.update(task, completed=n),
-                          searching=lambda n: bar.update(task, completed=n), phase=phase,
+        with progress(f"reading {dataset.name}") as bar:
+            hooks = Hooks(indexing=bar.update, searching=bar.update, phase=bar.relabel,
                           saved=lambda i, r: saved.append(f"wrote the run of #{i} {r.label} to {r.run_file}"))
             result = run_experiment(dataset, pipelines, runs=run, index_dir=index_dir, opts=opts, progress=hooks)
         for line in saved:
@@ -445,9 +450,8 @@ def encode(
             raise CascadeError(f"--kind must be biencoder or sparse (got {kind!r})")
         idx = Index.open(index_dir)
         start = time.perf_counter()
-        with progress_bar() as bar:
-            task = bar.add_task(f"encoding with {model}", total=idx.n_docs)
-            tick = lambda n: bar.update(task, completed=n)  # noqa: E731
+        with progress(f"encoding {idx.n_docs:,} documents with {model}", idx.n_docs, "docs") as bar:
+            tick = bar.update
             if kind == "sparse":
                 from cascade.retrieve.learned_sparse import encode_sparse
 
@@ -490,10 +494,8 @@ def demo(
     with user_errors():
         path = output or Path(tempfile.mkdtemp(prefix="cascade-demo-")) / "stdlib.idx"
         start = time.perf_counter()
-        with progress_bar() as bar:
-            task = bar.add_task("indexing Python's standard library docstrings", total=None)
-            idx = Index.build(python_docstrings(), path, overwrite=True,
-                              progress=lambda n: bar.update(task, completed=n))
+        with progress("indexing Python's standard library docstrings", unit="docs") as bar:
+            idx = Index.build(python_docstrings(), path, overwrite=True, progress=bar.update)
         seconds = time.perf_counter() - start
         out.print(f"indexed {idx.n_docs:,} docstrings into {path} in {seconds:.2f} s", highlight=False)
         bm25 = BM25(idx)

@@ -1,13 +1,14 @@
 """Progress of long work, shown the same way by every command and stage.
 
 On a terminal: a bar on stderr with counts, rate and time left (Rich). Anywhere else (CI, a
-log file, a notebook's captured stderr): one plain line at the start, then at most one every
-``interval`` seconds, then one at the end, each with the count, the total when known, the rate
-and the estimated time left, so a log shows that work is moving and when it should end.
+log file, a notebook's captured stderr): once the work has run ``first`` seconds, one plain
+line, then at most one every ``interval`` seconds, and one at the end; each with the count, the
+total when known, the rate and the estimated time left, so a log shows that work is moving and
+when it should end. Work done within ``first`` seconds prints nothing.
 
 >>> import io
 >>> out = io.StringIO()
->>> with Progress("encoding documents", total=3, unit="docs", stream=out, interval=0) as bar:
+>>> with Progress("encoding documents", total=3, unit="docs", stream=out, interval=0, first=0) as bar:
 ...     bar.update(2)
 ...     bar.update(3)
 >>> print(out.getvalue().splitlines()[-1].split(",")[0])
@@ -21,6 +22,7 @@ import time
 from typing import IO, Any, Callable
 
 INTERVAL = 10.0  # seconds between two plain progress lines
+FIRST = 2.0  # seconds of work before the first plain line
 
 
 def _duration(seconds: float) -> str:
@@ -38,14 +40,15 @@ class Progress:
     """One task's progress: ``update(done)`` with the count so far (``total`` may be None)."""
 
     def __init__(self, label: str, total: int | None = None, *, unit: str = "", stream: IO[str] | None = None,
-                 interval: float = INTERVAL, terminal: bool | None = None) -> None:
+                 interval: float = INTERVAL, first: float = FIRST, terminal: bool | None = None) -> None:
         self.label, self.total, self.unit = label, total, unit
         self.stream = stream if stream is not None else sys.stderr
-        self.interval = interval
+        self.interval, self.first = interval, first
         self.terminal = self.stream.isatty() if terminal is None else terminal
         self.done = 0
         self._start = time.monotonic()
-        self._last_line = -float("inf")
+        self._last_line = self._start - interval + first  # the first line once ``first`` seconds have passed
+        self._lines = 0
         self._bar: Any = None
         self._task: Any = None
 
@@ -67,15 +70,13 @@ class Progress:
                             transient=True)
             self._bar.__enter__()
             self._task = self._bar.add_task(self.label, total=self.total)
-        else:
-            self._line()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
             self._bar = None
-        elif exc[0] is None:
+        elif exc[0] is None and self._lines:
             self._line(final=True)
 
     def relabel(self, label: str, total: int | None = None) -> None:
@@ -84,7 +85,7 @@ class Progress:
         self._start = time.monotonic()
         if self._bar is not None:
             self._bar.update(self._task, description=label, total=total, completed=0)
-        else:
+        elif self._lines:  # a log already showing progress shows the new phase at once
             self._line()
 
     def update(self, done: int) -> None:
@@ -103,6 +104,7 @@ class Progress:
         return self.update
 
     def _line(self, final: bool = False) -> None:
+        self._lines += 1
         self._last_line = time.monotonic()
         elapsed = self._last_line - self._start
         unit = f" {self.unit}" if self.unit else ""

@@ -60,6 +60,11 @@ class BeirDataset:
             raise DataError(path, f"no qrels for split {split!r} (available splits: {available})")
         return read_qrels(path, skip_bad=skip_bad, report=report)
 
+    def count_docs(self) -> int:
+        """Lines of ``corpus.jsonl`` (its documents, for progress totals), counted without parsing."""
+        with open(self.corpus_path, "rb") as f:
+            return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+
     def content_hash(self) -> str:
         """blake2b hex digest (16 bytes) of ``corpus.jsonl``, computed once per instance."""
         if self._hash is None:

@@ -115,7 +115,7 @@ def _index_provider(s: _Setting, index_dir: Path | None) -> Callable[[], Index]:
 
 def _build_index(s: _Setting) -> Index:
     if s.progress.phase:
-        s.progress.phase(f"indexing {s.dataset.name}", None)
+        s.progress.phase(f"indexing {s.dataset.name}", s.dataset.count_docs())
     analyzer = s.opts.analyzer or Analyzer()
     corpus = lambda: s.dataset.corpus(skip_bad=s.opts.skip_bad, report=s.report)  # noqa: E731
     if s.opts.use_cache:
@@ -182,7 +182,7 @@ def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] 
     results = []
     for i, (text, pipeline) in enumerate(zip(texts, parsed)):
         if s.progress.phase:
-            s.progress.phase(f"running {text}", None)
+            s.progress.phase(f"running {text}", len(queries))
         result, run = _measure(str(text), pipeline, executor, queries, s, metric_names)
         if opts.save_run is not None:
             _save_run(result, run, i, len(texts), opts.save_run, s.progress)

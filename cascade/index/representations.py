@@ -78,6 +78,11 @@ def spec(index: "Index", name: str) -> dict[str, Any]:
     return found
 
 
+def has_rep(seg: "Segment", name: str) -> bool:
+    """Whether ``seg`` (as its commit lists it) carries representation ``name``."""
+    return any(f.startswith(f"{PREFIX}{name}.") for f in seg.entry.files)
+
+
 def has_part(seg: "Segment", name: str, part: str) -> bool:
     return _listed(seg.entry.files, name, part) is not None
 

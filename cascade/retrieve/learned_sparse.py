@@ -26,7 +26,6 @@ In a pipeline string: ``sparse % 100 >> maxsim`` or ``sparse(mode=inference_free
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections import Counter
 from functools import cached_property
@@ -39,6 +38,7 @@ from cascade.core.candidates import SHARED, Candidates
 from cascade.core.errors import CascadeError
 from cascade.core.nodes import Pipeline, Runner, as_queries, format_call
 from cascade.core.params import ParamInfo, check_params, non_defaults
+from cascade.core.progress import Progress
 from cascade.core.registry import Context, register_stage
 from cascade.core.types import Query
 from cascade.filters import compile_filter
@@ -128,16 +128,10 @@ def encode_sparse(index: Index, model: str = DEFAULT_MODEL, name: str | None = N
 
 
 def _encode_with_bar(index: Index, model: str, name: str) -> None:
-    """encode_sparse with a rich progress bar on stderr (what a stage does on first use)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    todo = sum(seg.n_docs for seg in index.segments
-               if not any(f.startswith(f"{reps.PREFIX}{name}.") for f in seg.entry.files))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(file=sys.stderr), transient=True) as bar:
-        task = bar.add_task(f"SPLADE-encoding {todo} documents ({model})", total=todo)
-        encode_sparse(index, model, name, progress=lambda n: bar.update(task, completed=n))
+    """encode_sparse with progress on stderr (what a stage does on first use)."""
+    todo = sum(seg.n_docs for seg in index.segments if not reps.has_rep(seg, name))
+    with Progress(f"SPLADE-encoding {todo:,} documents with {model}", todo, unit="docs") as bar:
+        encode_sparse(index, model, name, progress=bar.update)
 
 
 # -- the stage ------------------------------------------------------------------------------
