@@ -30,3 +30,32 @@ def datasets_dir() -> Path:
         pytest.skip(f"shared datasets not found at {DATASETS}")
     return DATASETS
 
+
+
+TINY_WORDS = ("the a cats dogs purr bark at in garden loudly fish swim water birds fly sky sun moon night day "
+              "cheese mice eat").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_bi_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A one-layer sentence-transformers BERT with random weights over TINY_WORDS, saved to a
+    directory: the loading code a real checkpoint goes through, with no network."""
+    pytest.importorskip("sentence_transformers")
+    import transformers
+    from sentence_transformers import SentenceTransformer, models
+
+    root = tmp_path_factory.mktemp("tiny-st")
+    raw = root / "raw"
+    raw.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]
+    (raw / "vocab.txt").write_text("\n".join(vocab))
+    tokenizer = transformers.BertTokenizerFast(str(raw / "vocab.txt"))  # positional: transformers 5 ignores vocab_file=
+    transformers.set_seed(0)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
+    transformers.BertModel(config).save_pretrained(raw)
+    tokenizer.save_pretrained(raw)
+    model = SentenceTransformer(modules=[models.Transformer(str(raw), max_seq_length=32),
+                                         models.Pooling(32, "mean"), models.Normalize()])
+    model.save(str(root / "model"))
+    return str(root / "model")

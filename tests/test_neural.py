@@ -14,36 +14,18 @@ import pytest
 
 pytest.importorskip("sentence_transformers")
 
+from conftest import TINY_WORDS as WORDS  # noqa: E402
+
 import cascade
 from cascade.core.errors import CascadeError
 from cascade.index import representations as reps
 from cascade.models.stored import encode_biencoder, representation_name
 from cascade.retrieve.bm25 import BM25
 
-WORDS = ("the a cats dogs purr bark at in garden loudly fish swim water birds fly sky sun moon night day "
-         "cheese mice eat").split()
-
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    import transformers
-    from sentence_transformers import SentenceTransformer, models
-
-    root = tmp_path_factory.mktemp("tiny-st")
-    raw = root / "raw"
-    raw.mkdir()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (raw / "vocab.txt").write_text("\n".join(vocab))
-    tokenizer = transformers.BertTokenizerFast(str(raw / "vocab.txt"))  # positional: transformers 5 ignores vocab_file=
-    transformers.set_seed(0)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
-    transformers.BertModel(config).save_pretrained(raw)
-    tokenizer.save_pretrained(raw)
-    model = SentenceTransformer(modules=[models.Transformer(str(raw), max_seq_length=32),
-                                         models.Pooling(32, "mean"), models.Normalize()])
-    model.save(str(root / "model"))
-    return str(root / "model")
+def tiny_model(tiny_bi_encoder: str) -> str:
+    return tiny_bi_encoder
 
 
 def _docs(n: int, seed: int = 0) -> list[cascade.Doc]:

@@ -108,7 +108,7 @@ class QueryTerms:
             numbers = np.insert(numbers, at, np.concatenate(parts))
         return numbers
 
-    def counted(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def counted(self, text: str) -> tuple[list[int], list[float]]:
         """One query's distinct query-term ids in first-seen order, and how often each occurs
         (what :func:`~cascade.kernels.query_terms.count_terms` gives for a batch of one)."""
         words = self.analyzer.ascii_words(text)
@@ -121,8 +121,7 @@ class QueryTerms:
         for number in numbers:
             if number >= 0:
                 counts[number] = counts.get(number, 0) + 1
-        return np.fromiter(counts, dtype=np.int64, count=len(counts)), \
-            np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        return list(counts), [float(c) for c in counts.values()]
 
     def _token_array(self, tokens: Sequence[str | bytes]) -> np.ndarray:
         unseen = NO_TERM - 2  # below every value the memo holds
@@ -302,8 +301,11 @@ class BM25(Pipeline):
               mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         terms = query_terms(self.index)
         compiled = self.compiled
+        if len(texts) == 1 and len(self.index.segments) == 1:
+            return self._rank_one(terms, texts[0], k, where, threads, mode, compiled)
         if len(texts) == 1:  # one query: its few terms counted in Python, no compiled call for that
-            qterms, counts = terms.counted(texts[0])
+            ids, repeats = terms.counted(texts[0])
+            qterms, counts = np.array(ids, dtype=np.int64), np.array(repeats, dtype=np.float64)
             qoffsets = np.array([0, len(qterms)], dtype=np.int64)
         else:
             qoffsets, qterms, counts = count_terms(terms.numbers(texts), len(texts), compiled=compiled)
@@ -328,12 +330,33 @@ class BM25(Pipeline):
         weights = np.array(boosts, dtype=np.float64) * terms.idf()[qterms]
         return self._run(offsets, qterms, weights, k, where, threads, mode, self.compiled)
 
-    def _run(self, offsets: np.ndarray, qterms: np.ndarray, weights: np.ndarray, k: int, where: Any, threads: int,
-             mode: str, compiled: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _rank_one(self, terms: QueryTerms, text: str, k: int, where: Any, threads: int, mode: str,
+                  compiled: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_run` for one query on a one-segment index, its few terms handled in Python:
+        the same weights (count x idf in float64) in the same order, so the same results."""
+        ids, counts = terms.counted(text)
+        idf = terms.idf()
+        numbers = terms.segment_numbers(0)
+        kept = [(int(numbers[t]), c * idf[t]) for t, c in zip(ids, counts) if idf[t] != 0]
+        query = impact_search.SegmentQueries(np.array([0, len(kept)], dtype=np.int64),
+                                             np.array([t for t, _ in kept], dtype=np.int64),
+                                             np.array([w for _, w in kept], dtype=np.float64), self.allowed(where)[0])
+        self._check(k, mode)
+        if compiled:
+            impact_search.warm_up()
+        return impact_search.search(self.postings, self.index.bases, [query], k, n_queries=1, compiled=compiled,
+                                    mode=impact_search.MODES[mode], threads=threads)
+
+    @staticmethod
+    def _check(k: int, mode: str) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise CascadeError(f"k must be at least 1 (got {k!r})")
         if mode not in impact_search.MODES:
             raise CascadeError(f"unknown mode {mode!r}; choose from {', '.join(impact_search.MODES)}")
+
+    def _run(self, offsets: np.ndarray, qterms: np.ndarray, weights: np.ndarray, k: int, where: Any, threads: int,
+             mode: str, compiled: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self._check(k, mode)
         if compiled:
             impact_search.warm_up()
         terms = query_terms(self.index)
