@@ -1,12 +1,15 @@
 """The `cascade` command line: thin wrappers over the library.
 
-User mistakes (bad input, missing files, unknown names) print one line on stderr and exit
-with status 1; only a bug in Cascade shows a traceback.
+User mistakes (bad input, missing files, unknown names, a missing optional dependency) print
+one ``error: ...`` line on stderr and exit with status 1; only a bug in Cascade shows a
+traceback. Text from users and documents is printed as is: Rich markup is off everywhere (a
+``[neural]`` in an install hint, or brackets in a document, stay literal).
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from contextlib import contextmanager
@@ -16,9 +19,11 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cascade.core.errors import CascadeError, DataError
 from cascade.index import bm25_formula
+from cascade.index.lock import WriterBusy
 
 app = typer.Typer(
     help="Cascade: multi-stage retrieval — index, search and evaluate.",
@@ -26,25 +31,63 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True, soft_wrap=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+out = Console(markup=False, highlight=False)
+TITLE_QUERY_CHARS = 80  # a longer query is shortened in a results table's title
+WAIT_HINT = "wait for it to finish, or retry with --wait SECONDS"
+RETRY_HINT = "wait for it to finish, then run the command again"
+
+
+def say_error(message: str) -> None:
+    """One ``error: ...`` line on stderr (the message printed as is, never as markup)."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn CascadeError and Ctrl-C into one line and a non-zero exit."""
+def user_errors(busy_hint: str = RETRY_HINT) -> Iterator[None]:
+    """Turn CascadeError, an OSError (permissions, a full disk) and Ctrl-C into one line and a
+    non-zero exit. ``busy_hint`` says, in the command's own options, what to do when another
+    writer holds the index."""
     try:
         yield
     except DataError as exc:
         hint = "" if exc.line is None else " (--skip-bad skips such records)"
-        err.print(f"[bold red]error:[/] {exc}{hint}", highlight=False, markup=True, soft_wrap=True)
+        say_error(f"{exc}{hint}")
+        raise typer.Exit(1) from None
+    except WriterBusy as exc:
+        say_error(str(exc.worded(busy_hint)))
         raise typer.Exit(1) from None
     except CascadeError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        say_error(str(exc))
+        raise typer.Exit(1) from None
+    except OSError as exc:  # the environment's doing: a read-only or full disk, a missing directory
+        where = f"{exc.filename}: " if exc.filename else ""
+        say_error(f"{where}{exc.strerror or exc}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 document``, ``2 documents`` (thousands separated)."""
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def version_callback(show: bool) -> None:
+    if show:
+        from cascade import __version__
+
+        out.print(f"cascade {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                 help="Print Cascade's version and exit."),
+) -> None:
+    """Cascade: multi-stage retrieval — index, search and evaluate."""
 
 
 def progress(label: str, total: int | None = None, unit: str = "") -> Any:
@@ -65,12 +108,14 @@ def phase_hook(bar: Any) -> Any:
     return report
 
 
-def analyzer_from(stopwords: str, stemmer: str, lowercase: bool):  # type: ignore[no-untyped-def]
+def analyzer_from(stopwords: str, stemmer: str, lowercase: bool,  # type: ignore[no-untyped-def]
+                  fold_accents: bool = True, cjk: str = "none", symbol_suffixes: bool = False):
     from cascade.text.analyzer import Analyzer
 
     none = ("none", "")
     return Analyzer(lowercase=lowercase, stopwords=None if stopwords in none else stopwords,
-                    stemmer=None if stemmer in none else stemmer)
+                    stemmer=None if stemmer in none else stemmer, fold_accents=fold_accents,
+                    cjk=None if cjk in none else cjk, symbol_suffixes=symbol_suffixes)
 
 
 def prepare_kernels() -> None:
@@ -84,59 +129,68 @@ def prepare_kernels() -> None:
     impact_search.warm_up()
 
 
-def count_lines(path: Path) -> int | None:
-    """Cheap total for a progress bar over a JSONL file."""
-    try:
-        with open(path, "rb") as f:
-            return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
-    except OSError:
-        return None
+def source_name(source: Path) -> str:
+    """How progress lines name a corpus: its file or directory name, ``stdin`` for ``-``."""
+    return "stdin" if str(source) == "-" else source.name
+
+
+def skipped_note(report: Any) -> str:
+    return f", {plural(report.skipped, 'bad record')} skipped" if report.skipped else ""
 
 
 StopwordsOpt = typer.Option("english", help="Stopword list: english (Lucene's), snowball, none.")
 StemmerOpt = typer.Option("english", help="Snowball stemmer language (PyStemmer), or none.")
 LowercaseOpt = typer.Option(True, "--lowercase/--no-lowercase", help="Fold case.")
+FoldAccentsOpt = typer.Option(True, "--fold-accents/--no-fold-accents",
+                              help="Fold accents: Café Zürich, Straße and Øre are cafe zurich, strasse and ore.")
+CjkOpt = typer.Option("none", "--cjk", help="Chinese, Japanese and Korean text: bigrams (overlapping character "
+                      "pairs, for text written without spaces) or none.")
+SymbolSuffixesOpt = typer.Option(False, "--symbol-suffixes/--no-symbol-suffixes",
+                                 help="Keep + and # after a word of letters: C++, C#, F# are terms.")
 SkipBadOpt = typer.Option(False, "--skip-bad", help="Skip bad records (counted in the summary) instead of stopping.")
+SOURCE_HELP = ("BEIR dataset dir, JSONL file (.jsonl or .jsonl.gz), TSV file (id<TAB>text or id<TAB>title<TAB>text; "
+               ".tsv or .tsv.gz), folder of .txt/.md files, or - for JSONL on standard input.")
+WaitOpt = typer.Option(0.0, "--wait", help="Seconds to wait for another writer to finish.")
 
 
 @app.command()
 def index(
-    source: Path = typer.Argument(..., help="BEIR dataset dir, JSONL file, or folder of .txt/.md files."),
+    source: Path = typer.Argument(..., help=SOURCE_HELP),
     output: Path = typer.Option(..., "-o", "--output", help="Index directory to create."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index at OUTPUT."),
     skip_bad: bool = SkipBadOpt,
     stopwords: str = StopwordsOpt,
     stemmer: str = StemmerOpt,
     lowercase: bool = LowercaseOpt,
+    fold_accents: bool = FoldAccentsOpt,
+    cjk: str = CjkOpt,
+    symbol_suffixes: bool = SymbolSuffixesOpt,
     fields: str = typer.Option("title,text", help="Fields indexed as one: title,text | text | title."),
     filter_field: list[str] = typer.Option([], "--filter-field",
                                            help="Metadata field filters can use, NAME:TYPE with TYPE int, float, "
                                                 "date or keyword (repeatable), e.g. --filter-field year:int."),
 ) -> None:
     """Build an on-disk index from SOURCE."""
-    from cascade.data import ReadReport, open_corpus
+    from cascade.data import ReadReport, count_lines, open_corpus
     from cascade.index.index import Index
 
     with user_errors():
         from cascade.filters.columns import check_filter_fields
 
-        analyzer = analyzer_from(stopwords, stemmer, lowercase)
+        analyzer = analyzer_from(stopwords, stemmer, lowercase, fold_accents, cjk, symbol_suffixes)
         filter_fields = check_filter_fields(parse_filter_fields(filter_field))
         report = ReadReport()
         docs = open_corpus(source, skip_bad=skip_bad, report=report)
-        corpus_file = source / "corpus.jsonl" if source.is_dir() else source
-        total = count_lines(corpus_file) if corpus_file.is_file() else None
         start = time.perf_counter()
-        with progress(f"indexing {source.name}", total, "docs") as bar:
+        with progress(f"indexing {source_name(source)}", count_lines(source), "docs") as bar:
             idx = Index.build(docs, output, analyzer=analyzer, fields=[f.strip() for f in fields.split(",")],
                               filter_fields=filter_fields, overwrite=overwrite, progress=bar.update,
                               source={"path": str(source)})
         seconds = time.perf_counter() - start
-        skipped = f", {report.skipped} bad records skipped" if report.skipped else ""
-        err.print(f"indexed {idx.n_docs:,} documents into {output} in {seconds:.2f} s "
-                  f"({idx.n_docs / seconds:,.0f} docs/s){skipped}", highlight=False)
+        err.print(f"indexed {plural(idx.n_docs, 'document')} into {output} in {seconds:.2f} s "
+                  f"({idx.n_docs / seconds:,.0f} docs/s){skipped_note(report)}")
         for problem in report.problems[:5]:
-            err.print(f"  skipped: {problem}", highlight=False)
+            err.print(f"  skipped: {problem}")
 
 
 def parse_filter_fields(specs: list[str]) -> dict[str, str]:
@@ -153,30 +207,29 @@ def parse_filter_fields(specs: list[str]) -> dict[str, str]:
 @app.command()
 def add(
     index_dir: Path = typer.Argument(..., help="Index directory."),
-    source: Path = typer.Argument(..., help="BEIR dataset dir, JSONL file, or folder of .txt/.md files."),
+    source: Path = typer.Argument(..., help=SOURCE_HELP),
     update: bool = typer.Option(False, "--update", help="Replace documents whose id is already in the index."),
     skip_bad: bool = SkipBadOpt,
-    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another writer to finish."),
+    wait: float = WaitOpt,
 ) -> None:
     """Add (or with --update, add or replace) the documents of SOURCE, as one commit."""
-    from cascade.data import ReadReport, open_corpus
+    from cascade.data import ReadReport, count_lines, open_corpus
     from cascade.index.index import Index
 
-    with user_errors():
+    with user_errors(WAIT_HINT):
         idx = Index.open(index_dir, verify=False)
         report = ReadReport()
         docs = open_corpus(source, skip_bad=skip_bad, report=report)
         start = time.perf_counter()
-        corpus_file = source / "corpus.jsonl" if source.is_dir() else source
-        with progress(f"adding {source.name}", count_lines(corpus_file) if corpus_file.is_file() else None,
-                      "docs") as bar:
+        with progress(f"adding {source_name(source)}", count_lines(source), "docs") as bar:
             added, replaced = idx.write(docs, update=update, wait=wait, progress=bar.update)
         seconds = time.perf_counter() - start
         idx = idx.refresh()
-        skipped = f", {report.skipped} bad records skipped" if report.skipped else ""
-        what = f"added {added:,} documents" + (f" ({replaced:,} replaced old versions)" if update else "")
-        err.print(f"{what} to {index_dir} in {seconds:.2f} s; {idx.n_docs:,} documents, "
-                  f"{len(idx.segments)} segment(s){skipped}", highlight=False)
+        what = f"added {plural(added, 'document')}"
+        if update:
+            what += f" ({plural(replaced, 'replaced an old version', 'replaced old versions')})"
+        err.print(f"{what} to {index_dir} in {seconds:.2f} s; {plural(idx.n_docs, 'document')}, "
+                  f"{plural(len(idx.segments), 'segment')}{skipped_note(report)}")
 
 
 @app.command()
@@ -185,18 +238,34 @@ def delete(
     ids: list[str] = typer.Option([], "--id", help="Id of a document to delete (repeatable)."),
     where: Optional[str] = typer.Option(None, "--where", help='Delete the documents matching this filter, '
                                                               'e.g. \'year < 2000 AND lang = "de"\'.'),
-    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another writer to finish."),
+    wait: float = WaitOpt,
 ) -> None:
-    """Delete documents by id and/or by filter, as one commit."""
+    """Delete documents by id and/or by filter, as one commit.
+
+    Ids with no live document are named; when nothing was deleted because no id matched,
+    the command fails (exit status 1). A --where alone that matches nothing is not an error."""
     from cascade.index.index import Index
 
-    with user_errors():
+    with user_errors(WAIT_HINT):
         if not ids and where is None:
             raise CascadeError("say what to delete: --id ID (repeatable) and/or --where FILTER")
         idx = Index.open(index_dir, verify=False)
+        missing = [doc_id for doc_id, num in zip(ids, idx.doc_numbers(ids).tolist()) if num < 0]
         n = idx.delete(ids, where=where, wait=wait)
+        if n == 0 and missing:
+            also = ", and none matches --where" if where is not None else ""
+            raise CascadeError(f"nothing deleted from {index_dir}: {not_found(missing)}{also}")
         idx = idx.refresh()
-        err.print(f"deleted {n:,} documents from {index_dir}; {idx.n_docs:,} left", highlight=False)
+        if missing:
+            err.print(f"not found: {not_found(missing)}")
+        none_matched = " (no live document matches --where)" if n == 0 and where is not None else ""
+        err.print(f"deleted {plural(n, 'document')} from {index_dir}{none_matched}; {idx.n_docs:,} left")
+
+
+def not_found(ids: list[str], shown: int = 5) -> str:
+    """``no live document with id 'a'`` or ``no live documents with ids 'a', 'b' (and 3 more)``."""
+    listed = ", ".join(repr(i) for i in ids[:shown]) + (f" (and {len(ids) - shown} more)" if len(ids) > shown else "")
+    return f"no live document with id {listed}" if len(ids) == 1 else f"no live documents with ids {listed}"
 
 
 @app.command()
@@ -204,20 +273,20 @@ def optimize(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     policy: bool = typer.Option(False, "--policy", help="Only the merges the tiered policy asks for, "
                                                         "instead of merging everything into one segment."),
-    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another writer to finish."),
+    wait: float = WaitOpt,
 ) -> None:
     """Merge segments and drop deleted documents (searches stay correct meanwhile)."""
     from cascade.index.index import Index
     from cascade.index.merge import TieredMergePolicy
 
-    with user_errors():
+    with user_errors(WAIT_HINT):
         idx = Index.open(index_dir, verify=False)
         before = len(idx.segments)
         start = time.perf_counter()
         idx.optimize(policy=TieredMergePolicy() if policy else None, wait=wait)
         idx = idx.refresh()
-        err.print(f"{index_dir}: {before} -> {len(idx.segments)} segment(s), {idx.n_docs:,} documents, "
-                  f"in {time.perf_counter() - start:.2f} s", highlight=False)
+        err.print(f"{index_dir}: {before} -> {len(idx.segments)} segment(s), {plural(idx.n_docs, 'document')}, "
+                  f"in {time.perf_counter() - start:.2f} s")
 
 
 @app.command()
@@ -225,9 +294,11 @@ def search(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     query: str = typer.Argument(..., help="Query text."),
     k: int = typer.Option(10, "-k", help="Number of hits."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    k1: float = typer.Option(bm25_formula.K1, help="BM25 k1."),
-    b: float = typer.Option(bm25_formula.B, help="BM25 b."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: the query, and per hit its rank, "
+                                                    "id, score, title, text and metadata."),
+    k1: float = typer.Option(bm25_formula.K1, help="BM25 k1 (with -p: of every bm25, rm3, bm25_rm3 stage that "
+                                                   "does not set it)."),
+    b: float = typer.Option(bm25_formula.B, help="BM25 b (with -p: as --k1)."),
     pipeline: Optional[str] = typer.Option(None, "-p", "--pipeline",
                                            help="Search with a pipeline instead of BM25, e.g. 'bm25 % 100 >> maxsim'."),
     where: Optional[str] = typer.Option(None, "--where", help='Only documents matching this filter, '
@@ -247,28 +318,53 @@ def search(
         elif where is not None:
             raise CascadeError("with --pipeline, give the filter to its first stage: e.g. -p 'bm25(where=\"year >= 2020\") % 100 >> maxsim'")
         else:
-            hits = pipeline_hits(idx, pipeline, query, k)
+            hits = pipeline_hits(idx, pipeline, query, k, bm25_settings(k1, b))
         seconds = time.perf_counter() - start
         if as_json:
-            print(json.dumps({"query": query, "hits": [{"id": h.id, "score": round(h.score, 4), "title": h.title}
-                                                       for h in hits], "seconds": round(seconds, 4)}))
+            print(hits_json(query, hits, seconds))
             return
         print_hits(query, hits, seconds)
 
 
-def pipeline_hits(idx: Any, text: str, query: str, k: int) -> list[Any]:
+def bm25_settings(k1: float, b: float) -> dict[str, dict[str, Any]]:
+    """Context.stage_defaults giving --k1/--b to a pipeline's BM25 stages (none when they are
+    the defaults, so a plain search never imports the evaluation package)."""
+    if (k1, b) == (bm25_formula.K1, bm25_formula.B):
+        return {}
+    from cascade.evaluation.experiment import EvalOptions, bm25_defaults
+
+    return bm25_defaults(EvalOptions(k1=k1, b=b))
+
+
+def hits_json(query: str, hits: list[Any], seconds: float) -> str:
+    """``cascade search --json``: one object with each hit's rank, id, score and stored fields."""
+    rows = [{"rank": rank, "id": h.id, "score": round(h.score, 4), "title": h.title, "text": h.text, "meta": h.meta}
+            for rank, h in enumerate(hits, 1)]
+    return json.dumps({"query": query, "hits": rows, "seconds": round(seconds, 4)}, ensure_ascii=False, default=str)
+
+
+def pipeline_hits(idx: Any, text: str, query: str, k: int,
+                  stage_defaults: dict[str, dict[str, Any]] | None = None) -> list[Any]:
     from cascade.core.registry import Context
     from cascade.pipeline.parse import parse
 
     with progress("preparing the pipeline") as bar:
         ctx = Context.of(index=idx)
         ctx.on_progress = phase_hook(bar)
-        cands = parse(text, ctx).search(query, k=k)
+        ctx.stage_defaults = stage_defaults or {}
+        cands = (parse(text, ctx) % k)([query])  # not .search: a lone bm25 stage's search returns Hits
     return cands.hits(0, source=idx)
 
 
+def short_query(query: str, limit: int = TITLE_QUERY_CHARS) -> str:
+    """``query`` on one line, quoted, cut to about ``limit`` characters (a table title)."""
+    flat = " ".join(query.split())
+    return repr(flat if len(flat) <= limit else flat[:limit - 1] + "…")
+
+
 def print_hits(query: str, hits: list[Any], seconds: float) -> None:
-    table = Table(title=f"{query!r}: {len(hits)} hits in {seconds * 1000:.1f} ms", title_justify="left", expand=True)
+    title = f"{short_query(query)}: {plural(len(hits), 'hit')} in {seconds * 1000:.1f} ms"
+    table = Table(title=title, title_justify="left", expand=True)
     table.add_column("#", justify="right", no_wrap=True, min_width=2)
     table.add_column("score", justify="right", no_wrap=True, min_width=6)
     table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=45)
@@ -332,7 +428,7 @@ def eval_(
         for line in saved:
             err.print(line, highlight=False, markup=False)
         if result.skipped:
-            err.print(f"{result.skipped} bad records skipped, e.g. {result.problems[0]}", highlight=False, markup=False)
+            err.print(f"{plural(result.skipped, 'bad record')} skipped, e.g. {result.problems[0]}")
         if as_json:
             print(to_json(result, per_query=per_query))
         else:
@@ -347,8 +443,6 @@ def eval_command(dataset: Path, pipelines: list[str], runs: list[str], metrics: 
                  split: str, *, index_dir: Optional[Path] = None, k1: float = bm25_formula.K1,
                  b: float = bm25_formula.B, stopwords: Optional[str] = None, stemmer: Optional[str] = None) -> str:
     """The `cascade eval` command line that reproduces an experiment (for reports)."""
-    import shlex
-
     parts = ["cascade", "eval", shlex.quote(str(dataset))]
     if index_dir is not None:
         parts.append(f"--index {shlex.quote(str(index_dir))}")
@@ -387,13 +481,13 @@ def cache_clear(
 
     with user_errors():
         n = StageCache().clear()
-        msg = f"cleared {n} cached stage outputs"
+        msg = f"cleared {plural(n, 'cached stage output')}"
         indexes = cache_root() / "indexes"
         if not stages_only and indexes.exists():
-            count = sum(1 for _ in indexes.iterdir())
+            count = sum(1 for entry in indexes.iterdir() if entry.is_dir() and not entry.name.startswith("."))
             shutil.rmtree(indexes)
-            msg += f" and {count} cached indexes"
-        out.print(f"{msg} ({cache_root()})", highlight=False)
+            msg += f" and {plural(count, 'cached index', 'cached indexes')}"
+        out.print(f"{msg} ({cache_root()})")
 
 
 @cache_app.command("info")
@@ -406,7 +500,7 @@ def cache_info() -> None:
         path = root / name
         files = [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
         size = sum(p.stat().st_size for p in files)
-        out.print(f"{path}: {len(files)} files, {size / 1e6:.1f} MB", highlight=False)
+        out.print(f"{path}: {plural(len(files), 'file')}, {size / 1e6:.1f} MB")
 
 
 @app.command()
@@ -418,21 +512,21 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
         idx = Index.open(index_dir)
         m = idx.manifest
         deleted = sum(s.n_deleted for s in m.segments)
-        out.print(f"{index_dir}: {idx.n_docs:,} documents, {len(m.segments)} segment(s), generation {m.generation}")
+        out.print(f"{index_dir}: {plural(idx.n_docs, 'document')}, {len(m.segments)} segment(s), "
+                  f"generation {m.generation}")
         if deleted:
-            out.print(f"{deleted:,} deleted documents not yet merged away (cascade optimize drops them)")
+            out.print(f"{plural(deleted, 'deleted document')} not yet merged away (cascade optimize drops them)")
         if m.filter_fields:
-            out.print("filter fields: " + ", ".join(f"{k} ({v})" for k, v in m.filter_fields.items()),
-                      highlight=False)
-        out.print(f"analyzer: {m.analyzer}", highlight=False)
+            out.print("filter fields: " + ", ".join(f"{k} ({v})" for k, v in m.filter_fields.items()))
+        out.print(f"analyzer: {m.analyzer}")
         out.print(f"fields: {', '.join(m.fields)}; average length {idx.avg_doc_length:.1f} terms")
         for s in m.segments:
             size = sum(f.size for f in s.files.values())
             live = f" ({s.n_deleted:,} deleted)" if s.n_deleted else ""
-            out.print(f"  {s.name}: {s.n_docs:,} docs{live}, {s.n_terms:,} terms, {s.n_postings:,} postings, "
-                      f"{size / 1e6:.1f} MB")
+            out.print(f"  {s.name}: {plural(s.n_docs, 'doc')}{live}, {plural(s.n_terms, 'term')}, "
+                      f"{plural(s.n_postings, 'posting')}, {size / 1e6:.1f} MB")
         for name, spec in sorted(m.representations.items()):
-            out.print(f"representation {name}: {spec}", highlight=False)
+            out.print(f"representation {name}: {spec}")
 
 
 @app.command()
@@ -450,7 +544,7 @@ def encode(
             raise CascadeError(f"--kind must be biencoder or sparse (got {kind!r})")
         idx = Index.open(index_dir)
         start = time.perf_counter()
-        with progress(f"encoding {idx.n_docs:,} documents with {model}", idx.n_docs, "docs") as bar:
+        with progress(f"encoding {plural(idx.n_docs, 'document')} with {model}", idx.n_docs, "docs") as bar:
             tick = bar.update
             if kind == "sparse":
                 from cascade.retrieve.learned_sparse import encode_sparse
@@ -461,21 +555,82 @@ def encode(
 
                 idx = encode_biencoder(idx, model, tokens=tokens, progress=tick)
         err.print(f"{index_dir}: representations {', '.join(sorted(idx.manifest.representations))} "
-                  f"({time.perf_counter() - start:.1f} s)", highlight=False)
+                  f"({time.perf_counter() - start:.1f} s)")
 
 
 @app.command()
-def check(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+def check(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    repair: bool = typer.Option(False, "--repair", help="First remove what no commit lists: unlisted segments and "
+                                "files, temporary files, and killed builds' temporary directories beside it."),
+) -> None:
     """Verify every index file against the checksums in its manifest, and its structure."""
-    from cascade.index.index import Index
+    from cascade.index.index import repair_index
 
     with user_errors():
-        problems = Index.open(index_dir, verify=False).verify()
+        if repair:
+            removed = repair_index(index_dir)
+            for path, size in removed:
+                out.print(f"removed: {path} ({size:,} bytes)", highlight=False, soft_wrap=True)
+            total = sum(size for _, size in removed)
+            out.print(f"{index_dir}: removed {len(removed)} unlisted item(s), {total:,} bytes", highlight=False,
+                      soft_wrap=True)
+        problems = index_problems(index_dir)
         for p in problems:
-            err.print(f"damaged: {p}", highlight=False)
+            err.print(f"damaged: {p}")
         if problems:
             raise typer.Exit(1)
         out.print(f"{index_dir}: ok")
+
+
+def index_problems(index_dir: Path) -> list[str]:
+    """Every problem ``cascade check`` finds: those of ``verify_latest`` (it opens the newest
+    commit and re-hashes its files); when the index cannot even be opened, every listed file
+    that is missing, of the wrong size or checksum (found without opening it), or else the
+    reason it cannot be opened. A missing index or manifest is a user error, not a list."""
+    from cascade.core.errors import BadIndexError
+    from cascade.index.index import verify_latest
+    from cascade.index.manifest import MANIFEST_NAME
+
+    try:
+        index, problems = verify_latest(index_dir)
+    except BadIndexError as exc:
+        if not (index_dir / MANIFEST_NAME).is_file():
+            raise
+        return listed_file_problems(index_dir) or [str(exc)]
+    index.close()
+    return problems
+
+
+def listed_file_problems(index_dir: Path) -> list[str]:
+    """Each file the manifest lists that is missing, has the wrong size, or the wrong checksum
+    (sizes first: a truncated file is not hashed); an unreadable manifest is the one problem."""
+    from cascade.core.errors import BadIndexError
+    from cascade.index.fsutil import file_digest
+    from cascade.index.manifest import Manifest
+
+    try:
+        manifest = Manifest.read(index_dir)
+    except (BadIndexError, OSError) as exc:
+        return [str(exc)]
+    problems = []
+    for seg in manifest.segments:
+        if not (index_dir / seg.name).is_dir():
+            problems.append(f"{index_dir / seg.name}: segment directory missing")
+            continue
+        for name, meta in seg.files.items():
+            path = index_dir / seg.name / name
+            try:
+                size = path.stat().st_size
+                if size != meta.size:
+                    problems.append(f"{path}: size {size:,}, manifest says {meta.size:,}")
+                elif file_digest(path) != meta.blake2b:
+                    problems.append(f"{path}: checksum mismatch")
+            except FileNotFoundError:
+                problems.append(f"{path}: missing")
+            except OSError as exc:
+                problems.append(f"{path}: unreadable ({exc.strerror or exc})")
+    return problems
 
 
 @app.command()
@@ -497,13 +652,17 @@ def demo(
         with progress("indexing Python's standard library docstrings", unit="docs") as bar:
             idx = Index.build(python_docstrings(), path, overwrite=True, progress=bar.update)
         seconds = time.perf_counter() - start
-        out.print(f"indexed {idx.n_docs:,} docstrings into {path} in {seconds:.2f} s", highlight=False)
+        out.print(f"indexed {plural(idx.n_docs, 'docstring')} into {path} in {seconds:.2f} s")
         bm25 = BM25(idx)
-        for q in query or ["parse a json string", "temporary directory cleanup", "compare two sequences of lines",
-                           "thread safe queue"]:
+        queries = query or ["parse a json string", "temporary directory cleanup", "compare two sequences of lines",
+                            "thread safe queue"]
+        for q in queries:
             start = time.perf_counter()
             hits = bm25.search(q, k=k)
             print_hits(q, hits, time.perf_counter() - start)
+        kept = "" if output else " (a temporary directory: pass -o DIR to keep the index somewhere else)"
+        out.print(f"search it again{kept}:")
+        out.print(f"  cascade search {shlex.quote(str(path))} {shlex.quote(queries[0])}", soft_wrap=True)
 
 
 def main() -> None:

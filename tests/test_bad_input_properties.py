@@ -159,3 +159,25 @@ def test_edited_manifests_fail_with_bad_index_error(small_index: Path, edit: str
         idx.close()
     finally:
         path.write_bytes(original)
+
+
+@pytest.mark.parametrize("depth", [150, 100_000])
+def test_deeply_nested_json_is_a_bad_record_not_a_recursion_error(tmp_path: Path, depth: int) -> None:
+    from typer.testing import CliRunner
+
+    from cascade.cli import app
+    from cascade.core.types import ReadReport
+
+    path = tmp_path / "deep.jsonl"
+    nested = "[" * depth + "]" * depth
+    path.write_text('{"_id": "a", "text": "fine"}\n'
+                    f'{{"_id": "b", "text": "x", "metadata": {{"m": {nested}}}}}\n'
+                    '{"_id": "c", "text": "fine too", "metadata": {"m": [[[1]]]}}\n')
+    with pytest.raises(DataError, match=r"deep.jsonl:2: JSON nested more than 100 levels deep"):
+        list(read_jsonl_docs(path))
+    report = ReadReport()
+    assert [d.id for d in read_jsonl_docs(path, skip_bad=True, report=report)] == ["a", "c"]
+    assert report.skipped == 1 and "deep.jsonl:2" in report.problems[0]
+    result = CliRunner().invoke(app, ["index", str(path), "-o", str(tmp_path / "i"), "--skip-bad"])
+    assert result.exit_code == 0 and "Traceback" not in result.output and "deep.jsonl:2" in result.output
+    assert Index.open(tmp_path / "i").n_docs == 2

@@ -326,3 +326,20 @@ def test_one_character_tokens_of_a_custom_pattern_count_in_the_batch_path(tmp_pa
     _, nums, scores = BM25(index, engine="numpy").rank(["x spot"], 5)
     assert batch.doc.tolist() == nums.tolist() == [0, 1]
     assert batch.score.tolist() == scores.tolist()
+
+
+@pytest.mark.parametrize("analyzer", [Analyzer(), Analyzer(cjk="bigrams", symbol_suffixes=True),
+                                      Analyzer(fold_accents=False, symbol_suffixes=True, stopwords=None)])
+def test_batch_and_single_query_paths_agree_under_every_analysis_option(tmp_path: Path, analyzer: Analyzer) -> None:
+    docs = [Doc("a", "Café crème in Zürich, C++ and C#"), Doc("b", "cafe plain text c"), Doc("c", "東京都の地図"),
+            Doc("d", "notepad++ a+b #tag issue#12")]
+    index = Index.build(docs, tmp_path / "i", analyzer=analyzer)
+    batch_engine, single = BM25(index, engine="kernels"), BM25(index, engine="numpy")
+    queries = [Query("1", "cafe zurich"), Query("2", "Café c++"), Query("3", "東京 plain"), Query("4", "c# a+b"),
+               Query("5", ""), Query("6", "NOTEPAD++ tag"), Query("7", "crème"), Query("8", "text text c")]
+    for qs in (queries, queries[1:], queries[3:5], queries[:1]):
+        batch = batch_engine.search_batch(qs, k=4)
+        for i, q in enumerate(qs):
+            _, nums, scores = single.rank([q.text], 4)
+            lo, hi = batch.offsets[i], batch.offsets[i + 1]
+            assert batch.doc[lo:hi].tolist() == nums.tolist() and batch.score[lo:hi].tolist() == scores.tolist()

@@ -103,8 +103,10 @@ def test_index_then_search_json(built: Path) -> None:
     assert isinstance(payload["seconds"], float)
     hits = payload["hits"]
     assert [h["id"] for h in hits] == ["d1", "d4"]
-    assert all(set(h) == {"id", "score", "title"} for h in hits)
+    assert all(set(h) == {"rank", "id", "score", "title", "text", "meta"} for h in hits)
+    assert [h["rank"] for h in hits] == [1, 2]
     assert hits[0]["title"] == "Solar power"
+    assert hits[0]["text"] == "Solar panels convert sunlight into electricity."
     assert hits[0]["score"] > hits[1]["score"] > 0
     expected = BM25(Index.open(built)).search("solar sunlight", k=10)
     assert [h["score"] for h in hits] == [round(h.score, 4) for h in expected]
@@ -128,7 +130,7 @@ def test_search_no_hits_json(built: Path) -> None:
 def test_search_table_output(built: Path) -> None:
     result = invoke("search", built, "pasta")
     assert result.exit_code == 0
-    assert "d3" in result.stdout and "1 hits" in result.stdout
+    assert "d3" in result.stdout and "1 hit in" in result.stdout
 
 
 def test_index_reports_to_stderr(corpus: Path, tmp_path: Path) -> None:
@@ -148,7 +150,8 @@ def test_index_folder(tmp_path: Path) -> None:
     assert invoke("index", folder, "-o", out).exit_code == 0
     assert Index.open(out).n_docs == 2
     hits = json.loads(invoke("search", out, "tomato", "--json").stdout)["hits"]
-    assert hits == [{"id": "a.md", "score": hits[0]["score"], "title": "Garden plans"}]
+    assert hits == [{"rank": 1, "id": "a.md", "score": hits[0]["score"], "title": "Garden plans",
+                     "text": "# Garden plans\n\nTomatoes and basil this year.\n", "meta": {}}]
     assert [h["id"] for h in json.loads(invoke("search", out, "bicycles", "--json").stdout)["hits"]] == ["sub/b.txt"]
 
 
@@ -292,27 +295,32 @@ def test_eval_table_output(beir: Path) -> None:
     assert "tinybeir" in result.stdout and "bm25" in result.stdout and "1.0000" in result.stdout
 
 
+def cached_indexes(cache_dir: Path) -> list[Path]:
+    """The cached index directories (not the hidden lock files beside them)."""
+    return sorted(p for p in (cache_dir / "indexes").iterdir() if not p.name.startswith("."))
+
+
 def test_second_eval_reuses_cache(beir: Path, cache_dir: Path, tmp_path: Path) -> None:
     first = eval_json(beir, "--save-run", tmp_path / "one.trec")
-    entries = list((cache_dir / "indexes").iterdir())
+    entries = cached_indexes(cache_dir)
     assert len(entries) == 1
     manifest = entries[0] / "MANIFEST.json"
     stamp = manifest.stat().st_mtime_ns
     second = eval_json(beir, "--save-run", tmp_path / "two.trec")
-    assert list((cache_dir / "indexes").iterdir()) == entries
+    assert cached_indexes(cache_dir) == entries
     assert manifest.stat().st_mtime_ns == stamp  # opened, not rebuilt
     assert second["results"][0]["metrics"] == first["results"][0]["metrics"]
     assert (tmp_path / "one.trec").read_bytes() == (tmp_path / "two.trec").read_bytes()
     # different analysis settings get their own cache entry
     eval_json(beir, "--stemmer", "none")
-    assert len(list((cache_dir / "indexes").iterdir())) == 2
+    assert len(cached_indexes(cache_dir)) == 2
 
 
 def test_cache_follows_corpus_content(beir: Path, cache_dir: Path) -> None:
     eval_json(beir)
     write_jsonl(beir / "corpus.jsonl", DOCS + [{"_id": "d5", "text": "more solar electricity"}])
     eval_json(beir)
-    assert len(list((cache_dir / "indexes").iterdir())) == 2
+    assert len(cached_indexes(cache_dir)) == 2
 
 
 def test_eval_with_given_index(beir: Path, cache_dir: Path, tmp_path: Path) -> None:
@@ -365,7 +373,7 @@ def test_eval_skip_bad(beir: Path) -> None:
     report = json.loads(result.stdout)
     assert report["skipped"] == 1
     assert report["results"][0]["metrics"]["nDCG@10"] == pytest.approx(1.0)
-    assert "1badrecordsskipped" in squash(result.stderr)
+    assert "1badrecordskipped" in squash(result.stderr)
 
 
 # -- info, check, demo --------------------------------------------------------------------
@@ -395,10 +403,28 @@ def test_check_ok_and_damaged(built: Path) -> None:
     assert "ok" not in result.stdout
 
 
-def test_check_truncated_is_a_user_error(built: Path) -> None:
-    victim = built / "seg-000001" / "post_tfs.npy"
-    victim.write_bytes(victim.read_bytes()[:10])
-    assert_user_error(invoke("check", built), "post_tfs.npy")
+def test_check_lists_every_damaged_file_even_when_the_index_cannot_open(built: Path) -> None:
+    """A truncated file makes opening fail; check still lists every problem, not the first."""
+    for name in ("post_tfs.npy", "doclens.npy"):
+        victim = built / "seg-000001" / name
+        victim.write_bytes(victim.read_bytes()[:10])
+    flipped = built / "seg-000001" / "terms.json"
+    flipped.write_text(flipped.read_text().replace("solar", "polar"))
+    (built / "seg-000001" / "ids.bin").unlink()
+    result = invoke("check", built)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    damaged = squash(result.stderr)
+    for fragment in ("post_tfs.npy:size10", "doclens.npy:size10", "terms.json:checksummismatch", "ids.bin:missing"):
+        assert fragment in damaged, (fragment, result.stderr)
+    assert "ok" not in result.stdout
+
+
+def test_check_unreadable_manifest_and_missing_index(built: Path, tmp_path: Path) -> None:
+    (built / "MANIFEST.json").write_text("{not json")
+    result = invoke("check", built)
+    assert result.exit_code == 1 and "damaged:" in result.stderr and "Traceback" not in result.output
+    assert_user_error(invoke("check", tmp_path / "nothing"), "no such index directory")
 
 
 def test_demo(tmp_path: Path) -> None:

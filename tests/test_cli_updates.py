@@ -44,7 +44,7 @@ def test_update_cycle(tmp_path: Path) -> None:
 
     more = write_jsonl(tmp_path / "b.jsonl", [{"_id": "d4", "text": "solar solar", "year": 2024, "lang": "fr"}])
     result = invoke("add", index, more)
-    assert result.exit_code == 0 and "added 1 documents" in result.stderr, result.output
+    assert result.exit_code == 0 and "added 1 document to" in result.stderr, result.output
     result = invoke("add", index, more)
     assert result.exit_code == 1 and "already in" in result.stderr and "--update" in result.stderr
     changed = write_jsonl(tmp_path / "c.jsonl", [{"_id": "d1", "text": "now about wind", "year": 2019}])
@@ -53,12 +53,13 @@ def test_update_cycle(tmp_path: Path) -> None:
     assert hits(index, "solar")[0] == "d4" and "d1" not in hits(index, "solar")
 
     result = invoke("delete", index, "--id", "d2", "--id", "nope")
-    assert result.exit_code == 0 and "deleted 1 documents" in result.stderr, result.output
+    assert result.exit_code == 0 and "deleted 1 document from" in result.stderr, result.output
+    assert "no live document with id 'nope'" in result.stderr
     result = invoke("delete", index, "--where", "year > 2023")
-    assert result.exit_code == 0 and "deleted 1 documents" in result.stderr, result.output
+    assert result.exit_code == 0 and "deleted 1 document from" in result.stderr, result.output
     assert hits(index, "solar") == ["d3"]
     info = invoke("info", index)
-    assert info.exit_code == 0 and "deleted documents not yet merged away" in info.stdout
+    assert info.exit_code == 0 and "1 deleted document not yet merged away" in info.stdout
     result = invoke("optimize", index)
     assert result.exit_code == 0 and "-> 1 segment(s)" in result.stderr, result.output
     assert invoke("check", index).exit_code == 0

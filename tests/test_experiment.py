@@ -112,7 +112,8 @@ def test_result_types_and_json_round_trip(datasets_dir: Path) -> None:
     assert all(isinstance(s, StageResult) for p in result.pipelines for s in p.stages)
     assert result.pipelines[0].metrics["NumQ"] == 43  # a sum, not a mean
     d = json.loads(json.dumps(result.to_dict(per_query=True)))
-    assert set(d) == {"dataset", "queries", "results", "skipped"}
+    assert set(d) == {"dataset", "queries", "results", "skipped", "qrels_missing_docs", "qrels_missing_examples"}
+    assert d["qrels_missing_docs"] is None  # stored runs only: no index was searched
     assert set(d["results"][1]) == {"pipeline", "metrics", "seconds", "stages", "significance", "per_query"}
     assert ExperimentResult.from_dict(d).to_dict(per_query=True) == d
     assert markdown(ExperimentResult.from_dict(d)) == markdown(result)
@@ -160,5 +161,34 @@ def test_stage_cache_is_reused_and_cleared(tmp_path: Path, cache_dir: Path) -> N
     nocache = cli_json("eval", root, "-p", "bm25", "--no-cache")
     assert nocache["results"][0]["stages"][0]["cached"] is False
     cleared = runner.invoke(app, ["cache", "clear"])
-    assert cleared.exit_code == 0 and "cleared 1 cached stage outputs and 1 cached indexes" in cleared.stdout
+    assert cleared.exit_code == 0 and "cleared 1 cached stage output and 1 cached index" in cleared.stdout
     assert not any((cache_dir / "stages").rglob("*.npz")) and not (cache_dir / "indexes").exists()
+
+
+def _toy_dataset(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d{i}", "text": f"cats and dogs number {i}" + (" purr" if i % 2 else "")} for i in range(6)]
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    (root / "queries.jsonl").write_text('{"_id": "q1", "text": "cats purr"}\n{"_id": "q2", "text": "dogs"}\n')
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                             "q1\td1\t1\nq1\tgone1\t1\nq1\td0\t0\n"
+                                             "q2\td2\t1\nq2\tgone2\t0\nq2\tgone1\t1\n")
+    return root
+
+
+def test_judged_documents_missing_from_the_index_are_reported(tmp_path: Path) -> None:
+    """Judged documents no pipeline can retrieve lower the metrics: say how many, and which."""
+    dataset = _toy_dataset(tmp_path / "toy")
+    result = run_experiment(dataset, ["bm25"], opts=EvalOptions(metrics="R@10"))
+    assert result.qrels_missing_docs == 2 and result.qrels_missing_examples == ["gone1", "gone2"]
+    assert "2 judged document(s) are not in the index (e.g. gone1, gone2)" in markdown(result)
+    cli = runner.invoke(app, ["eval", str(dataset), "--json", "--metrics", "R@10"])
+    assert cli.exit_code == 0, cli.output
+    report = json.loads([line for line in cli.stdout.splitlines() if line.startswith("{")][0])
+    assert report["qrels_missing_docs"] == 2 and report["qrels_missing_examples"] == ["gone1", "gone2"]
+    warning = [line for line in cli.stderr.splitlines() if line.startswith("warning:")]
+    assert warning == ["warning: 2 document(s) judged in qrels/test.tsv are not in the index (e.g. gone1, gone2); "
+                       "no pipeline can retrieve them, so they lower the metrics"]
+    (dataset / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    clean = run_experiment(dataset, ["bm25"], opts=EvalOptions(metrics="R@10", use_cache=False))
+    assert clean.qrels_missing_docs == 0 and "not in the index" not in markdown(clean)

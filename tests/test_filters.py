@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from cascade.core.errors import CascadeError
 from cascade.core.types import Doc, Query
 from cascade.filters import F, FilterSyntaxError, parse_filter
-from cascade.filters.expr import And, Compare, Expr, In, Not, Or
+from cascade.filters.expr import And, Compare, Expr, In, Missing, Not, Or
 from cascade.index.index import Index
 from cascade.retrieve.bm25 import BM25
 
@@ -135,21 +135,32 @@ def _days(v: "str | dt.date") -> int:
     return (day - dt.date(1970, 1, 1)).days
 
 
-def oracle(e: Expr, meta: dict) -> bool:
+def truth(e: Expr, meta: dict) -> bool | None:
+    """SQL's three-valued logic: None is unknown (a comparison with a missing value)."""
     if isinstance(e, And):
-        return all(oracle(x, meta) for x in e.items)
+        values = [truth(x, meta) for x in e.items]
+        return False if False in values else None if None in values else True
     if isinstance(e, Or):
-        return any(oracle(x, meta) for x in e.items)
+        values = [truth(x, meta) for x in e.items]
+        return True if True in values else None if None in values else False
     if isinstance(e, Not):
-        return not oracle(e.item, meta)
+        inner = truth(e.item, meta)
+        return None if inner is None else not inner
     value = meta.get(e.field)  # type: ignore[attr-defined]
+    if isinstance(e, Missing):
+        return value is None
     if value is None:
-        return False
+        return None
     conv = _days if e.field == "day" else (lambda v: v)  # type: ignore[attr-defined]
     if isinstance(e, In):
         return conv(value) in {conv(v) for v in e.values}
     assert isinstance(e, Compare)
     return _OPS[e.op](conv(value), conv(e.value))
+
+
+def oracle(e: Expr, meta: dict) -> bool:
+    """A document matches when the filter is true (not false, not unknown)."""
+    return truth(e, meta) is True
 
 
 LEAVES = st.one_of(
@@ -161,6 +172,7 @@ LEAVES = st.one_of(
               st.dates(dt.date(2019, 6, 1), dt.date(2022, 6, 1)).map(dt.date.isoformat)),
     st.builds(In, st.just("lang"), st.lists(st.sampled_from(LANGS + ["xx"]), min_size=1, max_size=3).map(tuple)),
     st.builds(In, st.just("year"), st.lists(st.integers(1990, 2024), min_size=1, max_size=4).map(tuple)),
+    st.builds(Missing, st.sampled_from(sorted(FIELDS))),
 )
 EXPRS = st.recursive(LEAVES, lambda inner: st.one_of(
     st.lists(inner, min_size=2, max_size=3).map(lambda xs: And(tuple(xs))),
@@ -242,3 +254,120 @@ def test_allowed_docs_api(indexes) -> None:  # type: ignore[no-untyped-def]
     nums = multi.allowed_numbers("year = 2001")
     assert np.all(np.diff(nums) > 0)
     assert all(d.meta["year"] == 2001 for d in multi.docs(nums))
+
+
+# -- missing values: one rule (SQL's) for !=, NOT IN and NOT (...) ---------------------------
+
+MISSING_DOCS = [Doc("y2000", "w", meta={"year": 2000, "lang": "en"}), Doc("y2001", "w", meta={"year": 2001}),
+                Doc("none", "w", meta={"lang": "de"}), Doc("none2", "w")]
+
+
+@pytest.fixture
+def with_missing(tmp_path: Path) -> Index:
+    return Index.build(MISSING_DOCS, tmp_path / "m", filter_fields={"year": "int", "lang": "keyword"})
+
+
+@pytest.mark.parametrize("where, expected", [
+    ("year != 2000", {"y2001"}),
+    ("year NOT IN (2000)", {"y2001"}),
+    ("NOT (year = 2000)", {"y2001"}),
+    ("NOT year IN (2000)", {"y2001"}),
+    ("NOT (year >= 2001)", {"y2000"}),
+    ("year = 2000 OR year != 2000", {"y2000", "y2001"}),
+    ("NOT (year = 2000 OR lang = \"en\")", set()),  # y2001: false OR unknown is unknown; NOT unknown too
+    ("NOT (year = 2000 AND lang = \"de\")", {"y2000", "y2001"}),  # false AND unknown is false
+    ("year IS NULL", {"none", "none2"}),
+    ("year is not null", {"y2000", "y2001"}),
+    ("year IS NULL OR year != 2000", {"none", "none2", "y2001"}),
+    ("NOT (year IS NULL)", {"y2000", "y2001"}),
+    ('lang != "en"', {"none"}),
+    ('lang NOT IN ("en")', {"none"}),
+    ('NOT lang = "en"', {"none"}),
+])
+def test_a_missing_value_makes_any_comparison_unknown(with_missing: Index, where: str, expected: set[str]) -> None:
+    idx = with_missing
+    assert set(idx.doc_ids(idx.allowed_numbers(where))) == expected
+    expr = parse_filter(where, idx.filter_fields)
+    assert set(idx.doc_ids(idx.allowed_numbers(str(expr)))) == expected  # printed form: same rule
+    assert all(oracle(expr, d.meta) == (d.id in expected) for d in MISSING_DOCS)
+
+
+def test_python_api_follows_the_same_rule(with_missing: Index) -> None:
+    idx = with_missing
+    ids = lambda e: set(idx.doc_ids(idx.allowed_numbers(e)))  # noqa: E731
+    assert ids(F("year") != 2000) == ids(~F("year").isin([2000])) == ids(~(F("year") == 2000)) == {"y2001"}
+    assert ids(F("year").missing()) == {"none", "none2"} and ids(~F("year").missing()) == {"y2000", "y2001"}
+    assert str(~~(F("year") == 1)) == "year = 1"  # NOT NOT x is x
+    assert str(F("year").missing()) == "year IS NULL"
+
+
+@pytest.mark.parametrize("where", ["year != 2000", "year NOT IN (2000)", "NOT (year = 2000)"])
+def test_delete_where_follows_the_missing_value_rule(tmp_path: Path, where: str) -> None:
+    from typer.testing import CliRunner
+
+    from cascade.cli import app
+
+    idx = Index.build(MISSING_DOCS, tmp_path / "d", filter_fields={"year": "int", "lang": "keyword"})
+    assert idx.delete(where=where) == 1
+    assert sorted(d.id for d in idx.refresh()) == ["none", "none2", "y2000"]  # no year: not deleted
+    other = Index.build(MISSING_DOCS, tmp_path / "cli", filter_fields={"year": "int", "lang": "keyword"})
+    result = CliRunner().invoke(app, ["delete", str(other.path), "--where", where])
+    assert result.exit_code == 0, result.output
+    assert sorted(d.id for d in other.refresh()) == ["none", "none2", "y2000"]
+
+
+# -- big and deep filters ------------------------------------------------------------------
+
+
+def test_thousands_of_combined_conditions_stay_flat(indexes) -> None:  # type: ignore[no-untyped-def]
+    docs, single, _ = indexes
+    years = list(range(1990, 2025))
+    both = F("year") != years[0]
+    either = F("year") == years[0]
+    for i in range(3000):
+        both = both & (F("year") != years[i % len(years)])
+        either = either | (F("year") == years[i % len(years)])
+    assert isinstance(both, And) and len(both.items) == 3001 and both.depth == 2
+    assert single.allowed_numbers(both).size == 0
+    expected = {d.id for d in docs if d.meta.get("year") is not None}
+    assert set(single.doc_ids(single.allowed_numbers(either))) == expected
+    assert set(single.doc_ids(single.allowed_numbers(str(either)))) == expected
+
+
+def test_deep_nesting_is_a_clear_error() -> None:
+    expr = F("year") == 0
+    with pytest.raises(CascadeError, match="filter nested more than 100 levels deep"):
+        for i in range(500):  # AND inside OR inside AND ...: no flattening possible
+            expr = (expr | (F("year") == i)) if i % 2 else (expr & (F("year") != i))
+    with pytest.raises(FilterSyntaxError, match="nested more than"):
+        parse_filter("(" * 500 + "year = 1" + ")" * 500)
+    with pytest.raises(FilterSyntaxError, match="nested more than"):
+        parse_filter("NOT " * 500 + "year = 1")
+
+
+class _CountingText(str):
+    """A string that counts the characters copied out of it by slicing."""
+
+    copied = 0
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        out = super().__getitem__(key)
+        _CountingText.copied += len(out)
+        return out
+
+
+def test_in_lists_parse_in_linear_time() -> None:
+    """200,000 values: the tokenizer copies each character a bounded number of times (it used to
+    slice the rest of the text at every token: 17 s, quadratic)."""
+    from cascade.filters.parse import tokenize
+
+    for n in (1000, 10_000):
+        text = _CountingText("year IN (" + ", ".join(str(i) for i in range(n)) + ")  ")
+        _CountingText.copied = 0
+        assert len(tokenize(text)) == 2 * n + 3 + 1
+        assert _CountingText.copied <= 2 * len(text)
+    values = list(range(200_000))
+    expr = parse_filter("year NOT IN (" + ", ".join(map(str, values)) + ")", {"year": "int"})
+    assert isinstance(expr, Not) and expr.item.values == tuple(values)  # type: ignore[attr-defined]
+    words = parse_filter("lang IN (" + ", ".join(f'"k{i}"' for i in range(200_000)) + ")", {"lang": "keyword"})
+    assert len(words.values) == 200_000  # type: ignore[attr-defined]

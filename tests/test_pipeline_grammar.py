@@ -337,3 +337,40 @@ def test_random_strings_parse_or_raise_cascade_error(tiny: tuple[cascade.Index, 
         return
     assert isinstance(p, Pipeline)
     str(p), p.key(), p.compile()  # whatever parses also prints, keys and compiles
+
+
+def test_thousands_of_chained_cutoffs_work() -> None:
+    """A cutoff of a cutoff is one cutoff (the same output), so a chain of 5,000 does not nest."""
+    text = "ga" + " % 10" * 5000
+    p = parse(text)
+    assert p == Cutoff(ga, 10) and str(p) == "ga % 10" and p.key() == (ga % 10).key()
+    assert parse("ga % 5 % 10") == ga % 5 and parse("ga % 10 % 5") == ga % 5
+    chained = ga
+    for k in range(5000, 0, -1):
+        chained = chained % k
+    assert chained == ga % 1
+    assert chained.search("q").to_run() == {"0": {}}  # runs (ga returns nothing)
+    long = parse(" >> ".join(["ga"] * 3000) + " | " + " | ".join(["gb"] * 3000))
+    assert isinstance(long, Union) and len(long.inputs) == 3001  # chains of one operator are flat
+    str(long), long.key(), long.compile()
+
+
+def test_nesting_too_deep_is_a_clear_error() -> None:
+    text = "ga" + " * 2" * 5000  # weights do not merge (rounding): each one nests
+    with pytest.raises(PipelineSyntaxError, match="nested more than 100 operators deep") as err:
+        parse(text)
+    assert text[err.value.pos] == "*"
+    p = ga
+    with pytest.raises(CascadeError, match="nested more than 100 operators deep"):
+        for i in range(500):
+            p = (p % 10) * 2 if i % 2 else (p | gb) >> gdirect
+    with pytest.raises(PipelineSyntaxError, match="nested more than 64 levels deep") as err:
+        parse("rrf(" * 200 + "ga" + ")" * 200)
+    assert err.value.pos > 0  # points into the text, not at its start
+    with pytest.raises(PipelineSyntaxError, match="nested more than 64 levels deep"):
+        parse("(" * 100 + "ga" + ")" * 100)
+    deep = ga
+    for _ in range(45):  # 90 levels, within the limit: runs, prints, parses back
+        deep = 2 * (deep | gb)
+    assert parse(str(deep)) == deep
+    deep.search("q")

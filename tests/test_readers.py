@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from cascade.data import (
     Query,
     ReadReport,
     corpus_fingerprint,
+    count_lines,
     open_corpus,
     read_folder,
     read_jsonl_docs,
@@ -330,6 +334,75 @@ def test_open_corpus_dispatch(tmp_path: Path) -> None:
     assert str(tmp_path / "missing") in str(info.value)
     with pytest.raises(DataError, match=r"\.jsonl"):
         open_corpus(write(tmp_path / "x.csv", "a,b\n"))
+
+
+def test_gzip_jsonl_reads_like_jsonl_and_names_bad_lines(tmp_path: Path) -> None:
+    plain = write(tmp_path / "c.jsonl", jl({"_id": "d1", "text": "one"}, {"_id": "d2", "text": "two"}))
+    packed = tmp_path / "c.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert list(open_corpus(packed)) == list(open_corpus(plain))
+    assert corpus_fingerprint(packed) != corpus_fingerprint(plain)  # of the bytes on disk
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(gzip.compress(b'{"_id": "d1", "text": "one"}\n{oops\n'))
+    with pytest.raises(DataError, match=r"bad\.jsonl\.gz:2: malformed JSON"):
+        list(open_corpus(bad))
+    cut = tmp_path / "cut.jsonl.gz"
+    many = jl(*({"_id": f"d{i}", "text": "some text"} for i in range(50)))
+    cut.write_bytes(gzip.compress(many.encode())[:-20])
+    with pytest.raises(DataError, match=r"cut\.jsonl\.gz: damaged or truncated gzip data after line"):
+        list(open_corpus(cut))
+    fake = write(tmp_path / "fake.jsonl.gz", jl({"_id": "d1", "text": "one"}))
+    with pytest.raises(DataError, match="gzip"):
+        list(open_corpus(fake))
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("1\tcats purr\n2\tdogs\tbark\n", [("1", "", "cats purr"), ("2", "", "dogs\tbark")]),
+    ("pid\tpassage\n7\tfish swim\n", [("7", "", "fish swim")]),
+    ("a\tCats\tcats purr\nb\t\tdogs bark\n", [("a", "Cats", "cats purr"), ("b", "", "dogs bark")]),
+    ("id\ttitle\ttext\na\tCats\tcats\tpurr\n", [("a", "Cats", "cats\tpurr")]),
+])
+def test_tsv_corpus_layouts(tmp_path: Path, content: str, expected: list[tuple[str, str, str]]) -> None:
+    docs = list(open_corpus(write(tmp_path / "c.tsv", content)))
+    assert [(d.id, d.title, d.text) for d in docs] == expected
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ("a\tT\tx\nb\tonly two\n", "c.tsv:2: expected 3 tab-separated columns (id, title, text), got 2"),
+    ("just one column\n", "c.tsv:1: expected tab-separated columns"),
+    ("a\tx\na\ty\n", "c.tsv:2: duplicate document id 'a'"),
+    ("a\t  \n", "c.tsv:1: document a is empty"),
+    ("\tx\n", "c.tsv:1: missing id"),
+])
+def test_tsv_bad_lines_name_file_and_line(tmp_path: Path, content: str, fragment: str) -> None:
+    with pytest.raises(DataError) as info:
+        list(open_corpus(write(tmp_path / "c.tsv", content)))
+    assert fragment in str(info.value)
+
+
+def test_tsv_skip_bad_counts(tmp_path: Path) -> None:
+    report = ReadReport()
+    docs = list(open_corpus(write(tmp_path / "c.tsv", "a\tT\tx\nb\tonly two\nc\tU\ty\n"), skip_bad=True,
+                            report=report))
+    assert [d.id for d in docs] == ["a", "c"] and report.skipped == 1 and report.read == 2
+
+
+def test_stdin_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = jl({"_id": "d1", "text": "one"}) + "{oops\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines.encode())))
+    with pytest.raises(DataError, match=r"^<stdin>:2: malformed JSON"):
+        list(open_corpus("-"))
+    with pytest.raises(DataError, match="standard input"):
+        corpus_fingerprint("-")
+
+
+def test_count_lines_totals(tmp_path: Path) -> None:
+    plain = write(tmp_path / "c.jsonl", jl({"_id": "d1", "text": "one"}, {"_id": "d2", "text": "two"}))
+    packed = tmp_path / "c.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert count_lines(plain) == 2 and count_lines(make_beir(tmp_path / "mini")) == 2
+    assert count_lines("-") is None and count_lines(packed) is None and count_lines(tmp_path / "nope") is None
+    assert count_lines(make_folder(tmp_path / "docs")) is None
 
 
 def test_corpus_fingerprint(tmp_path: Path) -> None:

@@ -111,16 +111,17 @@ class Pipeline:
         """One-off work a first search would do (see the module docstring). Nodes that run other
         nodes do nothing here: the executor prepares each node it runs."""
 
-    def __call__(self, queries: Sequence[Query], candidates: Candidates | None = None) -> Candidates:
-        return Executor().run(self.compile(), queries, candidates)
+    def __call__(self, queries: "Sequence[Query | str] | Query | str",
+                 candidates: Candidates | None = None) -> Candidates:
+        """Run on queries given as Query objects or plain strings (see :func:`as_queries`);
+        ``candidates`` are the input of a first step that reranks."""
+        return Executor().run(self.compile(), as_queries(queries), candidates)
 
     def search(self, queries: "Sequence[Query | str] | Query | str", k: int | None = None) -> Candidates:
         """Run on queries given as Query objects or plain strings (numbered "0", "1", ...);
         ``k`` keeps each query's top k."""
-        if isinstance(queries, (str, Query)):
-            queries = [queries]
         node = self if k is None else self % k
-        return node(as_queries(queries))
+        return node(queries)
 
     # -- compiling ------------------------------------------------------------------------
 
@@ -166,8 +167,15 @@ class Pipeline:
         return f"Pipeline({str(self)!r})"
 
 
-def as_queries(queries: "Sequence[Query | str]") -> list[Query]:
-    """Query objects for Query objects or plain strings (a string gets its position as id)."""
+def as_queries(queries: "Sequence[Query | str] | Query | str") -> list[Query]:
+    """Query objects for Query objects or plain strings (a string gets its position as id);
+    one string or Query is one query.
+
+    >>> as_queries(["cats", Query("q7", "dogs")])
+    [Query(id='0', text='cats'), Query(id='q7', text='dogs')]
+    """
+    if isinstance(queries, (str, Query)):
+        queries = [queries]
     out = []
     for i, q in enumerate(queries):
         if isinstance(q, Query):
@@ -187,6 +195,20 @@ def _check(other: object, op: str) -> "Pipeline":
 
 # -- operator nodes -------------------------------------------------------------------------
 
+# Operator nodes nest at most this deep: running, keying, compiling and printing a node recurse
+# into its children (a few Python frames per level). Chains of one operator do not nest: ``>>``,
+# ``|`` and ``+`` chains are flat, a cutoff of a cutoff is one cutoff.
+MAX_NESTING = 100
+
+
+def _nesting(children: Sequence[Pipeline]) -> int:
+    """How deep a new operator node over ``children`` nests; CascadeError past MAX_NESTING."""
+    depth = 1 + max((getattr(c, "_nesting", 1) for c in children), default=0)
+    if depth > MAX_NESTING:
+        raise CascadeError(f"pipeline nested more than {MAX_NESTING} operators deep; "
+                           "write it with fewer levels (chains of >>, |, + and % do not nest)")
+    return depth
+
 
 class Then(Pipeline):
     """``a >> b >> c``: each stage receives the previous stage's candidates."""
@@ -197,6 +219,7 @@ class Then(Pipeline):
         if len(steps) < 2:
             raise ValueError("Then needs at least two steps")
         self.steps = tuple(steps)
+        self._nesting = _nesting(self.steps)
 
     @classmethod
     def of(cls, *steps: Pipeline) -> Pipeline:
@@ -239,12 +262,17 @@ class Then(Pipeline):
 
 
 class Cutoff(Pipeline):
-    """``a % k``: the top ``k`` candidates of ``a`` for each query."""
+    """``a % k``: the top ``k`` candidates of ``a`` for each query. A cutoff of a cutoff is one
+    cutoff (``a % 100 % 10`` is ``a % 10``: the same output), so chains do not nest."""
 
     precedence = MUL
 
     def __init__(self, inner: Pipeline, k: int) -> None:
-        self.inner, self.k = inner, int(k)
+        k = int(k)
+        if isinstance(inner, Cutoff):
+            inner, k = inner.inner, min(k, inner.k)
+        self.inner, self.k = inner, k
+        self._nesting = _nesting((inner,))
 
     def key(self) -> tuple[Any, ...]:
         return ("cutoff", self.k, self.inner.key())
@@ -272,6 +300,7 @@ class Weighted(Pipeline):
 
     def __init__(self, weight: float, inner: Pipeline) -> None:
         self.weight, self.inner = float(weight), inner
+        self._nesting = _nesting((inner,))
 
     def key(self) -> tuple[Any, ...]:
         return ("weight", self.weight, self.inner.key())
@@ -320,6 +349,7 @@ class Union(Pipeline):
 
     def __init__(self, inputs: Sequence[Pipeline]) -> None:
         self.inputs = tuple(inputs)
+        self._nesting = _nesting(self.inputs)
 
     @classmethod
     def of(cls, *inputs: Pipeline) -> Pipeline:
@@ -394,6 +424,7 @@ class Fuse(Pipeline):
         self.method = method
         self.inputs = tuple(inputs)
         self.params = method.check_params(params or {})
+        self._nesting = _nesting(self.inputs)
 
     @property
     def precedence(self) -> int:  # type: ignore[override]

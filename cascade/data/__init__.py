@@ -1,15 +1,17 @@
-"""Reading corpora, queries, qrels and runs: BEIR, JSONL, TREC and plain folders."""
+"""Reading corpora, queries, qrels and runs: BEIR, JSONL, TSV, TREC and plain folders."""
 
 from cascade.core.types import Doc, Qrels, Query, ReadReport, Run
 from cascade.data.beir import BeirDataset
 from cascade.data.folder import folder_files, read_folder
 from cascade.data.readers import (
     corpus_fingerprint,
+    count_lines,
     hash_file,
     open_corpus,
     read_jsonl_docs,
     read_jsonl_queries,
     read_qrels,
+    read_tsv_docs,
 )
 from cascade.data.trec import read_trec_run, read_trec_topics, write_trec_run
 
@@ -21,6 +23,7 @@ __all__ = [
     "ReadReport",
     "Run",
     "corpus_fingerprint",
+    "count_lines",
     "folder_files",
     "hash_file",
     "open_corpus",
@@ -30,5 +33,6 @@ __all__ = [
     "read_qrels",
     "read_trec_run",
     "read_trec_topics",
+    "read_tsv_docs",
     "write_trec_run",
 ]

@@ -1,20 +1,25 @@
-"""Streaming readers for JSONL documents and queries, qrels, and corpus dispatch.
+"""Streaming readers for JSONL and TSV documents, queries, qrels, and corpus dispatch.
 
 Every line-based reader opens its file in binary and decodes each line itself, so a
 bad byte is reported with its line number. Bad records raise :class:`DataError`
 (``path:line: reason``); with ``skip_bad=True`` they are skipped and counted in a
-:class:`ReadReport` instead.
+:class:`ReadReport` instead. A file whose name ends in ``.gz`` is read through gzip, and
+the path ``-`` reads standard input (named ``<stdin>`` in messages).
 """
 
 from __future__ import annotations
 
 import codecs
+import gzip
 import hashlib
 import json
 import os
+import sys
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cascade.core.errors import DataError
 from cascade.core.types import Doc, Qrels, Query, ReadReport
@@ -26,6 +31,11 @@ DOC_TEXT_KEYS = ("text", "contents", "body")
 QUERY_ID_KEYS = ("_id", "id", "qid", "query_id")
 QUERY_TEXT_KEYS = ("text", "query", "title")
 HASH_CHUNK = 1 << 20
+STDIN = "-"  # the path that means standard input
+STDIN_NAME = "<stdin>"
+JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+TSV_SUFFIXES = (".tsv", ".tsv.gz")
+TSV_HEADER_IDS = ("id", "_id", "docid", "doc_id", "pid")
 
 
 class _Sink:
@@ -51,7 +61,18 @@ def _open_error(path: StrPath, exc: OSError) -> DataError:
     return DataError(path, f"cannot read: {exc.strerror or exc}")
 
 
+def display_name(path: StrPath) -> str:
+    """How messages name ``path``: ``<stdin>`` for ``-``."""
+    return STDIN_NAME if str(path) == STDIN else str(path)
+
+
+def is_gzip(path: StrPath) -> bool:
+    return str(path).lower().endswith(".gz")
+
+
 def _require_file(path: StrPath) -> None:
+    if str(path) == STDIN:
+        return
     p = Path(path)
     if not p.exists():
         raise DataError(path, "no such file or directory")
@@ -59,14 +80,36 @@ def _require_file(path: StrPath) -> None:
         raise DataError(path, "is a directory, expected a file")
 
 
-def _text_lines(path: StrPath, sink: _Sink) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` for each non-blank line; bad UTF-8 goes to ``sink``."""
+@contextmanager
+def _open_binary(path: StrPath) -> Iterator[IO[bytes]]:
+    """``path`` opened for reading bytes: standard input for ``-`` (left open when done), a
+    gzip stream for ``*.gz``, else the file."""
+    if str(path) == STDIN:
+        yield sys.stdin.buffer
+        return
     try:
-        fh = open(path, "rb")
+        fh = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
     except OSError as exc:
         raise _open_error(path, exc) from None
     with fh:
+        yield fh
+
+
+def _raw_lines(path: StrPath, fh: IO[bytes]) -> Iterator[bytes]:
+    """The lines of ``fh``; damaged gzip data is a :class:`DataError` naming the line it follows."""
+    lineno = 0
+    try:
         for lineno, raw in enumerate(fh, start=1):
+            yield raw
+    except (OSError, EOFError, zlib.error) as exc:
+        what = "damaged or truncated gzip data" if is_gzip(path) else "cannot read"
+        raise DataError(display_name(path), f"{what} after line {lineno} ({exc})") from None
+
+
+def _text_lines(path: StrPath, sink: _Sink) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for each non-blank line; bad UTF-8 goes to ``sink``."""
+    with _open_binary(path) as fh:
+        for lineno, raw in enumerate(_raw_lines(path, fh), start=1):
             if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
             try:
@@ -78,17 +121,44 @@ def _text_lines(path: StrPath, sink: _Sink) -> Iterator[tuple[int, str]]:
                 yield lineno, text.rstrip("\r\n")
 
 
+MAX_JSON_DEPTH = 100  # a record nested deeper is bad (parsing, storing and reading it recurse)
+
+
 def _json_objects(path: StrPath, sink: _Sink) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each line of a JSONL file; a line that is not a JSON object,
+    or is nested more than MAX_JSON_DEPTH levels deep, is a bad record naming file and line."""
     for lineno, text in _text_lines(path, sink):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             sink.bad(lineno, f"malformed JSON ({exc.msg})")
             continue
+        except RecursionError:
+            sink.bad(lineno, f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+            continue
         if not isinstance(obj, dict):
             sink.bad(lineno, f"expected a JSON object, got {type(obj).__name__}")
             continue
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _json_depth(obj) > MAX_JSON_DEPTH:
+            sink.bad(lineno, f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+            continue
         yield lineno, obj
+
+
+def _json_depth(obj: Any) -> int:
+    """Levels of lists and objects in a parsed JSON value (iterative: no recursion)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        elif not isinstance(value, list):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((item, depth + 1) for item in value)
+    return deepest
 
 
 def _pick(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -112,13 +182,14 @@ def _id_of(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, str 
 def read_jsonl_docs(
     path: StrPath, *, skip_bad: bool = False, report: ReadReport | None = None
 ) -> Iterator[Doc]:
-    """Stream documents from a JSONL file, one JSON object per line.
+    """Stream documents from a JSONL file (``.jsonl.gz``: gzip; ``-``: standard input), one
+    JSON object per line.
 
     >>> for doc in read_jsonl_docs("corpus.jsonl"):  # doctest: +SKIP
     ...     print(doc.id, doc.title, doc.text[:40])
     """
     _require_file(path)
-    return _iter_docs(path, _Sink(path, skip_bad, report))
+    return _iter_docs(path, _Sink(display_name(path), skip_bad, report))
 
 
 def _iter_docs(path: StrPath, sink: _Sink) -> Iterator[Doc]:
@@ -144,6 +215,55 @@ def _iter_docs(path: StrPath, sink: _Sink) -> Iterator[Doc]:
         meta = _meta(obj, {id_key, text_key, "title", "metadata"})
         sink.report.read += 1
         yield Doc(id=doc_id, text=text, title=title, meta=meta)
+
+
+def read_tsv_docs(
+    path: StrPath, *, skip_bad: bool = False, report: ReadReport | None = None
+) -> Iterator[Doc]:
+    """Stream documents from a tab-separated file (MS MARCO's ``collection.tsv`` style;
+    ``.tsv.gz``: gzip; ``-``: standard input).
+
+    The rule: the first line fixes the layout, ``id<TAB>text`` (2 columns) or
+    ``id<TAB>title<TAB>text`` (3 columns); every later line is split into that many columns
+    at its first tabs (so a text keeps any further tabs), and a line with fewer columns, an
+    empty id, an empty document or a repeated id is a bad record. A first line whose first
+    column is a header name (``id``, ``_id``, ``docid``, ``doc_id``, ``pid``) is a header and
+    skipped. There is no quoting: a field is the bytes between tabs.
+
+    >>> next(read_tsv_docs("collection.tsv"))  # doctest: +SKIP
+    Doc(id='0', text='The presence of communication amid scientific minds ...', title='', meta={})
+    """
+    _require_file(path)
+    return _iter_tsv_docs(path, _Sink(display_name(path), skip_bad, report))
+
+
+def _iter_tsv_docs(path: StrPath, sink: _Sink) -> Iterator[Doc]:
+    seen: set[str] = set()
+    columns = 0
+    for lineno, text in _text_lines(path, sink):
+        if not columns:
+            columns = min(text.count("\t") + 1, 3)
+            if columns < 2:
+                raise DataError(sink.path, "expected tab-separated columns: id<TAB>text or id<TAB>title<TAB>text",
+                                line=lineno)
+            if text.split("\t", 1)[0].strip().lower() in TSV_HEADER_IDS:
+                continue
+        fields = text.split("\t", columns - 1)
+        if len(fields) < columns:
+            sink.bad(lineno, f"expected {columns} tab-separated columns "
+                             f"({'id, title, text' if columns == 3 else 'id, text'}), got {len(fields)}")
+            continue
+        doc_id, title, body = fields[0].strip(), fields[1] if columns == 3 else "", fields[-1]
+        if not doc_id:
+            sink.bad(lineno, "missing id (the first column)")
+        elif not body.strip() and not title.strip():
+            sink.bad(lineno, f"document {doc_id} is empty (no title or text)")
+        elif doc_id in seen:
+            sink.bad(lineno, f"duplicate document id {doc_id!r}")
+        else:
+            seen.add(doc_id)
+            sink.report.read += 1
+            yield Doc(id=doc_id, text=body, title=title)
 
 
 def _meta(obj: dict[str, Any], used: set[str | None]) -> dict[str, Any]:
@@ -247,24 +367,33 @@ def hash_file(path: StrPath, h: Any | None = None) -> Any:
 
 
 def _corpus_kind(path: StrPath) -> str:
+    """``stdin``, ``beir``, ``folder``, ``jsonl`` or ``tsv`` (by the file name's ending)."""
+    if str(path) == STDIN:
+        return "stdin"
     p = Path(path)
     if not p.exists():
         raise DataError(path, "no such file or directory")
     if p.is_dir():
         return "beir" if (p / "corpus.jsonl").is_file() else "folder"
-    if p.suffix.lower() in (".jsonl", ".json"):
+    name = p.name.lower()
+    if name.endswith(JSONL_SUFFIXES):
         return "jsonl"
+    if name.endswith(TSV_SUFFIXES):
+        return "tsv"
     raise DataError(
         path,
-        "unsupported corpus: expected a .jsonl file, a BEIR dataset directory "
-        "(with corpus.jsonl) or a folder of .txt/.md files",
+        "unsupported corpus: expected a .jsonl or .jsonl.gz file, a .tsv or .tsv.gz file (id<TAB>text or "
+        "id<TAB>title<TAB>text), a BEIR dataset directory (with corpus.jsonl), a folder of .txt/.md files, "
+        "or - for JSONL on standard input",
     )
 
 
 def open_corpus(
     path: StrPath, *, skip_bad: bool = False, report: ReadReport | None = None
 ) -> Iterator[Doc]:
-    """Stream the documents of a BEIR dir, a ``.jsonl`` file or a folder of text files.
+    """Stream the documents of a BEIR dir, a ``.jsonl`` / ``.jsonl.gz`` file, a ``.tsv`` /
+    ``.tsv.gz`` file (see :func:`read_tsv_docs`), a folder of text files, or JSONL on standard
+    input (``path`` = ``-``).
 
     >>> sum(1 for _ in open_corpus("datasets/scifact"))  # doctest: +SKIP
     5183
@@ -274,9 +403,34 @@ def open_corpus(
     kind = _corpus_kind(path)
     if kind == "beir":
         return read_jsonl_docs(Path(path) / "corpus.jsonl", skip_bad=skip_bad, report=report)
-    if kind == "jsonl":
+    if kind in ("jsonl", "stdin"):
         return read_jsonl_docs(path, skip_bad=skip_bad, report=report)
+    if kind == "tsv":
+        return read_tsv_docs(path, skip_bad=skip_bad, report=report)
     return read_folder(path, skip_bad=skip_bad, report=report)
+
+
+def corpus_file(path: StrPath) -> Path | None:
+    """The one file holding a corpus's documents (``corpus.jsonl`` of a BEIR dir), or None
+    for standard input and folders."""
+    kind = _corpus_kind(path)
+    if kind == "beir":
+        return Path(path) / "corpus.jsonl"
+    return Path(path) if kind in ("jsonl", "tsv") else None
+
+
+def count_lines(path: StrPath) -> int | None:
+    """Lines of a corpus file, a cheap total for a progress bar; None when there is no plain
+    file to count: standard input, folders, gzip files (counting would mean decompressing the
+    whole file once more), or a file that cannot be read."""
+    try:
+        file = corpus_file(path)
+        if file is None or is_gzip(file):
+            return None
+        with open(file, "rb") as fh:
+            return sum(block.count(b"\n") for block in iter(lambda: fh.read(HASH_CHUNK), b""))
+    except (OSError, DataError):
+        return None
 
 
 def corpus_fingerprint(path: StrPath) -> str:
@@ -289,9 +443,11 @@ def corpus_fingerprint(path: StrPath) -> str:
     from cascade.data.folder import folder_files
 
     kind = _corpus_kind(path)
+    if kind == "stdin":
+        raise DataError(STDIN_NAME, "standard input has no fingerprint; save the corpus to a file")
     if kind == "beir":
         return hash_file(Path(path) / "corpus.jsonl").hexdigest()
-    if kind == "jsonl":
+    if kind in ("jsonl", "tsv"):
         return hash_file(path).hexdigest()
     h = hashlib.blake2b(digest_size=16)
     for rel, file in folder_files(path):

@@ -11,6 +11,7 @@ so the per-query vectors of two pipelines align exactly, the rule
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,8 @@ class Progress:
     searching: Callable[[int], None] | None = None
     phase: Callable[[str, int | None], None] | None = None  # (description, total or None)
     saved: Callable[[int, PipelineResult], None] | None = None  # a pipeline's run was written to its run_file
+    # a warning for the user (e.g. judged documents missing from the index); None: a line on stderr
+    warn: Callable[[str], None] | None = None
 
 
 def _stage_progress(progress: Progress) -> Callable[[str, int, int | None], None]:
@@ -93,6 +96,7 @@ class _Setting:
     progress: Progress
     report: ReadReport = field(default_factory=ReadReport)
     seconds: dict[str, float] = field(default_factory=dict)
+    index: Index | None = None  # the index the pipelines searched, once opened or built
 
     @functools.cached_property
     def qrels(self) -> Qrels:
@@ -108,6 +112,7 @@ def _index_provider(s: _Setting, index_dir: Path | None) -> Callable[[], Index]:
         else:
             index = _build_index(s)
         s.seconds["index"] = time.perf_counter() - start
+        s.index = index
         return index
 
     return provide
@@ -189,7 +194,41 @@ def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] 
         results.append(result)
     if opts.baseline is not None:
         add_significance(results, opts.baseline, metric_names, opts.permutations)
-    return ExperimentResult(s.dataset.name, len(queries), results, s.report.skipped, list(s.report.problems))
+    result = ExperimentResult(s.dataset.name, len(queries), results, s.report.skipped, list(s.report.problems))
+    if s.index is not None:
+        result.qrels_missing_docs, result.qrels_missing_examples = missing_judged_docs(s.index, s.qrels, queries)
+        if result.qrels_missing_docs:
+            _warn(s.progress, qrels_warning(result, f"qrels/{opts.split}.tsv"))
+    return result
+
+
+def missing_judged_docs(index: Index, qrels: Qrels, queries: Sequence[Query], examples: int = 5
+                        ) -> tuple[int, list[str]]:
+    """How many distinct documents judged for ``queries`` the index does not hold (absent from
+    the corpus, or skipped as bad records), and up to ``examples`` of them (relevant ones first).
+    No pipeline over the index can retrieve them, so they lower recall-like metrics."""
+    judged: dict[str, int] = {}
+    for q in queries:
+        for doc, rel in qrels.get(q.id, {}).items():
+            judged[doc] = max(rel, judged.get(doc, rel))
+    ids = sorted(judged)
+    absent = [d for d, n in zip(ids, index.doc_numbers(ids).tolist()) if n < 0]
+    absent.sort(key=lambda d: judged[d] <= 0)  # relevant first, else in id order
+    return len(absent), absent[:examples]
+
+
+def qrels_warning(result: ExperimentResult, qrels_name: str = "the qrels") -> str:
+    """The one-line warning about judged documents missing from the index."""
+    shown = ", ".join(result.qrels_missing_examples)
+    return (f"warning: {result.qrels_missing_docs:,} document(s) judged in {qrels_name} are not in the index "
+            f"(e.g. {shown}); no pipeline can retrieve them, so they lower the metrics")
+
+
+def _warn(progress: Progress, message: str) -> None:
+    if progress.warn is not None:
+        progress.warn(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
 
 
 def run_file_for(path: Path, position: int, count: int) -> Path:
@@ -291,4 +330,4 @@ def strip_per_query(result: ExperimentResult) -> dict[str, Any]:
 
 
 __all__ = ["EvalOptions", "Progress", "run_experiment", "oracle_run", "add_significance", "strip_per_query",
-           "run_file_for", "run_tag", "bm25_defaults"]
+           "run_file_for", "run_tag", "bm25_defaults", "missing_judged_docs", "qrels_warning"]

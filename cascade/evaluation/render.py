@@ -56,6 +56,10 @@ def results_table(result: ExperimentResult) -> TableData:
         number = result.pipelines.index(base)
         notes.append(f"{SIGNIFICANT}: paired t-test and randomisation test both p < 0.05 against the baseline "
                      f"(#{number}) after Holm-Bonferroni correction across pipelines.")
+    if result.qrels_missing_docs:
+        notes.append(f"Warning: {result.qrels_missing_docs:,} judged document(s) are not in the index (e.g. "
+                     f"{', '.join(result.qrels_missing_examples)}); no pipeline can retrieve them, so they lower "
+                     "the metrics.")
     return TableData(f"{result.dataset}: {result.queries} queries", ["#", "pipeline", *metrics, "ms/query"], rows,
                      right={0, *range(2, len(metrics) + 3)}, code={1}, notes=notes)
 

@@ -168,13 +168,17 @@ class PipelineResult:
 class ExperimentResult:
     """Several pipelines on one dataset: its name, the number of ``queries`` (every judged query
     that was searched; each pipeline is evaluated on all of them), the ``pipelines``, the bad
-    records ``skipped`` (with ``--skip-bad``) and their ``problems``."""
+    records ``skipped`` (with ``--skip-bad``) and their ``problems``; ``qrels_missing_docs``:
+    how many documents judged for those queries the searched index does not hold (None when no
+    index was searched, e.g. only stored runs), with up to five ``qrels_missing_examples``."""
 
     dataset: str
     queries: int
     pipelines: list[PipelineResult]
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
+    qrels_missing_docs: int | None = None
+    qrels_missing_examples: list[str] = field(default_factory=list)
 
     @property
     def baseline(self) -> PipelineResult | None:
@@ -185,11 +189,13 @@ class ExperimentResult:
         return list(self.pipelines[0].metrics) if self.pipelines else []
 
     def to_dict(self, per_query: bool = False, problems: bool = False) -> dict[str, Any]:
-        """The JSON object: ``dataset``, ``queries``, ``results`` (one per pipeline), ``skipped``."""
+        """The JSON object: ``dataset``, ``queries``, ``results`` (one per pipeline), ``skipped``,
+        ``qrels_missing_docs`` (null when no index was searched) and ``qrels_missing_examples``."""
         tested = self.baseline is not None
         d: dict[str, Any] = {"dataset": self.dataset, "queries": self.queries,
                              "results": [p.to_dict(per_query, tested) for p in self.pipelines],
-                             "skipped": self.skipped}
+                             "skipped": self.skipped, "qrels_missing_docs": self.qrels_missing_docs,
+                             "qrels_missing_examples": list(self.qrels_missing_examples)}
         if problems:
             d["problems"] = list(self.problems)
         return d
@@ -197,4 +203,5 @@ class ExperimentResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ExperimentResult":
         return cls(d["dataset"], d["queries"], [PipelineResult.from_dict(r) for r in d["results"]],
-                   d.get("skipped", 0), list(d.get("problems", [])))
+                   d.get("skipped", 0), list(d.get("problems", [])), d.get("qrels_missing_docs"),
+                   list(d.get("qrels_missing_examples", [])))

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from cascade.core.errors import CascadeError
 
 
 def fsync_file(path: Path) -> None:
@@ -52,3 +62,126 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# -- errors of a full or read-only disk ---------------------------------------------------------
+
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+
+
+def disk_error(err: OSError) -> bool:
+    """Whether ``err`` says the disk is full or the place is read-only / not ours to write
+    (numpy's short write, "N requested and M written", carries no errno: a full disk)."""
+    return err.errno in DISK_ERRNOS or (err.errno is None and " written" in str(err))
+
+
+@contextmanager
+def disk_errors(path: Path, intact: str = "the last commit is intact") -> Iterator[None]:
+    """Turn a full or read-only disk met while writing ``path`` into one CascadeError line
+    (``intact`` says what is left as it was); other OSErrors pass through."""
+    try:
+        yield
+    except OSError as err:
+        if not disk_error(err):
+            raise
+        where = err.filename or path
+        raise CascadeError(f"{path}: cannot write {where} ({err.strerror or err}): disk full / read-only; "
+                           f"{intact}") from None
+
+
+# -- temporary build directories and the debris of killed builds --------------------------------
+
+STALE_STAGING = 600.0  # seconds after which an unclaimed staging directory is debris
+
+
+def temp_dir_prefix(stem: str) -> str:
+    """Name prefix of the temporary directories building ``stem`` beside it."""
+    return f".{stem}.tmp-"
+
+
+def claim_temp_dir(parent: Path, stem: str) -> tuple[Path, int]:
+    """A new empty directory ``parent/.<stem>.tmp-<random>`` and a descriptor holding an
+    exclusive ``flock`` on it (close it to release). The lock is taken while the directory
+    still has a private name, so a directory with this name is never both live and unlocked:
+    :func:`remove_dead_temp_dirs` can tell a killed build's debris from a running build."""
+    token = uuid.uuid4().hex[:12]
+    staging = parent / f".{stem}.new-{token}"
+    staging.mkdir()
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows this name
+        tmp = parent / f"{temp_dir_prefix(stem)}{token}"
+        os.rename(staging, tmp)
+    except BaseException:
+        os.close(fd)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return tmp, fd
+
+
+def remove_dead_temp_dirs(parent: Path, stem: str, *, before: float | None = None) -> list[tuple[Path, int]]:
+    """Remove the temporary directories of builds of ``parent/<stem>`` that no running process
+    holds (killed builds), with ``before`` only those last changed before that time; returns
+    (path, bytes) of each one removed. Errors (a read-only parent, a race with another
+    cleaner) are skipped: this is tidying, never a reason to fail."""
+    prefix, staging = temp_dir_prefix(stem), f".{stem}.new-"
+    removed: list[tuple[Path, int]] = []
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith((prefix, staging))]
+    except OSError:
+        return removed
+    now = time.time()
+    for candidate in candidates:
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a running build holds it
+            here, held = os.stat(candidate, follow_symlinks=False), os.fstat(fd)
+            if (here.st_ino, here.st_dev) != (held.st_ino, held.st_dev):
+                continue  # renamed meanwhile (published): not debris
+            changed = here.st_mtime
+            if before is not None and changed >= before:
+                continue
+            if candidate.name.startswith(staging) and now - changed < STALE_STAGING:
+                continue  # perhaps just made, not yet claimed
+            size = tree_size(candidate)
+            shutil.rmtree(candidate)
+            removed.append((candidate, size))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+def tree_size(root: Path) -> int:
+    """Bytes of the files under ``root`` (or of ``root`` itself when it is a file)."""
+    if not root.is_dir():
+        return root.stat().st_size
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def unwritable(directory: Path) -> OSError | None:
+    """Why nothing can be written into ``directory`` (a read-only file system, no permission,
+    a full disk), found by making and removing an empty ``.tmp-probe-*`` directory; None
+    when it is writable. Other errors propagate."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".tmp-probe-", dir=directory)
+    except OSError as err:
+        if disk_error(err):
+            return err
+        raise
+    os.rmdir(probe)
+    return None

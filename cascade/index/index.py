@@ -22,9 +22,12 @@ snapshot that sees them, sharing everything of the segments that did not change.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
 import shutil
 import threading
+import time
 import uuid
 from functools import cached_property
 from pathlib import Path
@@ -36,17 +39,27 @@ from cascade.core.errors import BadIndexError, CascadeError
 from cascade.core.types import Doc
 from cascade.filters import compile_filter
 from cascade.filters.columns import check_filter_fields
-from cascade.index.fsutil import fsync_dir, fsync_tree
+from cascade.index.fsutil import (
+    claim_temp_dir,
+    disk_errors,
+    file_digest,
+    fsync_dir,
+    fsync_tree,
+    remove_dead_temp_dirs,
+)
 from cascade.index.lock import writer_lock
 from cascade.index.manifest import MANIFEST_NAME, Manifest
 from cascade.index.merge import TieredMergePolicy, apply_policy, live_docs, merge_segments
 from cascade.index.segment import Segment
 from cascade.index.writer import (
+    DocLike,
     add_documents,
     delete_documents,
     publish_segment,
+    remove_debris,
     remove_unreferenced,
     segment_name,
+    temporary_index_dir,
     write_segment,
 )
 from cascade.text.analyzer import Analyzer
@@ -94,17 +107,20 @@ class Index:
 
     @classmethod
     def _latest(cls, path: Path, previous: "Index | None" = None) -> "Index":
-        """A snapshot of the directory's current commit (retrying when a writer races the open)."""
+        """A snapshot of the directory's current commit (retrying when a writer races the open:
+        it may publish a new manifest and remove files the one we read lists)."""
         for attempt in range(OPEN_ATTEMPTS):
-            manifest = Manifest.read(path)
+            manifest = _read_manifest(path)
             if previous is not None and manifest.to_json() == previous.manifest.to_json():
                 return previous
             try:
                 return cls._snapshot(path, manifest, previous)
-            except BadIndexError:
-                # a writer may have replaced the manifest and removed files after we read it
-                if attempt == OPEN_ATTEMPTS - 1 or Manifest.read(path).generation == manifest.generation:
-                    raise
+            except (BadIndexError, OSError) as err:
+                if attempt < OPEN_ATTEMPTS - 1 and _read_manifest(path).to_json() != manifest.to_json():
+                    continue  # a newer commit: open that one
+                if isinstance(err, OSError):
+                    raise _unreadable(path, err) from None
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- opening and building -------------------------------------------------------------
@@ -117,22 +133,72 @@ class Index:
         re-hashes every file, ``False`` none, ``None`` (default) every file of an index up to
         64 MiB and the small files (tombstones, keyword dictionaries) of a bigger one. A
         damaged file raises :class:`BadIndexError` naming it.
+
+        An open that races a writer (whose clean-up removes the files a new commit no longer
+        lists) retries on the newer commit, the checksums included; a file the current commit
+        lists that is missing or damaged is always reported. The temporary directory of a
+        killed first build of ``path`` is removed (see :func:`build_index`).
         """
-        index = cls._latest(Path(path))
-        index.check(verify)
+        path = Path(path)
+        remove_dead_temp_dirs(path.parent, path.name)
+        index, problems = _open_verified(path, verify)
+        if problems:
+            index.close()
+            raise _damaged(problems)
         return index
 
     def check(self, verify: bool | None = None) -> None:
-        """Raise :class:`BadIndexError` naming damaged files (see :meth:`open` for ``verify``)."""
-        if verify is False:
-            return
-        total = sum(f.size for s in self.manifest.segments for f in s.files.values())
-        limit = None if verify or total <= VERIFY_ALL_UP_TO else SMALL_FILE
-        problems = [p for seg in self.segments for p in seg.verify(limit)]
+        """Raise :class:`BadIndexError` naming damaged files (see :meth:`open` for ``verify``).
+
+        A file that a newer commit no longer lists and the writer removed after this snapshot
+        opened it is not damage (this snapshot holds it open); it is not reported."""
+        problems = self._current(self._problems(verify))
         if problems:
             self.close()
-            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-            raise BadIndexError(f"{problems[0]}{more}; the index is damaged (cascade check lists every problem)")
+            raise _damaged(problems)
+
+    def _problems(self, verify: bool | None, good: set[tuple[str, str, str]] | None = None
+                  ) -> list[tuple[str, str, str]]:
+        """(segment, file, problem) for each file whose checksum does not match (see :meth:`open`
+        for ``verify``); files in ``good`` are skipped and those found intact are added to it."""
+        if verify is False:
+            return []
+        total = sum(f.size for s in self.manifest.segments for f in s.files.values())
+        limit = None if verify or total <= VERIFY_ALL_UP_TO else SMALL_FILE
+        found = []
+        for seg in self.segments:
+            for name, meta in seg.entry.files.items():
+                key = (seg.entry.name, name, meta.blake2b)
+                if (limit is not None and meta.size > limit) or (good is not None and key in good):
+                    continue
+                problem = _file_problem(seg.dir / name, meta.blake2b)
+                if problem is not None:
+                    found.append((seg.entry.name, name, problem))
+                elif good is not None:
+                    good.add(key)
+        return found
+
+    def _current(self, found: list[tuple[str, str, str]], superseded: list[str] | None = None) -> list[str]:
+        """The problems of ``found`` that concern files the directory's newest commit still lists
+        as this snapshot does (damage); the others (files a newer commit dropped, which its
+        clean-up may remove at any moment) go to ``superseded``."""
+        if not found:
+            return []
+        try:
+            latest = _read_manifest(self.path)
+        except BadIndexError:
+            latest = self.manifest
+        if latest.to_json() == self.manifest.to_json():
+            return [problem for *_, problem in found]
+        listed = {(s.name, n): f for s in latest.segments for n, f in s.files.items()}
+        mine = {(s.name, n): f for s in self.manifest.segments for n, f in s.files.items()}
+        current = []
+        for seg, name, problem in found:
+            if listed.get((seg, name)) == mine[(seg, name)]:
+                current.append(problem)
+            elif superseded is not None:
+                superseded.append(problem)
+        return current
 
     def refresh(self) -> "Index":
         """A snapshot of the latest commit: a new :class:`Index` when there were commits since
@@ -150,8 +216,8 @@ class Index:
     @classmethod
     def build(
         cls,
-        docs: Iterable[Doc],
-        path: str | os.PathLike[str],
+        docs: Iterable[DocLike],
+        path: str | os.PathLike[str] | None = None,
         *,
         analyzer: Analyzer | None = None,
         fields: Sequence[str] = ("title", "text"),
@@ -162,6 +228,15 @@ class Index:
     ) -> "Index":
         """Index ``docs`` into the directory ``path`` and open it.
 
+        ``docs`` is any iterable (streamed, never held in memory) of :class:`~cascade.Doc` or
+        dicts ``{"_id" or "id", "text", "title"?, ...}`` whose other keys become metadata; a
+        record that is neither, or whose id or text is not a string, stops the build with a
+        :class:`CascadeError` naming its position.
+
+        Without ``path`` the index goes into a new temporary directory that is removed when
+        the interpreter exits: for quick use (``cascade.BM25(cascade.Index.build(docs))``),
+        tests and notebooks; ``index.path`` says where it is meanwhile.
+
         ``filter_fields`` declares metadata fields that filters can use, e.g.
         ``{"year": "int", "lang": "keyword", "published": "date", "score": "float"}``; values
         come from each document's ``meta``.
@@ -171,26 +246,28 @@ class Index:
         ``overwrite=True`` an existing index at ``path`` is replaced; without it that is an
         error.
         """
-        build_index(docs, Path(path), analyzer=analyzer or Analyzer(), fields=fields,
+        target = temporary_index_dir() if path is None else Path(path)
+        build_index(docs, target, analyzer=analyzer or Analyzer(), fields=fields,
                     filter_fields=check_filter_fields(filter_fields), overwrite=overwrite,
                     progress=progress, source=source or {})
-        return cls.open(path)
+        return cls.open(target)
 
     # -- changing the index (each call is one commit, under the write lock) ----------------
 
-    def add(self, docs: Iterable[Doc], *, wait: float = 0.0, merge: bool = True,
+    def add(self, docs: Iterable[DocLike], *, wait: float = 0.0, merge: bool = True,
             progress: ProgressFn | None = None) -> int:
-        """Add documents (new ids only) as one commit; returns how many. With ``merge`` the
-        tiered merge policy then runs. ``wait``: seconds to wait for another writer. This
-        snapshot does not change: :meth:`refresh` gives one that sees the new documents."""
+        """Add documents (new ids only; ``Doc`` objects or dicts, as :meth:`build` takes) as
+        one commit; returns how many. With ``merge`` the tiered merge policy then runs.
+        ``wait``: seconds to wait for another writer. This snapshot does not change:
+        :meth:`refresh` gives one that sees the new documents."""
         return self.write(docs, update=False, wait=wait, merge=merge, progress=progress)[0]
 
-    def update(self, docs: Iterable[Doc], *, wait: float = 0.0, merge: bool = True,
+    def update(self, docs: Iterable[DocLike], *, wait: float = 0.0, merge: bool = True,
                progress: ProgressFn | None = None) -> int:
         """Add or replace documents by id in one commit; returns how many replaced an old one."""
         return self.write(docs, update=True, wait=wait, merge=merge, progress=progress)[1]
 
-    def write(self, docs: Iterable[Doc], *, update: bool, wait: float = 0.0, merge: bool = True,
+    def write(self, docs: Iterable[DocLike], *, update: bool, wait: float = 0.0, merge: bool = True,
               progress: ProgressFn | None = None) -> tuple[int, int]:
         """Add (``update=False``) or add-or-replace documents as one commit: (added, replaced)."""
         with writer_lock(self.path, wait):
@@ -369,8 +446,10 @@ class Index:
         return self.docs([num])[0]
 
     def verify(self) -> list[str]:
-        """Re-hash every file against the manifest; returns the problems found."""
-        return [p for seg in self.segments for p in seg.verify()]
+        """Re-hash every file against the manifest; returns the problems found (files a newer
+        commit dropped and its clean-up removed are not problems: see :meth:`check`).
+        :func:`verify_latest` checks a directory's newest commit."""
+        return self._current(self._problems(True))
 
     def close(self) -> None:
         """Close this snapshot's files now (also those of snapshots sharing its segments);
@@ -382,42 +461,188 @@ class Index:
         return f"Index({str(self.path)!r}, docs={self.n_docs}, segments={len(self.segments)})"
 
 
+# -- opening and checking: module helpers ---------------------------------------------------
+
+
+def _read_manifest(path: Path) -> Manifest:
+    try:
+        return Manifest.read(path)
+    except OSError as err:
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: OSError) -> BadIndexError:
+    """An OSError met reading an index, as the one-line error the CLI prints."""
+    where = err.filename or path
+    if isinstance(err, FileNotFoundError):
+        return BadIndexError(f"{where}: file missing from index; the index is damaged")
+    return BadIndexError(f"{where}: cannot be read ({err.strerror or err})")
+
+
+def _damaged(problems: list[str]) -> BadIndexError:
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return BadIndexError(f"{problems[0]}{more}; the index is damaged (cascade check lists every problem)")
+
+
+def _file_problem(path: Path, digest: str) -> str | None:
+    """What is wrong with one listed file (None when its checksum matches)."""
+    try:
+        found = file_digest(path)
+    except FileNotFoundError:
+        return f"{path}: missing"
+    except OSError as err:
+        return f"{path}: unreadable ({err.strerror or err})"
+    return None if found == digest else f"{path}: checksum mismatch"
+
+
+def _open_verified(path: Path, verify: bool | None) -> tuple[Index, list[str]]:
+    """The newest commit of ``path``, opened and checked (see :meth:`Index.open`), and its
+    problems. A problem with a file that a newer commit no longer lists means a writer
+    committed and cleaned up meanwhile, not damage: the newer commit is opened and checked in
+    turn (files already found intact are not re-hashed)."""
+    good: set[tuple[str, str, str]] = set()
+    for attempt in range(OPEN_ATTEMPTS):
+        index = Index._latest(path)
+        superseded: list[str] = []
+        problems = index._current(index._problems(verify, good), superseded)
+        if not superseded or problems or attempt == OPEN_ATTEMPTS - 1:
+            return index, problems
+        index.close()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def verify_latest(path: str | os.PathLike[str]) -> tuple[Index, list[str]]:
+    """Open the newest commit of ``path`` and re-hash every file it lists; returns the snapshot
+    and every problem found (what ``cascade check`` reports). Races with a writer are retried
+    as :meth:`Index.open` does. Raises :class:`BadIndexError` when the index cannot be opened."""
+    return _open_verified(Path(path), True)
+
+
+def repair_index(path: str | os.PathLike[str], *, wait: float = 10.0) -> list[tuple[Path, int]]:
+    """Remove what no commit of ``path`` lists: the temporary directories of killed builds
+    beside it, and inside it (under the write lock, waiting up to ``wait`` seconds for a
+    writer) unlisted segments, files and temporary files; returns (path, bytes) of each."""
+    path = Path(path)
+    removed = remove_dead_temp_dirs(path.parent, path.name)
+    if (path / MANIFEST_NAME).exists():
+        with writer_lock(path, wait):
+            removed += remove_debris(path)
+    return removed
+
+
+# -- building ---------------------------------------------------------------------------------
+
+
 def build_index(docs: Iterable[Doc], path: Path, *, analyzer: Analyzer, fields: Sequence[str],
                 filter_fields: dict[str, str], overwrite: bool, progress: ProgressFn | None,
-                source: dict) -> None:
-    """Build an index at ``path``; see :meth:`Index.build`."""
-    if path.exists() and (path / MANIFEST_NAME).exists():
+                source: dict, wait: float = 0.0) -> None:
+    """Build an index at ``path``; see :meth:`Index.build`.
+
+    A new index is built in a sibling directory ``.<name>.tmp-*`` that the build holds locked
+    (``fsutil.claim_temp_dir``), then renamed into place. Of two processes building the same
+    new path, one publishes and the other gets a :class:`CascadeError` saying so (with
+    ``overwrite`` it replaces that index in a commit, as a later rebuild would); what a
+    killed build left (no process holds it) is removed by the next build or open of ``path``
+    or by ``cascade check --repair``. Over an existing index (``overwrite``) the rebuild is
+    one commit under the write lock (waiting ``wait`` seconds for another writer). A full or
+    read-only disk is a :class:`CascadeError` that leaves what was published as it was.
+    """
+    started = time.time()
+    if (path / MANIFEST_NAME).exists():
         if not overwrite:
             raise CascadeError(f"{path} already holds an index; use overwrite=True (CLI: --overwrite) to rebuild it")
-        with writer_lock(path):
+        with disk_errors(path), writer_lock(path, wait):
             _replace_index(docs, path, analyzer, fields, filter_fields, progress, source)
+        remove_dead_temp_dirs(path.parent, path.name, before=started)
         return
-    if path.exists() and not (path.is_dir() and not any(path.iterdir())):
-        raise CascadeError(f"{path} exists and is not a Cascade index; choose a new or empty directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
-        name = segment_name(1)
-        entry = write_segment(docs, tmp / name, name, analyzer, fields, filter_fields, progress)
-        manifest = Manifest(analyzer=analyzer.to_dict(), fields=list(fields), segments=[entry], source=source,
-                            filter_fields=filter_fields)
-        (tmp / MANIFEST_NAME).write_bytes(manifest.to_json())
-        fsync_tree(tmp)
-        if path.exists():
-            path.rmdir()  # empty directory left by the user; rename cannot replace it on every OS
+    with disk_errors(path, "nothing was published"):
+        if not _empty_or_absent(path):
+            raise CascadeError(f"{path} exists and is not a Cascade index; choose a new or empty directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temp_dirs(path.parent, path.name, before=started)
+        tmp, held = claim_temp_dir(path.parent, path.name)
         try:
-            os.rename(tmp, path)
-        except OSError:
-            raise CascadeError(f"{path} appeared while this build ran (another process?); not replaced") from None
-        fsync_dir(path.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            name = segment_name(1)
+            entry = write_segment(docs, tmp / name, name, analyzer, fields, filter_fields, progress)
+            manifest = Manifest(analyzer=analyzer.to_dict(), fields=list(fields), segments=[entry], source=source,
+                                filter_fields=filter_fields)
+            (tmp / MANIFEST_NAME).write_bytes(manifest.to_json())
+            fsync_tree(tmp)
+            try:
+                _publish_new(tmp, path)
+            except _PathTaken:
+                if not (overwrite and (path / MANIFEST_NAME).exists()):
+                    raise
+                with writer_lock(path, wait):  # another build published first: replace it
+                    _commit_rebuilt(path, tmp / name, manifest)
+                return
+            os.close(held)  # the lock now sits on the published directory: release it at once
+            held = -1
+            fsync_dir(path.parent)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if held >= 0:
+                os.close(held)
+
+
+def _empty_or_absent(path: Path) -> bool:
+    try:
+        return not any(path.iterdir())
+    except FileNotFoundError:
+        return True
+    except NotADirectoryError:
+        return False
+
+
+_TAKEN = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)
+
+
+class _PathTaken(CascadeError):
+    """Another build published at the path while this one ran."""
+
+
+def _publish_new(tmp: Path, path: Path) -> None:
+    """Rename the finished build ``tmp`` to ``path`` (absent or an empty directory)."""
+    taken = _PathTaken(f"{path}: another process published an index there while this build ran; "
+                       "this build was not published (open that index, or rebuild it with overwrite=True)")
+    try:
+        path.rmdir()  # an empty directory left by the user; rename cannot replace it on every OS
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        if err.errno in _TAKEN:
+            raise taken from None
+        raise
+    try:
+        os.rename(tmp, path)
+    except OSError as err:
+        if err.errno in _TAKEN:
+            raise taken from None
+        raise
+
+
+def _commit_rebuilt(path: Path, segment: Path, built: Manifest) -> None:
+    """Publish the single-segment build ``built`` (its segment in ``segment``) over the index at
+    ``path`` as its next commit. The caller holds the write lock."""
+    old = Manifest.read(path)
+    name = segment_name(old.generation + 1)
+    try:
+        publish_segment(path, segment, name)
+        dataclasses.replace(built, segments=[dataclasses.replace(built.segments[0], name=name)],
+                            generation=old.generation + 1).write(path)
+    except BaseException:
+        try:  # free what the failed commit wrote (a full disk): no manifest lists it
+            remove_unreferenced(path)
+        except Exception:  # noqa: BLE001  (tidying must not hide the error)
+            pass
+        raise
+    remove_unreferenced(path)
 
 
 def _replace_index(docs: Iterable[Doc], path: Path, analyzer: Analyzer, fields: Sequence[str],
                    filter_fields: dict[str, str], progress: ProgressFn | None, source: dict) -> None:
-    """Rebuild in a new segment, then swap the manifest; old segments go only after the swap."""
+    """Rebuild in a new segment, then swap the manifest; old segments go only after the swap.
+    The caller holds the write lock."""
     old = Manifest.read(path)
     name = segment_name(old.generation + 1)
     tmp = path / f".tmp-{uuid.uuid4().hex[:12]}"
@@ -426,6 +651,12 @@ def _replace_index(docs: Iterable[Doc], path: Path, analyzer: Analyzer, fields: 
         publish_segment(path, tmp, name)
         Manifest(analyzer=analyzer.to_dict(), fields=list(fields), segments=[entry],
                  generation=old.generation + 1, source=source, filter_fields=filter_fields).write(path)
+    except BaseException:
+        try:  # free what the failed rebuild wrote (a full disk): no manifest lists it
+            remove_unreferenced(path)
+        except Exception:  # noqa: BLE001  (tidying must not hide the error)
+            pass
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     remove_unreferenced(path)

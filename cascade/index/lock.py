@@ -16,9 +16,21 @@ from typing import Iterator
 
 from cascade.core.errors import BadIndexError, CascadeError
 
+PYTHON_HINT = "wait for it to finish, or pass wait=SECONDS"
+
 
 class WriterBusy(CascadeError):
-    """Another writer (process or thread) holds the index's write lock."""
+    """Another writer (process or thread) holds the index's write lock. The message ends with
+    what to do, in the caller's terms: Python's ``wait=SECONDS`` by default; the CLI rewords it
+    with :meth:`worded` (``--wait SECONDS``)."""
+
+    def __init__(self, path: Path, hint: str = PYTHON_HINT) -> None:
+        self.path = path
+        super().__init__(f"{path}: another writer is updating this index (its write lock is held); {hint}")
+
+    def worded(self, hint: str) -> "WriterBusy":
+        """The same error ending with ``hint`` instead."""
+        return WriterBusy(self.path, hint)
 
 
 @contextmanager
@@ -38,8 +50,7 @@ def writer_lock(path: Path, wait: float = 0.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise WriterBusy(f"{path}: another writer is updating this index (its write lock is held); "
-                                     "wait for it to finish, or pass wait=SECONDS") from None
+                    raise WriterBusy(path) from None
                 time.sleep(0.01)
         yield
     finally:

@@ -21,7 +21,7 @@ from typing import Iterator
 from cascade.core.errors import CascadeError
 from cascade.core.types import Doc
 from cascade.index import representations
-from cascade.index.manifest import SegmentEntry
+from cascade.index.manifest import Manifest, SegmentEntry
 from cascade.index.segment import Segment
 from cascade.index.writer import Snapshot, publish_segment, segment_name, write_segment
 from cascade.text.analyzer import Analyzer
@@ -102,8 +102,6 @@ def merge_segments(path: Path, names: list[str] | None) -> bool:
 
 def apply_policy(path: Path, policy: TieredMergePolicy, max_merges: int = 16) -> int:
     """Run the merges ``policy`` asks for (under the write lock); returns how many ran."""
-    from cascade.index.manifest import Manifest
-
     done = 0
     while done < max_merges:
         m = Manifest.read(path)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from cascade.core.errors import BadIndexError, CascadeError
-from cascade.index.fsutil import file_digest, fsync_dir, fsync_file
+from cascade.index.fsutil import disk_errors, file_digest, fsync_dir, fsync_file, unwritable
 from cascade.index.impacts import build_blocks
 from cascade.index.lock import writer_lock
 from cascade.index.manifest import FileEntry, Manifest
@@ -105,35 +105,50 @@ def add_representation(index: "Index", name: str, rep_spec: dict[str, Any], enco
                        *, replace: bool = False) -> bool:
     """Encode every segment lacking ``name`` with ``encode_segment(segment) -> {part: array}``,
     store the arrays and commit (as the index's one writer); returns whether it committed
-    (``index.refresh()`` shows the result)."""
+    (``index.refresh()`` shows the result). A read-only index fails before anything is
+    encoded, and a full disk while writing is a one-line CascadeError (the last commit stays)."""
     if not NAME_PATTERN.match(name):
         raise CascadeError(f"representation name {name!r} must be letters, digits and _ (starting with a letter)")
-    with writer_lock(index.path, wait=LOCK_WAIT):
-        manifest = Manifest.read(index.path)
-        old = manifest.representations.get(name)
-        if old is not None and old != rep_spec and not replace:
-            raise CascadeError(f"{index.path} already has representation {name!r} made with {old}; "
-                               "pass replace=True (CLI: --replace) to re-encode it")
-        stale = old is not None and old != rep_spec
-        changed = old != rep_spec
-        opened = {seg.entry.name: seg for seg in index.segments}
-        for seg_entry in manifest.segments:
-            present = [f for f in seg_entry.files if f.startswith(f"{PREFIX}{name}.")]
-            if present and not stale:
-                continue
-            for f in present:
-                del seg_entry.files[f]
-            seg = _segment(index.path, seg_entry, opened)
-            arrays = encode_segment(seg)
-            _check_rows(name, arrays, seg.n_docs)
-            seg_entry.files.update(_write_parts(seg.dir, name, arrays, manifest.generation + 1))
-            changed = True
-        if not changed:  # already there (perhaps committed after ``index`` was opened)
-            return False
-        manifest.representations[name] = rep_spec
-        manifest.generation += 1
-        manifest.write(index.path)
-        _remove_unlisted(index.path, manifest)
+    _check_writable(index.path, name)
+    with disk_errors(index.path), writer_lock(index.path, wait=LOCK_WAIT):
+        try:
+            return _add(index, name, rep_spec, encode_segment, replace)
+        except BaseException:
+            try:  # free what the failed commit wrote (a full disk): nothing lists it
+                _remove_unlisted(index.path, Manifest.read(index.path))
+            except Exception:  # noqa: BLE001  (tidying must not hide the error)
+                pass
+            raise
+
+
+def _add(index: "Index", name: str, rep_spec: dict[str, Any], encode_segment: SegmentEncoder,
+         replace: bool) -> bool:
+    """add_representation's commit (the caller holds the write lock)."""
+    manifest = Manifest.read(index.path)
+    old = manifest.representations.get(name)
+    if old is not None and old != rep_spec and not replace:
+        raise CascadeError(f"{index.path} already has representation {name!r} made with {old}; "
+                           "pass replace=True (CLI: --replace) to re-encode it")
+    stale = old is not None and old != rep_spec
+    changed = old != rep_spec
+    opened = {seg.entry.name: seg for seg in index.segments}
+    for seg_entry in manifest.segments:
+        present = [f for f in seg_entry.files if f.startswith(f"{PREFIX}{name}.")]
+        if present and not stale:
+            continue
+        for f in present:
+            del seg_entry.files[f]
+        seg = _segment(index.path, seg_entry, opened)
+        arrays = encode_segment(seg)
+        _check_rows(name, arrays, seg.n_docs)
+        seg_entry.files.update(_write_parts(seg.dir, name, arrays, manifest.generation + 1))
+        changed = True
+    if not changed:  # already there (perhaps committed after ``index`` was opened)
+        return False
+    manifest.representations[name] = rep_spec
+    manifest.generation += 1
+    manifest.write(index.path)
+    _remove_unlisted(index.path, manifest)
     return True
 
 
@@ -147,12 +162,14 @@ def ensure(index: "Index", name: str, usable: SpecTest,
 
     The views belong to the newest commit, but row-align with ``index``'s own segments, so a
     stage keeps the doc numbers (and deletions) of the snapshot it searches. Returns the views
-    and the representation's spec."""
+    and the representation's spec. Encoding needs a writable index: a read-only one fails at
+    once, saying how its owner can store the representation."""
     found = _views(index, index, name, usable)
     if found is None:
         latest = index.refresh()
         found = _views(index, latest, name, usable)
         if found is None:
+            _check_writable(index.path, name)
             encode(latest)
             found = _views(index, latest.refresh(), name, usable)
     if found is None:
@@ -184,6 +201,16 @@ def _views(index: "Index", latest: "Index", name: str,
             return None
         views.append(view)
     return views, spec_found
+
+
+def _check_writable(path: Path, name: str) -> None:
+    """A one-line CascadeError, before any encoding, when nothing can be written into ``path``."""
+    err = unwritable(path)
+    if err is not None:
+        raise CascadeError(f"{path}: the index is read-only ({err.strerror or err}) and has no stored {name!r} "
+                           "representation, so it cannot be encoded now; its owner can store it once with "
+                           f"`cascade encode {path} --model MODEL` (or by running this search on the writable "
+                           "index), or search a writable copy")
 
 
 def _segment(path: Path, entry: Any, opened: dict[str, Segment]) -> Segment:

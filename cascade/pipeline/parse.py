@@ -16,9 +16,10 @@
 from __future__ import annotations
 
 import difflib
+import operator
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from cascade.core.errors import BadIndexError, CascadeError, DataError
 from cascade.core.lexing import scan
@@ -36,6 +37,7 @@ _TOKEN = re.compile(
 )
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _INT = re.compile(r"\d{1,4300}")  # longer: not an int (Python refuses to convert it)
+MAX_DEPTH = 64  # parentheses and stage arguments nested deeper are a syntax error
 
 
 class PipelineSyntaxError(CascadeError):
@@ -91,10 +93,25 @@ class Parser:
         self.text, self.ctx, self.dry = text, ctx, dry
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     @property
     def tok(self) -> Token:
         return self.tokens[self.i]
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(f"pipeline nested more than {MAX_DEPTH} levels deep")
+
+    def combine(self, op: Token, apply: Callable[[Any, Any], Pipeline], left: Any, right: Any) -> Pipeline:
+        """``apply(left, right)`` (an operator), its CascadeError pointing at the operator ``op``."""
+        try:
+            return apply(left, right)
+        except PipelineSyntaxError:
+            raise
+        except CascadeError as exc:
+            raise PipelineSyntaxError(self.text, op.pos, str(exc)) from None
 
     def peek(self, ahead: int = 1) -> Token:
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
@@ -130,29 +147,32 @@ class Parser:
     def union(self) -> Pipeline:
         node = self.then()
         while self.is_op("|"):
-            self.take()
-            node = node | self.then()
+            op = self.take()
+            right = self.then()
+            node = self.combine(op, operator.or_, node, right)
         return node
 
     def then(self) -> Pipeline:
         node = self.plus()
         while self.is_op(">>"):
-            self.take()
-            node = node >> self.plus()
+            op = self.take()
+            right = self.plus()
+            node = self.combine(op, operator.rshift, node, right)
         return node
 
     def plus(self) -> Pipeline:
         node = self.mul()
         while self.is_op("+"):
-            self.take()
-            node = node + self.mul()
+            op = self.take()
+            right = self.mul()
+            node = self.combine(op, operator.add, node, right)
         return node
 
     def mul(self) -> Pipeline:
         if self.tok.kind == "word" and _NUMBER.fullmatch(self.tok.text) and self.peek().text == "*":
             weight = float(self.take().text)
-            self.take()
-            node = weight * self.atom()
+            op = self.take()
+            node = self.combine(op, operator.mul, weight, self.atom())
         else:
             node = self.atom()
         while self.is_op("%") or self.is_op("*"):
@@ -161,17 +181,19 @@ class Parser:
             if op.text == "%":
                 if arg.kind != "word" or not _INT.fullmatch(arg.text) or int(arg.text) < 1:
                     self.fail("a cutoff needs a positive integer after '%'")
-                node = node % int(self.take().text)
+                node = self.combine(op, operator.mod, node, int(self.take().text))
             else:
                 if arg.kind != "word" or not _NUMBER.fullmatch(arg.text):
                     self.fail("a weight needs a number after '*'")
-                node = node * float(self.take().text)
+                node = self.combine(op, operator.mul, node, float(self.take().text))
         return node
 
     def atom(self) -> Pipeline:
         if self.is_op("("):
             self.take()
+            self.enter()
             node = self.union()
+            self.depth -= 1
             self.expect(")")
             return node
         token = self.tok
@@ -186,11 +208,13 @@ class Parser:
         params: dict[str, Any] = {}
         if self.is_op("("):
             self.take()
+            self.enter()
             while not self.is_op(")"):
                 self.argument(entry.takes_pipelines, positional, params)
                 if not self.is_op(","):
                     break
                 self.take()
+            self.depth -= 1
             self.expect(")")
         try:
             if self.dry and not entry.takes_pipelines:  # check names and parameters before building anything

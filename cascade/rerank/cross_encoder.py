@@ -45,7 +45,7 @@ from cascade.core.params import ParamInfo, check_params, non_defaults
 from cascade.core.registry import Context, register_stage
 from cascade.core.types import Doc, Query
 from cascade.index.index import Index
-from cascade.models.resolve import default_device, load_transformers, resolve_model
+from cascade.models.resolve import default_device, load_transformers, require, resolve_model
 from cascade.rerank.base import Reranker, Scored
 
 ProgressFn = Callable[[int, int], None]  # (pairs scored so far, pairs in all)
@@ -115,8 +115,7 @@ class CrossEncoder(Reranker):
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]], progress: ProgressFn | None = None) -> np.ndarray:
         """float32 score of each (query, document) pair, in the order given (batched by length)."""
-        import torch
-
+        torch = require("torch", "cross-encoder reranking")
         tokenizer, model = self.loaded
         max_length = self._effective_max_length(tokenizer)
         groups = _batches(pairs, self._long_queries(pairs, tokenizer, max_length), self.batch_size)

@@ -17,6 +17,7 @@ from cascade.core.params import check_params
 from cascade.core.registry import Context, register_stage
 from cascade.core.types import Query
 from cascade.index.index import Index
+from cascade.models.encoders import query_encodings
 from cascade.models.stored import dense_vectors, ensure_biencoder
 from cascade.rerank.base import K, Reranker, Scored
 from cascade.retrieve.dense import MODEL
@@ -47,14 +48,10 @@ class DenseRerank(Reranker):
 
     def prepare(self) -> None:
         """Encode the collection if needed and load the model."""
-        from cascade.models.encoders import query_encodings
-
         self._vectors  # noqa: B018
         query_encodings(self.model).load()
 
     def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> Scored:
-        from cascade.models.encoders import query_encodings
-
         parts = self._vectors
         bases = self.index.bases
         qvecs = query_encodings(self.model).dense([q.text for q in queries])

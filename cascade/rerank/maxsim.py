@@ -24,10 +24,11 @@ never prunes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Sequence
 
 import numpy as np
 
@@ -109,6 +110,16 @@ def exact_scores(q: np.ndarray, documents: Iterable[np.ndarray]) -> np.ndarray:
     finally:
         torch.set_num_threads(threads)
     return np.array(out, dtype=np.float32)
+
+
+def one_blas_thread() -> ContextManager[Any]:
+    """BLAS limited to one thread (threadpoolctl, of the neural extra); without threadpoolctl
+    (an ONNX-only install) nothing is limited: MaxSim runs, a little slower, rather than fail."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 PARAMS = (
@@ -197,8 +208,6 @@ class MaxSim(Reranker):
     def score_timed(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> tuple[Scored, np.ndarray]:
         """Scores, and each query's seconds: its own scoring plus an equal share of encoding the
         batch's queries."""
-        from threadpoolctl import threadpool_limits
-
         self.tokens  # encode the collection first if needed (not query time)
         start = time.perf_counter()
         qtoks = self.query_tokens(queries)
@@ -207,7 +216,7 @@ class MaxSim(Reranker):
         results = []
         tried = scored = 0
         # one small matrix product per document: BLAS threads only add contention here
-        with threadpool_limits(1, user_api="blas"):
+        with one_blas_thread():
             for i, (q, nums) in enumerate(zip(qtoks, docs)):
                 start = time.perf_counter()
                 if pruning and len(nums) > k:

@@ -82,8 +82,9 @@ class QueryTerms:
 
     def numbers(self, texts: Sequence[str]) -> np.ndarray:
         """Query-term ids of the batch's tokens, QUERY_END between queries. ASCII queries are
-        split together by one ``translate`` + ``split``; others one by one with the token
-        pattern, then put in place."""
+        split together by one ``translate`` + ``split``; others (not ASCII, or holding "+" or "#"
+        under ``symbol_suffixes``) one by one by :meth:`Analyzer.raw_tokens` (accent folding, CJK
+        bigrams), then put in place. Every option gives the regex path's tokens."""
         if len(self.memo) > MEMO_LIMIT:
             self.memo = {QUERY_BREAK: QUERY_END}
         analyzer = self.analyzer

@@ -26,6 +26,7 @@ from cascade.core.registry import Context, register_stage
 from cascade.core.types import Query
 from cascade.filters import compile_filter
 from cascade.index.index import Index
+from cascade.models.encoders import query_encodings
 from cascade.models.stored import dense_vectors, ensure_biencoder
 from cascade.retrieve.dense_exact import exact_search, top_k_rows
 from cascade.retrieve.hnsw import ensure_graphs, hnsw_search
@@ -86,14 +87,10 @@ class Dense(Pipeline):
 
     def prepare(self) -> None:
         """Encode the collection if needed (or build the HNSW graphs) and load the model."""
-        from cascade.models.encoders import query_encodings
-
         self._graphs if self.method == "hnsw" else self._stored  # noqa: B018
         query_encodings(self.model).load()
 
     def encode_queries(self, queries: Sequence[Query]) -> np.ndarray:
-        from cascade.models.encoders import query_encodings
-
         return query_encodings(self.model).dense([q.text for q in queries])
 
     def search_vectors(self, qvecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

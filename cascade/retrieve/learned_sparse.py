@@ -47,11 +47,11 @@ from cascade.index import representations as reps
 from cascade.index.impacts import Impacts, build_blocks
 from cascade.index.index import Index
 from cascade.index.segment import doc_text
+from cascade.models.splade import SparseVectors, SpladeEncoder
 from cascade.retrieve import impact_search
 
 if TYPE_CHECKING:
     from cascade.index.segment import Segment
-    from cascade.models.splade import SparseVectors, SpladeEncoder
 
 ProgressFn = Callable[[int], None]
 KIND = "sparse"
@@ -110,8 +110,6 @@ def encode_sparse(index: Index, model: str = DEFAULT_MODEL, name: str | None = N
     """Store ``model``'s SPLADE postings in every segment lacking them, as one commit; returns
     the latest snapshot (which has them). Documents are encoded as the index's fields joined (title + " " +
     text); ``progress`` gets the number of documents encoded so far."""
-    from cascade.models.splade import SpladeEncoder
-
     encoder = SpladeEncoder(model, max_length=max_length, batch_size=batch_size, top_n=top_n)
     done = [0]
 
@@ -252,9 +250,7 @@ class LearnedSparse(Pipeline):
     # -- query side -------------------------------------------------------------------------
 
     @cached_property
-    def _encoder(self) -> "SpladeEncoder":
-        from cascade.models.splade import SpladeEncoder
-
+    def _encoder(self) -> SpladeEncoder:
         return SpladeEncoder(self.model, max_length=int(self._ready[1].get("max_length", 256)), batch_size=32)
 
     def query_weights(self, texts: Sequence[str]) -> list[dict[int, float]]:
