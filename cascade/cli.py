@@ -222,7 +222,7 @@ def add(
         docs = open_corpus(source, skip_bad=skip_bad, report=report)
         start = time.perf_counter()
         with progress(f"adding {source_name(source)}", count_lines(source), "docs") as bar:
-            added, replaced = idx.write(docs, update=update, wait=wait, progress=bar.update)
+            added, replaced = idx.write(docs, update=update, wait=wait, progress=bar.update, phase=bar.relabel)
         seconds = time.perf_counter() - start
         idx = idx.refresh()
         what = f"added {plural(added, 'document')}"
@@ -532,11 +532,18 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
 @app.command()
 def encode(
     index_dir: Path = typer.Argument(..., help="Index directory."),
-    model: str = typer.Option("minilm", "-m", "--model", help="minilm | mpnet | splade-tiny | a model directory or hub id."),
+    model: Optional[str] = typer.Option(None, "-m", "--model",
+                                        help="minilm | mpnet | splade-tiny | a model directory or hub id. Without "
+                                             "it: store every representation the index lists for each segment "
+                                             "lacking it (an index with none gets minilm)."),
     kind: str = typer.Option("biencoder", help="biencoder (dense + token vectors) | sparse (SPLADE postings)."),
     tokens: bool = typer.Option(True, "--tokens/--no-tokens", help="Also store token vectors (for maxsim)."),
 ) -> None:
-    """Encode an index's documents with a neural model once and store the result in the index."""
+    """Encode an index's documents with a neural model once and store the result in the index.
+
+    One commit per segment: an encoding that is killed keeps the segments it finished, and
+    running the command again continues with the others."""
+    from cascade.index import representations
     from cascade.index.index import Index
 
     with user_errors():
@@ -544,6 +551,18 @@ def encode(
             raise CascadeError(f"--kind must be biencoder or sparse (got {kind!r})")
         idx = Index.open(index_dir)
         start = time.perf_counter()
+        if model is None and idx.manifest.representations:
+            todo = representations.missing(idx)
+            if not todo:
+                err.print(f"{index_dir}: every segment has every representation "
+                          f"({', '.join(sorted(idx.manifest.representations))}); nothing to encode")
+                return
+            with progress(f"storing {', '.join(todo)}", None, "docs") as bar:
+                done = representations.complete(idx, reporter=bar_reporter(bar))
+            err.print(f"{index_dir}: stored {', '.join(done)} for every segment lacking them "
+                      f"({time.perf_counter() - start:.1f} s)")
+            return
+        model = model or "minilm"
         with progress(f"encoding {plural(idx.n_docs, 'document')} with {model}", idx.n_docs, "docs") as bar:
             tick = bar.update
             if kind == "sparse":
@@ -558,13 +577,29 @@ def encode(
                   f"({time.perf_counter() - start:.1f} s)")
 
 
+def bar_reporter(bar: Any) -> Any:
+    """A representation reporter (label, total) -> progress that shows each phase on ``bar``."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def report(label: str, total: int) -> Iterator[Any]:
+        bar.relabel(label, total)
+        yield bar.update
+
+    return report
+
+
 @app.command()
 def check(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     repair: bool = typer.Option(False, "--repair", help="First remove what no commit lists: unlisted segments and "
                                 "files, temporary files, and killed builds' temporary directories beside it."),
 ) -> None:
-    """Verify every index file against the checksums in its manifest, and its structure."""
+    """Verify every index file against the checksums in its manifest, and its structure.
+
+    Files no commit lists (what a killed or failed write left: unlisted segments, representation
+    files, temporary files) are named as warnings; --repair removes them. Representations some
+    segment lacks (a killed encoding) are named too: `cascade encode INDEX` completes them."""
     from cascade.index.index import repair_index
 
     with user_errors():
@@ -580,7 +615,40 @@ def check(
             err.print(f"damaged: {p}")
         if problems:
             raise typer.Exit(1)
+        for warning in index_warnings(index_dir):
+            err.print(f"warning: {warning}", soft_wrap=True)
         out.print(f"{index_dir}: ok")
+
+
+def index_warnings(index_dir: Path) -> list[str]:
+    """What ``cascade check`` notes about an intact index: files no commit lists (debris of a
+    killed or failed write, or the files of a writer running now) and representations some
+    segment lacks."""
+    from cascade.core.errors import BadIndexError
+    from cascade.index import representations
+    from cascade.index.debris import find_debris
+    from cascade.index.fsutil import tree_size
+    from cascade.index.index import Index
+
+    notes = []
+    try:
+        for path in find_debris(index_dir):
+            try:
+                size = tree_size(path)
+            except OSError:
+                continue  # gone meanwhile (a writer committed or tidied)
+            notes.append(f"{path}: not listed by any commit ({size:,} bytes): left by a killed or failed write "
+                         "(or written by a writer running now); cascade check --repair removes it")
+        idx = Index.open(index_dir, verify=False)
+    except (BadIndexError, OSError):
+        return notes
+    try:
+        for name in representations.missing(idx):
+            notes.append(f"representation {name!r} is missing from some segments (a killed encoding?); "
+                         f"`cascade encode {index_dir}` stores it for them")
+    finally:
+        idx.close()
+    return notes
 
 
 def index_problems(index_dir: Path) -> list[str]:

@@ -150,8 +150,8 @@ def test_index_of_the_same_corpus_elsewhere_is_accepted(beir: Path, tmp_path: Pa
 def test_analyzer_options_must_match_the_given_index(beir: Path, tmp_path: Path) -> None:
     assert invoke("index", beir, "-o", tmp_path / "i.idx").exit_code == 0
     line = one_error_line(invoke("eval", beir, "--index", tmp_path / "i.idx", "--stemmer", "none"))
-    assert "built with analyzer (stopwords=english, stemmer=english)" in line
-    assert "not (stopwords=english, stemmer=none)" in line
+    assert "built with analyzer (stopwords=english, stemmer=english, fold_accents=yes)" in line
+    assert "not (stopwords=english, stemmer=none, fold_accents=yes)" in line
     same = invoke("eval", beir, "--index", tmp_path / "i.idx", "--stemmer", "english", "--json")
     assert same.exit_code == 0, same.output
 

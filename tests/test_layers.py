@@ -121,3 +121,49 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     assert imports_of(module) == {"cascade.index.index", "cascade.core.errors"}
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def runtime_imports_of(path: Path) -> set[str]:
+    """Every cascade module or name ``path`` imports at run time (inside functions too, but
+    not under ``if TYPE_CHECKING:``): ``from cascade.a import b`` gives ``cascade.a`` and
+    ``cascade.a.b``, since ``b`` may be a module."""
+    out: set[str] = set()
+
+    def walk(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.ImportFrom) and not child.level and (child.module or "").startswith("cascade"):
+                out.add(child.module or "")
+                out.update(f"{child.module}.{alias.name}" for alias in child.names)
+            elif isinstance(child, ast.Import):
+                out.update(alias.name for alias in child.names if alias.name.startswith("cascade"))
+            walk(child)
+
+    walk(ast.parse(path.read_text(encoding="utf-8")))
+    return out
+
+
+def module_graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in ROOT.rglob("*.py")}
+    return {name: {t for t in runtime_imports_of(path) if t in modules and t not in (name, "cascade")}
+            for name, path in modules.items() if name != "cascade"}
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """No two modules import each other, even through an import hidden in a function."""
+    cycle = find_cycle(module_graph())
+    assert cycle is None, "import cycle between modules: " + " -> ".join(cycle or [])
+
+
+def test_the_module_check_can_fail(tmp_path: Path) -> None:
+    package = tmp_path / "cascade" / "pkg"
+    package.mkdir(parents=True)
+    (package / "a.py").write_text("from cascade.pkg.b import g\n")
+    (package / "b.py").write_text("def g():\n    from cascade.pkg import a\n")
+    module = package / "c.py"
+    module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cascade.pkg.a import x\n")
+    assert runtime_imports_of(module) == set()  # type-only imports make no cycle
+    graph = {f"cascade.pkg.{p.stem}": runtime_imports_of(p) for p in (package / "a.py", package / "b.py")}
+    assert "cascade.pkg.a" in graph["cascade.pkg.b"]  # the import inside g() is seen
+    assert find_cycle(graph) == ["cascade.pkg.a", "cascade.pkg.b", "cascade.pkg.a"]

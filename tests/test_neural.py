@@ -360,14 +360,13 @@ def test_onnx_model_in_pipeline_stages(tmp_path: Path) -> None:
         assert next(iter(run["0"])) == "diabetes", text
 
 
-def test_after_an_add_only_the_new_documents_are_encoded(tiny_model: str, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_add_encodes_only_its_new_documents_in_its_own_commit(tiny_model: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from cascade.models import encoders
     from cascade.retrieve.dense import Dense
 
     docs = _docs(30, 9)
     idx = encode_biencoder(cascade.Index.build(docs[:20], tmp_path / "a.idx"), tiny_model)
-    idx.add(docs[20:], merge=False)
     seen: list[int] = []
     original = encoders.Encoder.encode
 
@@ -376,9 +375,14 @@ def test_after_an_add_only_the_new_documents_are_encoded(tiny_model: str, tmp_pa
         return original(self, texts, **kwargs)
 
     monkeypatch.setattr(encoders.Encoder, "encode", counting)
+    idx.add(docs[20:], merge=False)
+    latest = idx.refresh()
+    assert seen == [10] and latest.generation == idx.generation + 1  # encoded in the add's one commit
+    assert reps.has(latest, representation_name(tiny_model)) and latest.verify() == []
     fresh = [cascade.Query(str(i), f"a query text no other test asks {i}") for i in range(3)]
     Dense(cascade.Index.open(tmp_path / "a.idx"), model=tiny_model, k=5).search_batch(fresh)
-    assert seen == [10, 3]  # the 10 added documents, then the 3 queries
+    assert seen == [10, 3]  # the search encodes its 3 queries only
+    assert idx.refresh().generation == latest.generation
 
 
 def test_encoders_run_on_the_default_device_which_the_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:

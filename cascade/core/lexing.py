@@ -11,12 +11,11 @@ def scan(text: str, pattern: re.Pattern[str], error: Callable[[str, int, str], E
     then ("end", "", len(text)); ``error(text, position, message)`` is raised at the first
     character no group matches."""
     tokens, pos = [], 0
-    while pos < len(text):
-        if not text[pos:].strip():
-            break
+    end = len(text.rstrip())  # trailing whitespace ends the text (one pass, so linear time)
+    while pos < end:
         m = pattern.match(text, pos)
         if m is None or m.end() == pos:
-            bad = pos + len(text[pos:]) - len(text[pos:].lstrip())
+            bad = next(i for i in range(pos, end) if not text[i].isspace())
             raise error(text, bad, f"unexpected character {text[bad]!r}")
         kind = m.lastgroup or "word"
         tokens.append((kind, m.group(kind), m.start(kind)))

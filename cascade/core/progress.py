@@ -2,9 +2,9 @@
 
 On a terminal: a bar on stderr with counts, rate and time left (Rich). Anywhere else (CI, a
 log file, a notebook's captured stderr): once the work has run ``first`` seconds, one plain
-line, then at most one every ``interval`` seconds, and one at the end; each with the count, the
-total when known, the rate and the estimated time left, so a log shows that work is moving and
-when it should end. Work done within ``first`` seconds prints nothing.
+line, then at most one every ``interval`` seconds (``$CASCADE_PROGRESS_INTERVAL``, default 10),
+and one at the end; each with the count, the total when known, the rate and the estimated time
+left, so a log shows that work is moving and when it should end. Work done within ``first`` seconds prints nothing.
 
 >>> import io
 >>> out = io.StringIO()
@@ -17,12 +17,22 @@ encoding documents: 3/3 docs (100%)
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import IO, Any, Callable
 
 INTERVAL = 10.0  # seconds between two plain progress lines
 FIRST = 2.0  # seconds of work before the first plain line
+INTERVAL_ENV = "CASCADE_PROGRESS_INTERVAL"  # overrides INTERVAL (0: a line on every update)
+
+
+def default_interval() -> float:
+    """Seconds between plain lines: ``$CASCADE_PROGRESS_INTERVAL`` when set to a number, else 10."""
+    try:
+        return max(0.0, float(os.environ[INTERVAL_ENV]))
+    except (KeyError, ValueError):
+        return INTERVAL
 
 
 def _duration(seconds: float) -> str:
@@ -40,15 +50,17 @@ class Progress:
     """One task's progress: ``update(done)`` with the count so far (``total`` may be None)."""
 
     def __init__(self, label: str, total: int | None = None, *, unit: str = "", stream: IO[str] | None = None,
-                 interval: float = INTERVAL, first: float = FIRST, terminal: bool | None = None) -> None:
+                 interval: float | None = None, first: float = FIRST, terminal: bool | None = None) -> None:
         self.label, self.total, self.unit = label, total, unit
         self.stream = stream if stream is not None else sys.stderr
-        self.interval, self.first = interval, first
+        self.interval = default_interval() if interval is None else interval
+        self.first = min(first, self.interval)
         self.terminal = self.stream.isatty() if terminal is None else terminal
         self.done = 0
         self._start = time.monotonic()
-        self._last_line = self._start - interval + first  # the first line once ``first`` seconds have passed
+        self._last_line = self._start - self.interval + self.first  # the first line once ``first`` seconds have passed
         self._lines = 0
+        self._shown: tuple[str, int] | None = None  # the label and count of the last plain line
         self._bar: Any = None
         self._task: Any = None
 
@@ -76,7 +88,7 @@ class Progress:
         if self._bar is not None:
             self._bar.__exit__(*exc)
             self._bar = None
-        elif exc[0] is None and self._lines:
+        elif exc[0] is None and self._lines and self._shown != (self.label, self.done):
             self._line(final=True)
 
     def relabel(self, label: str, total: int | None = None) -> None:
@@ -105,6 +117,7 @@ class Progress:
 
     def _line(self, final: bool = False) -> None:
         self._lines += 1
+        self._shown = (self.label, self.done)
         self._last_line = time.monotonic()
         elapsed = self._last_line - self._start
         unit = f" {self.unit}" if self.unit else ""

@@ -2,12 +2,10 @@
 
 from cascade.core.types import Doc, Qrels, Query, ReadReport, Run
 from cascade.data.beir import BeirDataset
+from cascade.data.corpus import corpus_fingerprint, count_lines, open_corpus
 from cascade.data.folder import folder_files, read_folder
 from cascade.data.readers import (
-    corpus_fingerprint,
-    count_lines,
     hash_file,
-    open_corpus,
     read_jsonl_docs,
     read_jsonl_queries,
     read_qrels,

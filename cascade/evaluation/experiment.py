@@ -253,6 +253,8 @@ def _measure(label: str, pipeline: Pipeline, executor: Executor, queries: list[Q
              metric_names: list[str]) -> tuple[PipelineResult, Run]:
     compiled = pipeline.compile()
     executor.run(compiled, queries)
+    if s.progress.searching:
+        s.progress.searching(len(queries))
     steps = list(compiled.steps) if isinstance(compiled, Then) else [compiled]
     outputs = _step_outputs(executor, steps, queries)
     run = outputs[-1].to_run()

@@ -41,9 +41,14 @@ def check_index_fits(index: Index, dataset: BeirDataset, qrels: Qrels, analyzer:
 
 
 def _describe(analyzer: Analyzer) -> str:
-    parts = [f"stopwords={analyzer.stopwords or 'none'}", f"stemmer={analyzer.stemmer or 'none'}"]
+    parts = [f"stopwords={analyzer.stopwords or 'none'}", f"stemmer={analyzer.stemmer or 'none'}",
+             f"fold_accents={'yes' if analyzer.fold_accents else 'no'}"]
     if not analyzer.lowercase:
         parts.append("no lowercase")
+    if analyzer.cjk:
+        parts.append(f"cjk={analyzer.cjk}")
+    if analyzer.symbol_suffixes:
+        parts.append("symbol_suffixes")
     return "(" + ", ".join(parts) + ")"
 
 

@@ -348,16 +348,3 @@ class F:
     def missing(self) -> Expr:
         """``field IS NULL``: documents without a value (``~F(f).missing()`` for those with one)."""
         return Missing(self.name)
-
-
-def compile_filter(where: "str | Expr | None", spec: Mapping[str, str]) -> Expr | None:
-    """A checked filter for an index whose filter fields are ``spec`` (None stays None)."""
-    if where is None:
-        return None
-    if isinstance(where, str):
-        from cascade.filters.parse import parse_filter
-
-        return parse_filter(where, spec)
-    if isinstance(where, Expr):
-        return where.bind(spec)
-    raise CascadeError(f"a filter is a string or built with cascade.F, not {type(where).__name__}")

@@ -229,3 +229,14 @@ def parse_filter(text: str, spec: Mapping[str, str] | None = None) -> Expr:
     if not isinstance(text, str):
         raise CascadeError(f"a filter string is needed, got {type(text).__name__}")
     return _Parser(text, spec).parse()
+
+
+def compile_filter(where: str | Expr | None, spec: Mapping[str, str]) -> Expr | None:
+    """A checked filter for an index whose filter fields are ``spec`` (None stays None)."""
+    if where is None:
+        return None
+    if isinstance(where, str):
+        return parse_filter(where, spec)
+    if isinstance(where, Expr):
+        return where.bind(spec)
+    raise CascadeError(f"a filter is a string or built with cascade.F, not {type(where).__name__}")

@@ -59,6 +59,14 @@ class DocstoreWriter:
         self._file.close()
         np.save(self.directory / OFFSETS_NAME, np.frombuffer(self._offsets, dtype=np.int64))
 
+    def abort(self) -> None:
+        """Close the file without finishing the store (after a failure; a full disk may refuse
+        to write what is still buffered)."""
+        try:
+            self._file.close()
+        except OSError:
+            pass
+
 
 class Docstore:
     """Read-only access to a segment's documents. Both files are opened (and mapped) when the
@@ -85,6 +93,16 @@ class Docstore:
 
     def __len__(self) -> int:
         return (len(self._offsets) - 1) // FIELDS
+
+    def held_bytes(self, name: str) -> Any:
+        """The whole content of ``docs.bin`` or ``docs_offsets.npy`` as this store holds it
+        mapped (so it can be checked after a writer removed the file), or None."""
+        if name == DOCS_NAME:
+            return self._blob
+        base: Any = self._offsets
+        while base is not None and getattr(base, "_mmap", None) is None:
+            base = getattr(base, "base", None)
+        return None if base is None else base._mmap
 
     def get(self, nums: Iterable[int] | np.ndarray) -> list[Doc]:
         """The documents numbered ``nums``, in that order."""

@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -64,6 +65,55 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def buffer_digest(data: object, chunk: int = 1 << 24) -> str:
+    """blake2b-128 hex digest of a bytes-like object (a memory map, ``bytes``), hashed in chunks."""
+    h = hashlib.blake2b(digest_size=16)
+    view = memoryview(data)  # type: ignore[arg-type]
+    for start in range(0, len(view), chunk):
+        h.update(view[start:start + chunk])
+    return h.hexdigest()
+
+
+# -- checksums already found in this process ---------------------------------------------------
+#
+# A file's digest is remembered under its identity and change times (device, inode, size, mtime
+# and ctime in ns): writing to the file, even in place through a memory map, changes its ctime,
+# so a remembered digest is never trusted for changed bytes. File systems keep times in coarse
+# ticks (up to a second or two), so a file changed less than RACY_SECONDS ago could change again
+# within the same tick: its digest is not remembered (git's "racily clean" rule). Segment files
+# never change once published, so a process hashes each one at most once however many
+# snapshots open it.
+
+_DIGESTS: dict[tuple[int, int, int, int, int], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+RACY_SECONDS = 2.0
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def remembered_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """:func:`file_digest` of ``path``, hashed once per process while the file is unchanged."""
+    key = _identity(os.stat(path))
+    with _DIGESTS_LOCK:
+        found = _DIGESTS.get(key)
+    if found is not None:
+        return found
+    digest = file_digest(path, chunk)
+    after = os.stat(path)
+    if _identity(after) == key and time.time() - after.st_ctime >= RACY_SECONDS:  # settled, unchanged
+        with _DIGESTS_LOCK:
+            _DIGESTS[key] = digest
+    return digest
+
+
+def forget_digests() -> None:
+    """Drop every remembered digest (the next check of each file re-hashes it)."""
+    with _DIGESTS_LOCK:
+        _DIGESTS.clear()
+
+
 # -- errors of a full or read-only disk ---------------------------------------------------------
 
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
@@ -73,6 +123,10 @@ def disk_error(err: OSError) -> bool:
     """Whether ``err`` says the disk is full or the place is read-only / not ours to write
     (numpy's short write, "N requested and M written", carries no errno: a full disk)."""
     return err.errno in DISK_ERRNOS or (err.errno is None and " written" in str(err))
+
+
+class DiskError(CascadeError):
+    """A full or read-only disk met while writing an index (what was published stays)."""
 
 
 @contextmanager
@@ -85,8 +139,8 @@ def disk_errors(path: Path, intact: str = "the last commit is intact") -> Iterat
         if not disk_error(err):
             raise
         where = err.filename or path
-        raise CascadeError(f"{path}: cannot write {where} ({err.strerror or err}): disk full / read-only; "
-                           f"{intact}") from None
+        raise DiskError(f"{path}: cannot write {where} ({err.strerror or err}): disk full / read-only; "
+                        f"{intact}") from None
 
 
 # -- temporary build directories and the debris of killed builds --------------------------------

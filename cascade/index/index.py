@@ -29,6 +29,7 @@ import shutil
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ from cascade.core.types import Doc
 from cascade.filters import compile_filter
 from cascade.filters.columns import check_filter_fields
 from cascade.index.fsutil import (
+    DiskError,
     claim_temp_dir,
     disk_errors,
     file_digest,
@@ -50,6 +52,7 @@ from cascade.index.fsutil import (
 from cascade.index.lock import writer_lock
 from cascade.index.manifest import MANIFEST_NAME, Manifest
 from cascade.index.merge import TieredMergePolicy, apply_policy, live_docs, merge_segments
+from cascade.index.representations import Reporter
 from cascade.index.segment import Segment
 from cascade.index.writer import (
     DocLike,
@@ -74,6 +77,7 @@ SMALL_FILE = 1 << 20
 OPEN_ATTEMPTS = 10  # an open that races a writer's clean-up retries on the newer manifest
 
 ProgressFn = Callable[[int], None]
+PhaseFn = Callable[[str, "int | None"], None]  # a new phase of work: (label, total)
 
 
 class Index:
@@ -81,8 +85,9 @@ class Index:
     :meth:`build`; change the directory with :meth:`add`, :meth:`update`, :meth:`delete` and
     :meth:`optimize` (each one commit) and see commits with :meth:`refresh`."""
 
-    def __init__(self, path: Path, manifest: Manifest, segments: list[Segment]) -> None:
+    def __init__(self, path: Path, manifest: Manifest, segments: list[Segment], *, lazy: bool = True) -> None:
         self.path = path
+        self.lazy = lazy  # files checked on first use (see cascade.index.segment)
         self.manifest = manifest
         self.segments = segments
         self.analyzer = Analyzer.from_dict(manifest.analyzer)
@@ -90,31 +95,34 @@ class Index:
         self.bases = np.cumsum([0] + [s.n_docs for s in segments])
 
     @classmethod
-    def _snapshot(cls, path: Path, manifest: Manifest, previous: "Index | None" = None) -> "Index":
+    def _snapshot(cls, path: Path, manifest: Manifest, previous: "Index | None" = None, lazy: bool = True) -> "Index":
         """A snapshot of ``manifest``, reusing the segments ``previous`` already has open."""
         known = {seg.entry.name: seg for seg in previous.segments} if previous is not None else {}
         opened: list[Segment] = []
         try:
             for entry in manifest.segments:
                 old = known.get(entry.name)
-                opened.append(old.with_entry(entry) if old is not None else Segment(path / entry.name, entry))
+                opened.append(old.with_entry(entry) if old is not None else
+                              Segment(path / entry.name, entry, lazy=lazy))
         except BaseException:
             for seg in opened:
                 if seg.entry.name not in known:
                     seg.close()
             raise
-        return cls(path, manifest, opened)
+        return cls(path, manifest, opened, lazy=lazy)
 
     @classmethod
-    def _latest(cls, path: Path, previous: "Index | None" = None) -> "Index":
+    def _latest(cls, path: Path, previous: "Index | None" = None, lazy: bool = True) -> "Index":
         """A snapshot of the directory's current commit (retrying when a writer races the open:
         it may publish a new manifest and remove files the one we read lists)."""
+        if previous is not None:
+            lazy = previous.lazy
         for attempt in range(OPEN_ATTEMPTS):
             manifest = _read_manifest(path)
             if previous is not None and manifest.to_json() == previous.manifest.to_json():
                 return previous
             try:
-                return cls._snapshot(path, manifest, previous)
+                return cls._snapshot(path, manifest, previous, lazy)
             except (BadIndexError, OSError) as err:
                 if attempt < OPEN_ATTEMPTS - 1 and _read_manifest(path).to_json() != manifest.to_json():
                     continue  # a newer commit: open that one
@@ -130,9 +138,12 @@ class Index:
         """Open an existing index directory (memory-mapped; cheap).
 
         File sizes are always checked against the manifest. Checksums: ``verify=True``
-        re-hashes every file, ``False`` none, ``None`` (default) every file of an index up to
-        64 MiB and the small files (tombstones, keyword dictionaries) of a bigger one. A
-        damaged file raises :class:`BadIndexError` naming it.
+        re-hashes every file now, ``None`` (default) every file of an index up to 64 MiB and
+        the small files (tombstones, keyword dictionaries) of a bigger one now, and every
+        other file on its first use (the first search reading postings, the first hit read
+        from the docstore, a neural stage loading a representation; once per process and
+        file), ``False`` none, now or later. A damaged file raises :class:`BadIndexError`
+        naming it, before any of its bytes reach a result.
 
         An open that races a writer (whose clean-up removes the files a new commit no longer
         lists) retries on the newer commit, the checksums included; a file the current commit
@@ -157,10 +168,11 @@ class Index:
             self.close()
             raise _damaged(problems)
 
-    def _problems(self, verify: bool | None, good: set[tuple[str, str, str]] | None = None
-                  ) -> list[tuple[str, str, str]]:
+    def _problems(self, verify: bool | None, good: set[tuple[str, str, str]] | None = None,
+                  opening: bool = False) -> list[tuple[str, str, str]]:
         """(segment, file, problem) for each file whose checksum does not match (see :meth:`open`
-        for ``verify``); files in ``good`` are skipped and those found intact are added to it."""
+        for ``verify``); files in ``good`` are skipped and those found intact are added to it.
+        ``opening``: files this process already found intact are not hashed again."""
         if verify is False:
             return []
         total = sum(f.size for s in self.manifest.segments for f in s.files.values())
@@ -171,7 +183,12 @@ class Index:
                 key = (seg.entry.name, name, meta.blake2b)
                 if (limit is not None and meta.size > limit) or (good is not None and key in good):
                     continue
-                problem = _file_problem(seg.dir / name, meta.blake2b)
+                if opening and verify is None and seg.is_verified(name):  # checked in this process already
+                    continue
+                problem = seg.problem(name) if opening and verify is None else \
+                    _file_problem(seg.dir / name, meta.blake2b)
+                if problem is None:
+                    seg.mark_verified(name)
                 if problem is not None:
                     found.append((seg.entry.name, name, problem))
                 elif good is not None:
@@ -255,25 +272,32 @@ class Index:
     # -- changing the index (each call is one commit, under the write lock) ----------------
 
     def add(self, docs: Iterable[DocLike], *, wait: float = 0.0, merge: bool = True,
-            progress: ProgressFn | None = None) -> int:
+            progress: ProgressFn | None = None, phase: PhaseFn | None = None) -> int:
         """Add documents (new ids only; ``Doc`` objects or dicts, as :meth:`build` takes) as
         one commit; returns how many. With ``merge`` the tiered merge policy then runs.
         ``wait``: seconds to wait for another writer. This snapshot does not change:
-        :meth:`refresh` gives one that sees the new documents."""
-        return self.write(docs, update=False, wait=wait, merge=merge, progress=progress)[0]
+        :meth:`refresh` gives one that sees the new documents.
+
+        The new documents get every stored representation in the same commit (encoded with
+        the representation's model, progress on stderr, or through ``phase(label, total)`` then
+        ``progress(done)`` when ``phase`` is given); a process that cannot build one (its
+        extra is not installed) gets a :class:`CascadeError` and nothing changes."""
+        return self.write(docs, update=False, wait=wait, merge=merge, progress=progress, phase=phase)[0]
 
     def update(self, docs: Iterable[DocLike], *, wait: float = 0.0, merge: bool = True,
-               progress: ProgressFn | None = None) -> int:
+               progress: ProgressFn | None = None, phase: PhaseFn | None = None) -> int:
         """Add or replace documents by id in one commit; returns how many replaced an old one."""
-        return self.write(docs, update=True, wait=wait, merge=merge, progress=progress)[1]
+        return self.write(docs, update=True, wait=wait, merge=merge, progress=progress, phase=phase)[1]
 
     def write(self, docs: Iterable[DocLike], *, update: bool, wait: float = 0.0, merge: bool = True,
-              progress: ProgressFn | None = None) -> tuple[int, int]:
-        """Add (``update=False``) or add-or-replace documents as one commit: (added, replaced)."""
-        with writer_lock(self.path, wait):
-            counts = add_documents(self.path, docs, update=update, progress=progress)
+              progress: ProgressFn | None = None, phase: PhaseFn | None = None) -> tuple[int, int]:
+        """Add (``update=False``) or add-or-replace documents as one commit: (added, replaced).
+        A full or read-only disk is one :class:`CascadeError` line; the last commit stays."""
+        reporter = _reporter(progress, phase)
+        with _writing(self.path), writer_lock(self.path, wait):
+            counts = add_documents(self.path, docs, update=update, progress=progress, reporter=reporter)
             if merge:
-                apply_policy(self.path, TieredMergePolicy())
+                apply_policy(self.path, TieredMergePolicy(), reporter=reporter)
         return counts
 
     def delete(self, ids: Iterable[str] = (), *, where: "str | Expr | None" = None, wait: float = 0.0) -> int:
@@ -281,14 +305,18 @@ class Index:
         many were deleted (ids not in the index are ignored)."""
         if isinstance(ids, str):
             ids = [ids]
-        with writer_lock(self.path, wait):
+        with _writing(self.path), writer_lock(self.path, wait):
             return delete_documents(self.path, ids, where)
 
     def optimize(self, *, policy: TieredMergePolicy | None = None, wait: float = 0.0,
                  background: bool = False) -> threading.Thread | None:
         """Merge segments: all into one, dropping deleted documents (default), or only what
         ``policy`` selects. ``background=True`` runs it in a thread and returns the started
-        thread (``refresh()`` after ``join()`` shows the result)."""
+        thread (``refresh()`` after ``join()`` shows the result).
+
+        Stored representations move into the merged segment (derived ones, such as HNSW
+        graphs, are rebuilt for it); the segments merged are checked against their checksums
+        first, so damage stops the merge (:class:`BadIndexError` naming the file)."""
         if background:
             thread = threading.Thread(target=self._optimize, args=(policy, wait), daemon=False,
                                       name=f"cascade-merge-{self.path.name}")
@@ -298,7 +326,7 @@ class Index:
         return None
 
     def _optimize(self, policy: TieredMergePolicy | None, wait: float) -> int:
-        with writer_lock(self.path, wait):
+        with _writing(self.path), writer_lock(self.path, wait):
             if policy is None:
                 return int(merge_segments(self.path, None))
             return apply_policy(self.path, policy)
@@ -484,6 +512,41 @@ def _damaged(problems: list[str]) -> BadIndexError:
     return BadIndexError(f"{problems[0]}{more}; the index is damaged (cascade check lists every problem)")
 
 
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A write to the index ``path``: a full or read-only disk is one CascadeError line, and
+    what the failed commit wrote (unlisted) is removed at once."""
+    try:
+        with disk_errors(path):
+            yield
+    except DiskError:
+        _tidy(path)
+        raise
+
+
+def _tidy(path: Path) -> None:
+    """Remove what no commit lists, if no other writer holds the index (tidying never fails)."""
+    try:
+        with writer_lock(path, 0.0):
+            remove_debris(path)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _reporter(progress: ProgressFn | None, phase: PhaseFn | None) -> "Reporter | None":
+    """Progress of the encoding phases of a write: through the caller's display when it gives
+    ``phase`` (and ``progress``), else the default bar or line on stderr."""
+    if phase is None or progress is None:
+        return None
+
+    @contextmanager
+    def report(label: str, total: int) -> Iterator[ProgressFn]:
+        phase(label, total)
+        yield progress
+
+    return report
+
+
 def _file_problem(path: Path, digest: str) -> str | None:
     """What is wrong with one listed file (None when its checksum matches)."""
     try:
@@ -502,9 +565,9 @@ def _open_verified(path: Path, verify: bool | None) -> tuple[Index, list[str]]:
     turn (files already found intact are not re-hashed)."""
     good: set[tuple[str, str, str]] = set()
     for attempt in range(OPEN_ATTEMPTS):
-        index = Index._latest(path)
+        index = Index._latest(path, lazy=verify is not False)
         superseded: list[str] = []
-        problems = index._current(index._problems(verify, good), superseded)
+        problems = index._current(index._problems(verify, good, opening=True), superseded)
         if not superseded or problems or attempt == OPEN_ATTEMPTS - 1:
             return index, problems
         index.close()

@@ -3,7 +3,8 @@ deleted documents.
 
 A merge writes one new segment holding the live documents of the segments it replaces (in
 their order; they are re-indexed from the docstore with the index's analyzer, so postings,
-lengths and filter columns are exactly what a fresh build would make) and commits a
+lengths and filter columns are exactly what a fresh build would make), with every stored
+representation (carried or rebuilt: see :func:`representations.write_merged`), and commits a
 manifest listing it in their place. Live statistics (N, df, avgdl) do not change, so scores
 do not change either; only doc numbers do. Readers of the old snapshot keep it until they
 ``refresh()``.
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from cascade.core.errors import CascadeError
 from cascade.core.types import Doc
 from cascade.index import representations
 from cascade.index.manifest import Manifest, SegmentEntry
@@ -64,9 +64,14 @@ def live_docs(segments: list[Segment]) -> Iterator[Doc]:
         yield from seg.docstore.get(batch)
 
 
-def merge_segments(path: Path, names: list[str] | None) -> bool:
+def merge_segments(path: Path, names: list[str] | None, reporter: representations.Reporter | None = None) -> bool:
     """Merge the named segments (None: all of them, dropping every deleted document) in one
-    commit; returns False when there was nothing to do. Call under the write lock."""
+    commit; returns False when there was nothing to do. Call under the write lock.
+
+    Every file of the segments to merge is checked against its checksum first (a damaged one
+    is a :class:`BadIndexError` naming it, and nothing is written), and the merged segment gets
+    every representation the manifest lists (see :func:`representations.write_merged`); when
+    this process cannot build one it needs, the merge is refused before it starts."""
     snap = Snapshot.open(path)
     try:
         m = snap.manifest
@@ -77,18 +82,21 @@ def merge_segments(path: Path, names: list[str] | None) -> bool:
         picked = [i for i, s in enumerate(m.segments) if s.name in set(names)]
         if not picked:
             return False
-        lost = representations.unmergeable(m, [m.segments[i] for i in picked])
-        if lost:
-            raise CascadeError(f"cannot merge: representation(s) {', '.join(lost)} are of a kind this Cascade "
-                               "does not know, and a merge would lose them")
+        sources = [snap.segments[i] for i in picked]
+        representations.require_for_merge(m, sources, f"merging {len(sources)} segment(s) of {path}")
+        for seg in sources:  # a merge rewrites them: damage must stop it, not be laundered into a new segment
+            seg.check_files()
         name = segment_name(snap.next_generation)
         tmp = path / f".tmp-{uuid.uuid4().hex[:12]}"
         try:
-            sources = [snap.segments[i] for i in picked]
             entry = write_segment(live_docs(sources), tmp, name, Analyzer.from_dict(m.analyzer), m.fields,
                                   m.filter_fields)
-            # neural representations move with their documents (no re-encoding)
-            entry.files.update(representations.write_merged(m, sources, tmp, snap.next_generation))
+            if m.representations:  # neural representations move with their documents (no re-encoding)
+                merged = Segment(tmp, entry, lazy=False)
+                try:
+                    representations.write_merged(m, sources, merged, snap.next_generation, m.fields, reporter)
+                finally:
+                    merged.close()
             publish_segment(path, tmp, name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -100,13 +108,14 @@ def merge_segments(path: Path, names: list[str] | None) -> bool:
         snap.close()
 
 
-def apply_policy(path: Path, policy: TieredMergePolicy, max_merges: int = 16) -> int:
+def apply_policy(path: Path, policy: TieredMergePolicy, max_merges: int = 16,
+                 reporter: representations.Reporter | None = None) -> int:
     """Run the merges ``policy`` asks for (under the write lock); returns how many ran."""
     done = 0
     while done < max_merges:
         m = Manifest.read(path)
-        names = policy.select([s for s in m.segments if not representations.unmergeable(m, [s])])
-        if not names or not merge_segments(path, names):
+        names = policy.select(m.segments)
+        if not names or not merge_segments(path, names, reporter):
             break
         done += 1
     return done

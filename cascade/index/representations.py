@@ -11,8 +11,17 @@ and, in every segment, arrays row-aligned with the segment's documents, saved as
   block-max arrays of :class:`cascade.index.impacts.Impacts`)
 
 Adding a representation encodes each segment that lacks it, writes its files, fsyncs them and
-then publishes a new manifest: a crash part-way leaves the index as it was (unlisted files are
-ignored and cleaned up by the next commit). Segment files never change once listed.
+then publishes a new manifest, one commit per segment: a crash part-way keeps the segments
+already committed, and the next encoding continues with the others (unlisted files are ignored
+and removed by the next commit or ``cascade check --repair``). Segment files never change once
+listed.
+
+Nothing drops a representation: every commit that writes a segment gives it every
+representation the manifest lists (:func:`build_new_segment` for an add or update, whose new
+documents are encoded in the same commit; :func:`write_merged` for a merge, which carries
+concatenable kinds and rebuilds derived ones), through the builders registered per kind
+(:mod:`cascade.index.builders`). When this process cannot run a builder it needs, the write is
+refused before it starts.
 
 A stage reads a representation through :func:`ensure`: the segments of *its own* snapshot as
 a later commit lists them with the representation's files (encoding it first when missing),
@@ -31,12 +40,16 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 
 from cascade.core.errors import BadIndexError, CascadeError
+from cascade.core.progress import Progress
+from cascade.index.builders import BuildContext, build_order, builder, require
+from cascade.index.debris import remove_debris
 from cascade.index.fsutil import disk_errors, file_digest, fsync_dir, fsync_file, unwritable
 from cascade.index.impacts import build_blocks
 from cascade.index.lock import writer_lock
@@ -51,6 +64,7 @@ ROW_PARTS = ("dense",)  # one row per document
 RAGGED_PARTS = {"tok_offsets": "tok_vectors", "id_offsets": "ids"}  # offsets[n_docs + 1] -> the rows they index
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SegmentEncoder = Callable[["Segment"], dict[str, np.ndarray]]
+ProgressFn = Callable[[int], None]
 
 
 def file_name(name: str, part: str, generation: int) -> str:
@@ -88,10 +102,11 @@ def has_part(seg: "Segment", name: str, part: str) -> bool:
 
 
 def load(seg: "Segment", name: str, part: str) -> np.ndarray:
-    """A representation array of one segment, memory-mapped."""
+    """A representation array of one segment, memory-mapped (its file checked on first use)."""
     fname = _listed(seg.entry.files, name, part)
     if fname is None:
         raise BadIndexError(f"{seg.dir}: representation {name!r} has no part {part!r}")
+    seg.use(fname)  # its checksum, on first use
     try:
         return np.asarray(np.load(seg.dir / fname, mmap_mode="r"))  # a plain view of the map (see segment._load)
     except (ValueError, OSError) as err:
@@ -99,57 +114,174 @@ def load(seg: "Segment", name: str, part: str) -> np.ndarray:
 
 
 LOCK_WAIT = 300.0  # seconds an encoding waits for another writer (an add, a merge) to commit
+Reporter = Callable[[str, int], ContextManager[ProgressFn]]  # (label, total) -> progress(done) for a phase
 
 
-def add_representation(index: "Index", name: str, rep_spec: dict[str, Any], encode_segment: SegmentEncoder,
-                       *, replace: bool = False) -> bool:
-    """Encode every segment lacking ``name`` with ``encode_segment(segment) -> {part: array}``,
-    store the arrays and commit (as the index's one writer); returns whether it committed
-    (``index.refresh()`` shows the result). A read-only index fails before anything is
-    encoded, and a full disk while writing is a one-line CascadeError (the last commit stays)."""
+@contextmanager
+def progress_bar(label: str, total: int) -> Iterator[ProgressFn]:
+    """The default reporter: a :class:`~cascade.core.progress.Progress` line or bar on stderr."""
+    with Progress(label, total, unit="docs") as bar:
+        yield bar.update
+
+
+@contextmanager
+def silent(label: str, total: int) -> Iterator[ProgressFn]:
+    """A reporter that shows nothing."""
+    yield lambda done: None
+
+
+def add_representation(index: "Index", name: str, rep_spec: dict[str, Any],
+                       encode_segment: SegmentEncoder | None = None, *, replace: bool = False,
+                       reporter: Reporter | None = None) -> bool:
+    """Store representation ``name`` for every segment lacking it, one commit per segment
+    (as the index's one writer), so a killed encoding keeps what it finished and the next one
+    continues; returns whether it committed (``index.refresh()`` shows the result).
+
+    ``encode_segment(segment) -> {part: array}`` makes the arrays; by default the builder
+    registered for the spec's kind (:mod:`cascade.index.builders`) does, with progress through
+    ``reporter``. What it reads (the docstore, the representation it is built ``of``) is
+    checked against its checksums first. A read-only index fails before anything is encoded,
+    and a full disk while writing is a one-line CascadeError (the last commit stays)."""
     if not NAME_PATTERN.match(name):
         raise CascadeError(f"representation name {name!r} must be letters, digits and _ (starting with a letter)")
+    if encode_segment is None:
+        require(name, rep_spec, f"storing {name!r} in {index.path}")
     _check_writable(index.path, name)
     with disk_errors(index.path), writer_lock(index.path, wait=LOCK_WAIT):
         try:
-            return _add(index, name, rep_spec, encode_segment, replace)
+            # a caller's own encode_segment reports its own progress
+            return _add(index, name, rep_spec, encode_segment, replace,
+                        reporter or (silent if encode_segment is not None else progress_bar))
         except BaseException:
             try:  # free what the failed commit wrote (a full disk): nothing lists it
-                _remove_unlisted(index.path, Manifest.read(index.path))
+                remove_debris(index.path)
             except Exception:  # noqa: BLE001  (tidying must not hide the error)
                 pass
             raise
 
 
-def _add(index: "Index", name: str, rep_spec: dict[str, Any], encode_segment: SegmentEncoder,
-         replace: bool) -> bool:
-    """add_representation's commit (the caller holds the write lock)."""
+def _add(index: "Index", name: str, rep_spec: dict[str, Any], encode_segment: SegmentEncoder | None,
+         replace: bool, reporter: Reporter) -> bool:
+    """add_representation's commits (the caller holds the write lock)."""
+    remove_debris(index.path)  # what a killed or failed write left
     manifest = Manifest.read(index.path)
     old = manifest.representations.get(name)
     if old is not None and old != rep_spec and not replace:
         raise CascadeError(f"{index.path} already has representation {name!r} made with {old}; "
                            "pass replace=True (CLI: --replace) to re-encode it")
     stale = old is not None and old != rep_spec
-    changed = old != rep_spec
-    opened = {seg.entry.name: seg for seg in index.segments}
-    for seg_entry in manifest.segments:
-        present = [f for f in seg_entry.files if f.startswith(f"{PREFIX}{name}.")]
-        if present and not stale:
-            continue
-        for f in present:
-            del seg_entry.files[f]
-        seg = _segment(index.path, seg_entry, opened)
-        arrays = encode_segment(seg)
-        _check_rows(name, arrays, seg.n_docs)
-        seg_entry.files.update(_write_parts(seg.dir, name, arrays, manifest.generation + 1))
-        changed = True
-    if not changed:  # already there (perhaps committed after ``index`` was opened)
+    if stale:  # the first commit drops the old files everywhere (and what was built of them)
+        for dropped in [name] + dependents(manifest.representations, name):
+            if dropped != name:
+                del manifest.representations[dropped]  # rebuilt when next needed
+            for seg_entry in manifest.segments:
+                for f in [f for f in seg_entry.files if f.startswith(f"{PREFIX}{dropped}.")]:
+                    del seg_entry.files[f]
+    todo = [e for e in manifest.segments if not any(f.startswith(f"{PREFIX}{name}.") for f in e.files)]
+    if not todo and old == rep_spec:  # already there (perhaps committed after ``index`` was opened)
         return False
-    manifest.representations[name] = rep_spec
-    manifest.generation += 1
-    manifest.write(index.path)
-    _remove_unlisted(index.path, manifest)
+    opened = {seg.entry.name: seg for seg in index.segments}
+    specs = {**manifest.representations, name: rep_spec}
+    total = sum(e.n_docs for e in todo)
+    kind = rep_spec.get("kind")
+    done = 0
+    with reporter(f"storing {name} ({kind}) for {total:,} documents", total) as update:
+        for seg_entry in todo:
+            seg = _segment(index.path, seg_entry, opened)
+            seg.check_files(inputs(seg, rep_spec))
+            if encode_segment is not None:
+                arrays = encode_segment(seg)
+            else:
+                arrays = _build(seg, name, rep_spec, BuildContext(index.fields, specs,
+                                                                  _shifted(update, done)))
+            _check_rows(name, arrays, seg.n_docs)
+            seg_entry.files.update(_write_parts(seg.dir, name, arrays, manifest.generation + 1))
+            manifest.representations[name] = rep_spec
+            _commit(index.path, manifest)
+            done += seg.n_docs
+            update(done)
+    if not todo:  # no segment (an empty index): the spec alone
+        manifest.representations[name] = rep_spec
+        _commit(index.path, manifest)
     return True
+
+
+def dependents(specs: dict[str, dict[str, Any]], name: str) -> list[str]:
+    """The representations built (directly or not) ``of`` representation ``name``."""
+    found: list[str] = []
+    for other in build_order(specs):
+        of = specs[other].get("of")
+        if of == name or of in found:
+            found.append(other)
+    return found
+
+
+def missing(index: "Index") -> list[str]:
+    """Names of the representations ``index``'s manifest lists that some segment lacks (a
+    killed encoding, or an index written by an older Cascade), dependencies first."""
+    specs = index.manifest.representations
+    return [name for name in build_order(specs) if not all(has_rep(seg, name) for seg in index.segments)]
+
+
+def complete(index: "Index", reporter: Reporter | None = None) -> list[str]:
+    """Store every representation the manifest lists for every segment lacking it (one commit
+    per segment, dependencies first, by the registered builders); returns the names stored.
+    Every builder needed is checked before any work starts."""
+    latest = index.refresh()
+    todo = missing(latest)
+    for name in todo:
+        require(name, latest.manifest.representations[name], f"completing {latest.path}")
+    for name in todo:
+        add_representation(latest, name, latest.manifest.representations[name], reporter=reporter)
+        latest = latest.refresh()
+    return todo
+
+
+def _commit(path: Path, manifest: Manifest) -> None:
+    """Publish ``manifest`` as the next generation (its files are written and fsync'd), then
+    remove what it no longer lists."""
+    manifest.generation += 1
+    manifest.write(path)
+    remove_debris(path)
+
+
+def _shifted(update: ProgressFn, base: int) -> ProgressFn:
+    return lambda n: update(base + n)
+
+
+def inputs(seg: "Segment", rep_spec: dict[str, Any]) -> list[str]:
+    """The files of ``seg`` that building a representation with ``rep_spec`` reads: the
+    docstore, and the files of the representation it is built ``of``."""
+    of = rep_spec.get("of")
+    return ["docs.bin", "docs_offsets.npy"] + ([f for f in seg.entry.files if f.startswith(f"{PREFIX}{of}.")]
+                                               if isinstance(of, str) else [])
+
+
+def _build(seg: "Segment", name: str, rep_spec: dict[str, Any], context: BuildContext) -> dict[str, np.ndarray]:
+    """Representation ``name`` for every document of ``seg``, by the builder of its kind."""
+    return builder(str(rep_spec.get("kind"))).build(seg, name, rep_spec, context)
+
+
+def require_all(manifest: Manifest, why: str) -> None:
+    """Fail (one CascadeError line) unless this process can build every representation of
+    ``manifest`` (what an add or update must do for its new segment)."""
+    for name in build_order(manifest.representations):
+        require(name, manifest.representations[name], why)
+
+
+def build_new_segment(manifest: Manifest, seg: "Segment", generation: int, fields: Sequence[str],
+                      reporter: Reporter | None = None) -> None:
+    """Give a new segment ``seg`` (written, not yet published) every representation of
+    ``manifest``, dependencies first; its files go into ``seg.dir`` and ``seg.entry.files``."""
+    specs = manifest.representations
+    for name in build_order(specs):
+        spec = specs[name]
+        with (reporter or progress_bar)(f"storing {name} ({spec.get('kind')}) for {seg.n_docs:,} new documents",
+                                        seg.n_docs) as update:
+            arrays = _build(seg, name, spec, BuildContext(fields, specs, update))
+            update(seg.n_docs)
+        _check_rows(name, arrays, seg.n_docs)
+        seg.entry.files.update(_write_parts(seg.dir, name, arrays, generation))
 
 
 SpecTest = Callable[[dict[str, Any]], bool]
@@ -242,54 +374,38 @@ def _write_parts(directory: Path, name: str, arrays: dict[str, np.ndarray], gene
     return entries
 
 
-def _remove_unlisted(path: Path, manifest: Manifest) -> None:
-    """Delete rep-* files (and their temporary debris) that the committed manifest does not list."""
-    for seg in manifest.segments:
-        seg_dir = path / seg.name
-        for child in seg_dir.iterdir():
-            stem = child.name.lstrip(".")
-            if stem.startswith(PREFIX) and child.name not in seg.files:
-                child.unlink(missing_ok=True)
-
-
 # -- merging ----------------------------------------------------------------------------------
 
-MERGEABLE_KINDS = ("biencoder", "sparse")  # carried into merged segments
-DERIVED_KINDS = ("maxsim-bounds", "hnsw", "token-ids")  # dropped by merges, rebuilt on first use
+class Parts:
+    """One representation's arrays in each segment to merge: stored, or built just now (for a
+    segment lacking it), by segment name."""
+
+    def __init__(self, name: str, built: dict[str, dict[str, np.ndarray]] | None = None) -> None:
+        self.name, self.built = name, built or {}
+
+    def names(self, seg: "Segment") -> set[str]:
+        built = self.built.get(seg.entry.name)
+        if built is not None:
+            return set(built)
+        prefix = f"{PREFIX}{self.name}."
+        return {f[len(prefix):].split(".g", 1)[0] for f in seg.entry.files if f.startswith(prefix)}
+
+    def __call__(self, seg: "Segment", part: str) -> np.ndarray:
+        built = self.built.get(seg.entry.name)
+        return built[part] if built is not None else load(seg, self.name, part)
 
 
-def unmergeable(manifest: Manifest, entries: list[Any]) -> list[str]:
-    """Representations the segments ``entries`` carry that a merge would lose (unknown kinds,
-    e.g. written by a newer Cascade): such segments are left out of merges."""
-    names = {f[len(PREFIX):].split(".", 1)[0] for e in entries for f in e.files if f.startswith(PREFIX)}
-    known = MERGEABLE_KINDS + DERIVED_KINDS
-    return sorted(n for n in names if (manifest.representations.get(n) or {}).get("kind") not in known)
-
-
-def merge_parts(kind: str, name: str, segments: list["Segment"]) -> dict[str, np.ndarray] | None:
-    """The parts of representation ``name`` for the merge of ``segments`` (their live documents,
-    in order), or None when this kind is not carried through merges."""
-    if kind == "biencoder":
-        return _merge_rows(name, segments)
-    if kind == "sparse":
-        return _merge_postings(name, segments)
-    return None
-
-
-def _live_rows(seg: "Segment") -> np.ndarray:
-    return np.arange(seg.n_docs) if seg.live is None else np.flatnonzero(seg.live)
-
-
-def _merge_rows(name: str, segments: list["Segment"]) -> dict[str, np.ndarray]:
+def _merge_rows(segments: list["Segment"], part_of: Parts) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {}
     for seg in segments:
         rows = _live_rows(seg)
-        if has_part(seg, name, "dense"):
-            parts.setdefault("dense", []).append(np.asarray(load(seg, name, "dense")[rows]))
+        names = part_of.names(seg)
+        if "dense" in names:
+            parts.setdefault("dense", []).append(np.asarray(part_of(seg, "dense")[rows]))
         for offsets_part, rows_part in RAGGED_PARTS.items():
-            if not has_part(seg, name, offsets_part):
+            if offsets_part not in names:
                 continue
-            offsets, vectors = load(seg, name, offsets_part), load(seg, name, rows_part)
+            offsets, vectors = part_of(seg, offsets_part), part_of(seg, rows_part)
             lengths = (offsets[rows + 1] - offsets[rows]).astype(np.int64)
             parts.setdefault(offsets_part, []).append(lengths)
             parts.setdefault(rows_part, []).append(
@@ -302,14 +418,14 @@ def _merge_rows(name: str, segments: list["Segment"]) -> dict[str, np.ndarray]:
     return out
 
 
-def _merge_postings(name: str, segments: list["Segment"]) -> dict[str, np.ndarray]:
+def _merge_postings(segments: list["Segment"], part_of: Parts) -> dict[str, np.ndarray]:
     from cascade.index.csr import csr_from_pairs  # loads numba
 
     terms, docs, values = [], [], []
     base = 0
     n_terms = 0
     for seg in segments:
-        indptr, post_docs, post_values = (np.asarray(load(seg, name, p)) for p in ("indptr", "docs", "values"))
+        indptr, post_docs, post_values = (np.asarray(part_of(seg, p)) for p in ("indptr", "docs", "values"))
         n_terms = max(n_terms, len(indptr) - 1)
         renumber = np.full(seg.n_docs, -1, dtype=np.int64)
         rows = _live_rows(seg)
@@ -329,13 +445,49 @@ def _merge_postings(name: str, segments: list["Segment"]) -> dict[str, np.ndarra
             "block_max": imp.block_max, "block_last": imp.block_last, "term_max": imp.term_max}
 
 
-def write_merged(manifest: Manifest, picked: list["Segment"], directory: Path, generation: int) -> dict[str, FileEntry]:
-    """Write into a merged segment's directory every representation all ``picked`` segments carry."""
-    entries: dict[str, FileEntry] = {}
-    for name, rep_spec in manifest.representations.items():
-        if not all(any(f.startswith(f"{PREFIX}{name}.") for f in seg.entry.files) for seg in picked):
-            continue
-        arrays = merge_parts(str(rep_spec.get("kind")), name, picked)
-        if arrays is not None:
-            entries.update(_write_parts(directory, name, arrays, generation))
-    return entries
+# kinds whose arrays a merge concatenates (row-aligned vectors, ragged rows, postings); every
+# other kind (derived: an HNSW graph, MaxSim bounds) is rebuilt by its builder for the merged segment
+CONCATENATED: dict[str, Callable[[list["Segment"], Parts], dict[str, np.ndarray]]] = {
+    "biencoder": _merge_rows, "token-ids": _merge_rows, "sparse": _merge_postings}
+
+
+def _live_rows(seg: "Segment") -> np.ndarray:
+    return np.arange(seg.n_docs) if seg.live is None else np.flatnonzero(seg.live)
+
+
+def require_for_merge(manifest: Manifest, picked: list["Segment"], why: str) -> None:
+    """Fail (one CascadeError line, before any work) unless this process can give the merge of
+    ``picked`` every representation of ``manifest``: a concatenated kind needs its builder
+    only when a picked segment lacks it, a derived kind always."""
+    for name in build_order(manifest.representations):
+        spec = manifest.representations[name]
+        if spec.get("kind") not in CONCATENATED or not all(has_rep(seg, name) for seg in picked):
+            require(name, spec, why)
+
+
+def write_merged(manifest: Manifest, picked: list["Segment"], merged: "Segment", generation: int,
+                 fields: Sequence[str], reporter: Reporter | None = None) -> None:
+    """Give ``merged`` (the merge of ``picked``' live documents, written into ``merged.dir``, not
+    yet published) every representation of ``manifest``, dependencies first: concatenated kinds
+    move with their documents (a picked segment lacking one is encoded first), derived kinds
+    are rebuilt for the merged segment. Files go into ``merged.dir`` and ``merged.entry.files``."""
+    specs = manifest.representations
+    report = reporter or progress_bar
+    for name in build_order(specs):
+        spec = specs[name]
+        kind = str(spec.get("kind"))
+        concat = CONCATENATED.get(kind)
+        if concat is not None:
+            built: dict[str, dict[str, np.ndarray]] = {}
+            for seg in picked:
+                if not has_rep(seg, name):
+                    with report(f"storing {name} ({kind}) for {seg.n_docs:,} documents to merge", seg.n_docs) as up:
+                        built[seg.entry.name] = _build(seg, name, spec, BuildContext(fields, specs, up))
+                        up(seg.n_docs)
+            arrays = concat(picked, Parts(name, built))
+        else:
+            with report(f"rebuilding {name} ({kind}) for {merged.n_docs:,} merged documents", merged.n_docs) as up:
+                arrays = _build(merged, name, spec, BuildContext(fields, specs, up))
+                up(merged.n_docs)
+        _check_rows(name, arrays, merged.n_docs)
+        merged.entry.files.update(_write_parts(merged.dir, name, arrays, generation))

@@ -16,8 +16,15 @@ Files in a segment directory::
 
 A segment's data files never change after it is published. Deleting documents publishes a
 new tombstone file; the manifest entry names the current one. A reader opens every file it
-needs when it opens the segment (memory maps, file handles, the SQLite connection), so a
-snapshot stays readable after a writer removes the segment's directory (POSIX semantics).
+needs when it opens the segment (memory maps, file handles), so a snapshot stays readable
+after a writer removes the segment's directory (POSIX semantics).
+
+**Checked on first use.** A segment opened with ``lazy=True`` (the default; ``Index.open``
+with ``verify=False`` opens them unchecked) checks each file's checksum the first time its
+data is read through the segment (postings for a search, the docstore for hits, a
+representation for a neural stage, tombstones as they load), once per process: a damaged file
+raises :class:`BadIndexError` naming it before any of its bytes reach a result. A file a
+writer removed meanwhile is hashed from what the segment holds open.
 """
 
 from __future__ import annotations
@@ -38,8 +45,8 @@ from cascade.core.types import Doc
 from cascade.filters.columns import Column
 from cascade.index import bm25_formula
 from cascade.index.columns import ColumnWriter
-from cascade.index.docstore import Docstore, DocstoreWriter
-from cascade.index.fsutil import file_digest
+from cascade.index.docstore import DOCS_NAME, OFFSETS_NAME, Docstore, DocstoreWriter
+from cascade.index.fsutil import buffer_digest, file_digest, remembered_digest
 from cascade.index.impacts import Impacts, bm25_impacts, build_blocks
 from cascade.index.manifest import FileEntry, SegmentEntry
 from cascade.text.analyzer import Analyzer
@@ -97,6 +104,10 @@ class SegmentWriter:
         self._id_offsets.append(len(self._ids))
         self._docstore.add(doc)
 
+    def abort(self) -> None:
+        """Close what the writer holds open (after a failure; its directory is then removed)."""
+        self._docstore.abort()
+
     def finish(self, name: str) -> SegmentEntry:
         """Write the arrays and return the segment's manifest entry."""
         self._docstore.close()
@@ -147,24 +158,36 @@ class SegmentWriter:
         )
 
 
+def _checked(name: str, attr: str) -> Any:
+    """A property giving the shared array ``attr``, checking file ``name`` on first use."""
+    def get(self: "Segment") -> np.ndarray:
+        data = self._data
+        if data.lazy and name not in data.verified:
+            self.use(name)
+        return getattr(data, attr)
+
+    return property(get)
+
+
 class _SegmentData:
     """What a segment's immutable files hold, opened once and shared by every snapshot that
     lists the segment, with the values derived from them (term dictionary, id lookup, BM25
     impacts for given settings) cached alongside."""
 
-    def __init__(self, directory: Path, entry: SegmentEntry) -> None:
+    def __init__(self, directory: Path, entry: SegmentEntry, lazy: bool = True) -> None:
         self.dir = directory
         self.n_docs = entry.n_docs
-        self.indptr = _load(directory, "post_indptr.npy")
-        self.docs = _load(directory, "post_docs.npy")
-        self.tfs = _load(directory, "post_tfs.npy")
-        self.doclens = _load(directory, "doclens.npy")
-        self.id_offsets = _load(directory, "ids_offsets.npy")
-        self.impacts = (Impacts(**{attr: _load(directory, fname) for attr, fname in _IMPACT_FILES.items()})
+        self.arrays: dict[str, np.ndarray] = {}  # file name -> its memory-mapped array
+        self.indptr = self._array("post_indptr.npy")
+        self.docs = self._array("post_docs.npy")
+        self.tfs = self._array("post_tfs.npy")
+        self.doclens = self._array("doclens.npy")
+        self.id_offsets = self._array("ids_offsets.npy")
+        self.impacts = (Impacts(**{attr: self._array(fname) for attr, fname in _IMPACT_FILES.items()})
                         if all(name in entry.files for name in _IMPACT_FILES.values()) else None)
         # open now, read later: the snapshot survives a writer removing this directory
         self.handles = {name: open(directory / name, "rb") for name in ("terms.json", "ids.bin")}
-        self.column_files = {name: _load(directory, name) for name in entry.files
+        self.column_files = {name: self._array(name) for name in entry.files
                              if name.startswith("col-") and name.endswith(".npy")}
         for name in entry.files:
             if name.endswith(".keys.json"):
@@ -174,6 +197,52 @@ class _SegmentData:
         self.checked: set[str] = set()  # files whose sizes a snapshot already checked
         self._lock = threading.Lock()
         self.columns: dict[str, Column] = {}
+        # checksums on first use (see the module docstring): files found intact
+        self.lazy = lazy
+        self.verified: set[str] = set()
+        self._verify_lock = threading.Lock()
+
+    def _array(self, name: str) -> np.ndarray:
+        arr = self.arrays[name] = _load(self.dir, name)
+        return arr
+
+    def check(self, name: str, meta: FileEntry) -> None:
+        """Raise :class:`BadIndexError` unless file ``name`` matches ``meta``'s checksum (hashed
+        once per process; then remembered in ``verified``)."""
+        with self._verify_lock:
+            if name in self.verified:
+                return
+            problem = self.problem(name, meta)
+            if problem is not None:
+                raise BadIndexError(f"{problem}; the index is damaged (cascade check lists every problem)")
+            self.verified.add(name)
+
+    def problem(self, name: str, meta: FileEntry) -> str | None:
+        """What is wrong with file ``name`` (None when its checksum matches). A file removed
+        since the segment was opened is hashed from the map or handle this segment holds."""
+        path = self.dir / name
+        try:
+            found = remembered_digest(path)
+        except FileNotFoundError:
+            held = self.held_bytes(name, meta.size)
+            if held is None:
+                return f"{path}: missing"
+            found = buffer_digest(held)
+        except OSError as err:
+            return f"{path}: unreadable ({err.strerror or err})"
+        return None if found == meta.blake2b else f"{path}: checksum mismatch"
+
+    def held_bytes(self, name: str, size: int) -> Any:
+        """The whole content of file ``name`` as this segment holds it open (a memory map or a
+        handle), or None when it holds no such thing."""
+        if name in self.handles:
+            fd = self.handles[name].fileno()
+            return os.pread(fd, os.fstat(fd).st_size, 0)
+        if name in (DOCS_NAME, OFFSETS_NAME):
+            held = self.docstore.held_bytes(name)
+        else:
+            held = _mapped_file(self.arrays.get(name))
+        return held if held is not None and len(held) == size else None
 
     def read(self, name: str) -> bytes:
         f = self.handles[name]
@@ -202,12 +271,13 @@ class Segment:
     """Read side of one segment as one commit lists it: the shared immutable data plus this
     commit's tombstones and extra files (e.g. neural representations). Arrays are memory-mapped."""
 
-    def __init__(self, directory: Path, entry: SegmentEntry, data: _SegmentData | None = None) -> None:
+    def __init__(self, directory: Path, entry: SegmentEntry, data: _SegmentData | None = None, *,
+                 lazy: bool = True) -> None:
         self.dir = directory
         self.entry = entry
         self.n_docs = entry.n_docs
         self._check_sizes(skip=() if data is None else data.checked)
-        self._data = data if data is not None else _SegmentData(directory, entry)
+        self._data = data if data is not None else _SegmentData(directory, entry, lazy)
         self._data.checked |= set(entry.files)
         self.deleted = self._load_deletes()
 
@@ -216,15 +286,71 @@ class Segment:
         if entry == self.entry:
             return self
         if entry.name != self.entry.name or entry.n_docs != self.n_docs:
-            return Segment(self.dir, entry)
+            return Segment(self.dir, entry, lazy=self._data.lazy)
         return Segment(self.dir, entry, self._data)
 
-    # the immutable data, shared
-    indptr = property(lambda self: self._data.indptr)
-    docs = property(lambda self: self._data.docs)
-    tfs = property(lambda self: self._data.tfs)
-    doclens = property(lambda self: self._data.doclens)
-    docstore = property(lambda self: self._data.docstore)
+    # -- checksums on first use -----------------------------------------------------------
+
+    @property
+    def lazy(self) -> bool:
+        """Whether files are checked on first use (see the module docstring)."""
+        return self._data.lazy
+
+    def use(self, *names: str) -> None:
+        """About to read files ``names``: check those not yet found intact (when ``lazy``)."""
+        data = self._data
+        if not data.lazy:
+            return
+        for name in names:
+            if name not in data.verified:
+                meta = self.entry.files.get(name)
+                if meta is not None:
+                    data.check(name, meta)
+
+    def check_files(self, names: Iterable[str] | None = None) -> None:
+        """Check files ``names`` (default: every file this commit lists) against their checksums,
+        whatever ``lazy`` says, each once per process: a :class:`BadIndexError` names the first
+        damaged one. What a writer calls before reading segments it rewrites or encodes."""
+        data = self._data
+        for name in (self.entry.files if names is None else names):
+            meta = self.entry.files.get(name)
+            if meta is not None and name not in data.verified:
+                data.check(name, meta)
+
+    def problem(self, name: str) -> str | None:
+        """What is wrong with listed file ``name`` (None when intact), hashing it now; an intact
+        file counts as checked from then on."""
+        data = self._data
+        meta = self.entry.files[name]
+        found = data.problem(name, meta)
+        if found is None:
+            data.verified.add(name)
+        return found
+
+    def is_verified(self, name: str) -> bool:
+        return name in self._data.verified
+
+    def mark_verified(self, name: str) -> None:
+        """Record that file ``name`` was just hashed and found intact."""
+        self._data.verified.add(name)
+
+    # the immutable data, shared (each file checked on first use)
+    indptr = _checked("post_indptr.npy", "indptr")
+    docs = _checked("post_docs.npy", "docs")
+    tfs = _checked("post_tfs.npy", "tfs")
+    doclens = _checked("doclens.npy", "doclens")
+
+    @property
+    def docstore(self) -> Docstore:
+        data = self._data
+        if data.lazy and not (DOCS_NAME in data.verified and OFFSETS_NAME in data.verified):
+            self.use(DOCS_NAME, OFFSETS_NAME)
+        return data.docstore
+
+    def read(self, name: str) -> bytes:
+        """The whole content of a small file the segment holds open (terms, ids, keyword keys)."""
+        self.use(name)
+        return self._data.read(name)
 
     def cached(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         """A value derived from this segment's immutable files, computed once per process for
@@ -235,6 +361,7 @@ class Segment:
         name = self.entry.deletes
         if not name:
             return None
+        self.use(name)
         deleted = np.array(_load(self.dir, name))  # a copy in memory: the file may go once superseded
         if deleted.dtype != np.bool_ or deleted.shape != (self.n_docs,) or int(deleted.sum()) != self.entry.n_deleted:
             raise BadIndexError(f"{self.dir / name}: tombstones do not match the manifest; the index is damaged")
@@ -260,12 +387,13 @@ class Segment:
             values = data.column_files.get(f"col-{field}.npy")
             if values is None:
                 raise BadIndexError(f"{self.dir}: no column for filter field {field!r}; the index is damaged")
+            self.use(f"col-{field}.npy")
             keys_name = f"col-{field}.keys.json"
             if keys_name not in data.handles:
                 kind = "float" if values.dtype == np.float64 else "int"
                 col = Column(kind, values)
             else:
-                col = Column("keyword", values, json.loads(data.read(keys_name)))
+                col = Column("keyword", values, json.loads(self.read(keys_name)))
             if len(values) != self.n_docs:
                 raise BadIndexError(f"{self.dir}: column {field!r} has {len(values)} rows for {self.n_docs} docs")
             data.columns[field] = col
@@ -305,7 +433,10 @@ class Segment:
 
     def stored_impacts(self) -> Impacts | None:
         """The impacts written at build time (memory-mapped), if this segment has them."""
-        return self._data.impacts
+        data = self._data
+        if data.lazy and data.impacts is not None and not data.verified.issuperset(_IMPACT_FILES.values()):
+            self.use(*_IMPACT_FILES.values())
+        return data.impacts
 
     @property
     def term_numbers(self) -> dict[str, int]:
@@ -313,7 +444,7 @@ class Segment:
 
     def _term_numbers(self) -> dict[str, int]:
         try:
-            terms = json.loads(self._data.read("terms.json").decode("utf-8"))
+            terms = json.loads(self.read("terms.json").decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
             raise BadIndexError(f"{self.dir / 'terms.json'}: unreadable ({err})") from None
         return {t: i for i, t in enumerate(terms)}
@@ -344,17 +475,31 @@ class Segment:
         nums = np.asarray(nums, dtype=np.int64)
         if not len(nums):
             return []
-        blob, offsets = self.cached(("ids",), self._ids_blob), self._data.id_offsets
+        data = self._data
+        if data.lazy and "ids_offsets.npy" not in data.verified:
+            self.use("ids_offsets.npy")
+        blob, offsets = self.cached(("ids",), self._ids_blob), data.id_offsets
         starts, ends = offsets[nums].tolist(), offsets[nums + 1].tolist()
         return [blob[s:e].decode() for s, e in zip(starts, ends)]
 
     def _ids_blob(self) -> bytes:
-        return self._data.read("ids.bin")
+        return self.read("ids.bin")
 
     @property
     def id_numbers(self) -> dict[str, int]:
         """Doc id -> segment-local number (built on first use, shared across snapshots)."""
         return self.cached(("id-numbers",), lambda: {id_: i for i, id_ in enumerate(self.doc_ids(range(self.n_docs)))})
+
+
+def _mapped_file(arr: np.ndarray | None) -> Any:
+    """The memory map under an array ``np.load(..., mmap_mode="r")`` made (it spans the whole
+    .npy file, header included), or None."""
+    while arr is not None:
+        found = getattr(arr, "_mmap", None)
+        if found is not None:
+            return found
+        arr = getattr(arr, "base", None)
+    return None
 
 
 def _load(directory: Path, name: str) -> np.ndarray:

@@ -29,10 +29,12 @@ import numpy as np
 
 from cascade.core.errors import CascadeError
 from cascade.core.types import Doc, as_doc
+from cascade.index import representations
+from cascade.index.debris import remove_debris
 from cascade.index.docstore import Docstore
-from cascade.index.fsutil import file_digest, fsync_dir, fsync_file, fsync_tree, tree_size
+from cascade.index.fsutil import file_digest, fsync_dir, fsync_file, fsync_tree
 from cascade.index.hooks import run_segment_hooks
-from cascade.index.manifest import MANIFEST_NAME, FileEntry, Manifest, SegmentEntry
+from cascade.index.manifest import FileEntry, Manifest, SegmentEntry
 from cascade.index.segment import Segment, SegmentWriter
 from cascade.text.analyzer import Analyzer
 
@@ -62,18 +64,22 @@ def write_segment(docs: Iterable[DocLike], directory: Path, name: str, analyzer:
         raise CascadeError(f"documents must be an iterable of cascade.Doc or dicts, not one {type(docs).__name__} "
                            "(wrap a single document in a list)")
     writer = SegmentWriter(directory, analyzer, fields, filter_fields)
-    for position, record in enumerate(docs):
-        doc = as_doc(record, position)
-        if check is not None:
-            check(doc)
-        writer.add(doc)
-        if progress is not None and writer.n_docs % 1000 == 0:
+    try:
+        for position, record in enumerate(docs):
+            doc = as_doc(record, position)
+            if check is not None:
+                check(doc)
+            writer.add(doc)
+            if progress is not None and writer.n_docs % 1000 == 0:
+                progress(writer.n_docs)
+        if progress is not None:
             progress(writer.n_docs)
-    if progress is not None:
-        progress(writer.n_docs)
-    if writer.n_docs == 0:
-        raise CascadeError("no documents to index")
-    entry = writer.finish(name)
+        if writer.n_docs == 0:
+            raise CascadeError("no documents to index")
+        entry = writer.finish(name)
+    except BaseException:
+        writer.abort()  # close its files now: a removed file's space is freed only when closed
+        raise
     store = Docstore(directory)
     try:
         extra = run_segment_hooks(directory, store)
@@ -96,49 +102,9 @@ def publish_segment(path: Path, tmp: Path, name: str) -> None:
 
 def remove_unreferenced(path: Path) -> list[tuple[Path, int]]:
     """Delete what the current manifest does not list: segments, old tombstones, temp debris
-    (see :func:`remove_debris`); returns (path, bytes) of what went. Call it holding the
-    write lock (only the writer puts unlisted files into an index)."""
+    (see :func:`cascade.index.debris.remove_debris`); returns (path, bytes) of what went. Call
+    it holding the write lock (only the writer puts unlisted files into an index)."""
     return remove_debris(path)
-
-
-def remove_debris(path: Path) -> list[tuple[Path, int]]:
-    """Remove, from the index directory ``path``, everything a commit leaves behind when it is
-    killed or superseded: directories ``seg-*`` the manifest does not list, ``.tmp-*`` build
-    directories, temporary manifests, and in each listed segment every file the manifest does
-    not list for it (old tombstones, representation files and their temporary files) and its
-    hidden temporary directories. Nothing else (files a user put there) is touched. Returns
-    (path, bytes) of each thing removed. Needs the write lock: a live writer's files are
-    unlisted until it commits."""
-    manifest = Manifest.read(path)
-    live = {s.name: s for s in manifest.segments}
-    removed: list[tuple[Path, int]] = []
-
-    def drop(child: Path) -> None:
-        try:
-            size = tree_size(child)
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-        except OSError:
-            return  # gone already, or not ours to remove: tidying never fails a commit
-        removed.append((child, size))
-
-    for child in sorted(path.iterdir()):
-        if child.is_dir() and child.name not in live and child.name.startswith(("seg-", ".tmp-")):
-            drop(child)
-        elif not child.is_dir() and child.name.startswith(f".{MANIFEST_NAME}.tmp"):
-            drop(child)
-    for name, entry in live.items():
-        seg_dir = path / name
-        if not seg_dir.is_dir():
-            continue
-        for child in sorted(seg_dir.iterdir()):
-            if child.name in entry.files:
-                continue
-            if not child.is_dir() or child.name.startswith("."):
-                drop(child)
-    return removed
 
 
 @dataclass
@@ -210,13 +176,20 @@ def tombstone(snap: Snapshot, dead: dict[int, np.ndarray]) -> list[SegmentEntry]
     return out
 
 
-def add_documents(path: Path, docs: Iterable[DocLike], *, update: bool,
-                  progress: ProgressFn | None = None) -> tuple[int, int]:
+def add_documents(path: Path, docs: Iterable[DocLike], *, update: bool, progress: ProgressFn | None = None,
+                  reporter: representations.Reporter | None = None) -> tuple[int, int]:
     """Index ``docs`` as a new segment in one commit; with ``update`` a document whose id is
-    already live replaces it (otherwise that is an error). Returns (added, replaced)."""
+    already live replaces it (otherwise that is an error). Returns (added, replaced).
+
+    The new segment gets every representation the manifest lists in the same commit (its
+    documents encoded, derived kinds built; progress through ``reporter``); when this process
+    cannot build one, nothing is written. The files of existing segments it reads (ids,
+    tombstones, lengths) are checked against their checksums on first use."""
     snap = Snapshot.open(path)
     try:
         m = snap.manifest
+        if m.representations:
+            representations.require_all(m, f"adding documents to {path}")
         seen: set[str] = set()
         dead: dict[int, list[int]] = {}
 
@@ -236,6 +209,12 @@ def add_documents(path: Path, docs: Iterable[DocLike], *, update: bool,
         try:
             entry = write_segment(docs, tmp, name, Analyzer.from_dict(m.analyzer), m.fields, m.filter_fields,
                                   progress, check)
+            if m.representations:
+                new = Segment(tmp, entry, lazy=False)
+                try:
+                    representations.build_new_segment(m, new, snap.next_generation, m.fields, reporter)
+                finally:
+                    new.close()
             publish_segment(path, tmp, name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

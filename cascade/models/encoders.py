@@ -15,30 +15,17 @@ Retrievers" (2025).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from cascade.core.errors import CascadeError
+from cascade.models.encoded import Encoded
+from cascade.models.onnx_encoder import OnnxEncoder, is_onnx_model
 from cascade.models.resolve import default_device, load_sentence_transformer, require, resolve_model
 
 ProgressFn = Callable[[int], None]
-
-
-@dataclass
-class Encoded:
-    """Encoder output for n texts: dense[n, dim] float32 (unit length) and, when asked, the
-    token vectors of text i as token_vectors[token_offsets[i]:token_offsets[i + 1]] (float16)."""
-
-    dense: np.ndarray
-    token_offsets: np.ndarray | None = None
-    token_vectors: np.ndarray | None = None
-
-    def tokens_of(self, i: int) -> np.ndarray:
-        assert self.token_offsets is not None and self.token_vectors is not None
-        return self.token_vectors[self.token_offsets[i]:self.token_offsets[i + 1]]
 
 
 class Encoder:
@@ -117,8 +104,6 @@ class Encoder:
 def make_encoder(model: str, *, batch_size: int = 32, max_length: int | None = None) -> Any:
     """An :class:`OnnxEncoder` for ``minilm-onnx`` or a directory holding a ``*.onnx`` model
     (no torch needed), else a sentence-transformers :class:`Encoder`."""
-    from cascade.models.onnx_encoder import OnnxEncoder, is_onnx_model
-
     if is_onnx_model(model):
         return OnnxEncoder(model, batch_size=batch_size, max_length=max_length)
     return Encoder(model, batch_size=batch_size, max_length=max_length)

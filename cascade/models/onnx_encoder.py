@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cascade.core.errors import CascadeError, MissingDependency
-from cascade.models.encoders import Encoded
+from cascade.models.encoded import Encoded
 from cascade.models.onnx_int8 import prepared_int8
 from cascade.models.resolve import package_dir
 

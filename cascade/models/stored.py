@@ -3,6 +3,8 @@
 One forward pass per document gives both its dense vector (part ``dense``, float32) and its
 contextual token vectors (parts ``tok_offsets`` and ``tok_vectors``, float16: they are the bulk),
 stored in the segment under the representation's name (by default the model alias, ``minilm``).
+``BUILDER`` is registered for kind ``biencoder`` (entry points ``cascade.representations``), so
+documents added later are encoded in their add's commit.
 
 >>> idx = cascade.Index.open("pets.idx")                      # doctest: +SKIP
 >>> segments, name = ensure_biencoder(idx, "minilm", tokens=True)   # doctest: +SKIP
@@ -13,13 +15,15 @@ stored in the segment under the representation's name (by default the model alia
 from __future__ import annotations
 
 import re
+from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from cascade.core.progress import Progress
 from cascade.index import representations as reps
+from cascade.index.builders import BuildContext, RepresentationBuilder
 from cascade.index.segment import doc_text
 
 if TYPE_CHECKING:
@@ -38,13 +42,24 @@ def representation_name(model: str) -> str:
     return name if name[0].isalpha() else f"m_{name}"
 
 
+def encode_segment(encoder: Any, seg: "Segment", fields: Sequence[str], tokens: bool,
+                   progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
+    """The stored parts of one segment: every document's dense vector (and token vectors)."""
+    texts = [doc_text(d, fields) for d in seg.docstore.get(list(range(seg.n_docs)))]
+    out = encoder.encode(texts, tokens=tokens, progress=progress)
+    parts = {"dense": out.dense.astype(np.float32)}
+    if tokens:
+        parts.update(tok_offsets=out.token_offsets, tok_vectors=out.token_vectors)
+    return parts
+
+
 def encode_biencoder(index: "Index", model: str = "minilm", *, name: str | None = None, tokens: bool = True,
                      batch_size: int = DEFAULT_BATCH_SIZE, progress: ProgressFn | None = None) -> "Index":
-    """Store ``model``'s dense (and token) vectors for every document lacking them, as one
-    commit; returns the latest snapshot (which has them).
+    """Store ``model``'s dense (and token) vectors for every document lacking them, one commit
+    per segment; returns the latest snapshot (which has them).
 
-    Segments that already carry the representation are skipped, so after updates only new
-    documents are encoded. With the default ``batch_size`` the process's shared encoder does
+    Segments that already carry the representation are skipped, so after a killed encoding
+    only the rest is encoded. With the default ``batch_size`` the process's shared encoder does
     the work (:func:`~cascade.models.encoders.shared_encoder`), so the stages that then encode
     queries with the same model do not load it a second time."""
     from cascade.models.encoders import make_encoder, shared_encoder
@@ -56,22 +71,42 @@ def encode_biencoder(index: "Index", model: str = "minilm", *, name: str | None 
     name = name or representation_name(model)
     done = [0]
 
-    def encode_segment(seg: "Segment") -> dict[str, np.ndarray]:
-        texts = [doc_text(d, index.fields) for d in seg.docstore.get(list(range(seg.n_docs)))]
+    def encode(seg: "Segment") -> dict[str, np.ndarray]:
         base = done[0]
-        out = encoder.encode(texts, tokens=tokens,
-                             progress=None if progress is None else (lambda n: progress(base + n)))
-        done[0] += len(texts)
-        parts = {"dense": out.dense.astype(np.float32)}
-        if tokens:
-            parts.update(tok_offsets=out.token_offsets, tok_vectors=out.token_vectors)
+        parts = encode_segment(encoder, seg, index.fields, tokens,
+                               None if progress is None else (lambda n: progress(base + n)))
+        done[0] += seg.n_docs
         return parts
 
     spec = {"kind": KIND, "tokens": tokens, "model": model}
     old = index.manifest.representations.get(name)
     upgrade = old is not None and old.get("model") == model and tokens and not old.get("tokens")
-    reps.add_representation(index, name, spec, encode_segment, replace=upgrade)
+    reps.add_representation(index, name, spec, encode, replace=upgrade)
     return index.refresh()
+
+
+def _build(seg: "Segment", name: str, spec: dict[str, Any], context: BuildContext) -> dict[str, np.ndarray]:
+    """The registered builder of kind ``biencoder`` (a new or merged segment's vectors)."""
+    from cascade.models.encoders import shared_encoder
+
+    return encode_segment(shared_encoder(str(spec["model"])), seg, context.fields, bool(spec.get("tokens", True)),
+                          context.progress)
+
+
+def _missing(spec: dict[str, Any]) -> str | None:
+    from cascade.models.onnx_encoder import is_onnx_model
+
+    model = str(spec.get("model"))
+    needs, extra = (("onnxruntime", "tokenizers"), "onnx") if is_onnx_model(model) else \
+        (("torch", "sentence_transformers"), "neural")
+    lacking = [module for module in needs if find_spec(module) is None]
+    if not lacking:
+        return None
+    return f"{' and '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} not installed " \
+           f"(pip install 'cascade-ir[{extra}]')"
+
+
+BUILDER = RepresentationBuilder(_build, _missing, encodes=True)  # entry point cascade.representations:biencoder
 
 
 def ensure_biencoder(index: "Index", model: str, *, tokens: bool,

@@ -1,7 +1,8 @@
 """On-disk cache of stage outputs, content-addressed by stage key and query set.
 
 An entry is written to a temporary file and renamed into place, so two processes running
-the same stage at once both succeed and a reader never sees a torn or mixed entry.
+the same stage at once both succeed and a reader never sees a torn or mixed entry. A cache
+that cannot be written (full disk, read-only) costs one warning, never the results.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
 import zipfile
 from pathlib import Path
@@ -26,6 +28,7 @@ class StageCache:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or cache_root() / "stages"
+        self.warned = False  # about an unwritable cache: once per cache object
 
     def _path(self, key: Any, queries_hash: str) -> Path:
         digest = hashlib.blake2b(f"{key!r}|{queries_hash}".encode(), digest_size=20).hexdigest()
@@ -44,16 +47,34 @@ class StageCache:
             return None  # absent, damaged, or written by an incompatible version: recompute
 
     def put(self, key: Any, queries_hash: str, cands: Candidates, seconds: float) -> None:
+        """Store a stage's output. The cache is an optimisation: when it cannot be written (a
+        full disk, a read-only directory), one warning says so, the partial entry is removed,
+        and the run goes on without caching."""
         path = self._path(key, queries_hash)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         meta = json.dumps({"query_ids": cands.query_ids, "seconds": seconds, "key": repr(key), "timing": cands.timing})
         qs = cands.query_seconds if cands.query_seconds is not None else np.full(len(cands), seconds / max(len(cands), 1))
-        with open(tmp, "wb") as f:
-            extra = {} if cands.latency_sample is None else {"latency_sample": cands.latency_sample}
-            np.savez(f, meta=np.array(meta), offsets=cands.offsets, doc=cands.doc, score=cands.score,
-                     query_seconds=qs, **extra)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                extra = {} if cands.latency_sample is None else {"latency_sample": cands.latency_sample}
+                np.savez(f, meta=np.array(meta), offsets=cands.offsets, doc=cands.doc, score=cands.score,
+                         query_seconds=qs, **extra)
+            os.replace(tmp, path)
+        except OSError as err:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            self._warn(err)
+
+    def _warn(self, err: OSError) -> None:
+        if self.warned:
+            return
+        self.warned = True
+        why = f"{err.strerror or err}" + (" (disk full?)" if err.errno is None else "")
+        print(f"warning: the stage cache {self.root} cannot be written ({why}); results are not cached, "
+              "the run goes on", file=sys.stderr, flush=True)
 
     def clear(self) -> int:
         """Delete every entry; returns how many there were."""

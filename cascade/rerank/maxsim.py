@@ -37,6 +37,7 @@ from cascade.core.params import ParamInfo, check_params
 from cascade.core.registry import Context, register_stage
 from cascade.core.types import Query
 from cascade.index.index import Index
+from cascade.models.encoders import query_encodings
 from cascade.models.stored import ensure_biencoder, token_vectors
 from cascade.rerank.base import ALL, K, Reranker, Scored
 from cascade.rerank.maxsim_bounds import TokenBounds
@@ -191,15 +192,11 @@ class MaxSim(Reranker):
 
     def prepare(self) -> None:
         """Encode the collection's tokens if needed, load the model (and the bounds)."""
-        from cascade.models.encoders import query_encodings
-
         self.tokens  # noqa: B018
         self.bounds  # noqa: B018
         query_encodings(self.model).load()
 
     def query_tokens(self, queries: Sequence[Query]) -> list[np.ndarray]:
-        from cascade.models.encoders import query_encodings
-
         return query_encodings(self.model).tokens([q.text for q in queries])
 
     def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> Scored:

@@ -9,20 +9,23 @@ vectors), every token vector splits as ``v = P P^T v + v_perp``, and its stored 
 
 so ``sum_i max_j`` of the right-hand side bounds a document's MaxSim from above at a cost of
 r/d of exact scoring. The norms |e| and |v_perp| are computed in float64 when the bounds are
-built and stored rounded up.
+built and stored rounded up. ``BUILDER`` is registered for kind ``maxsim-bounds``: new and
+merged segments get their bounds in the commit that writes them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cascade.index import representations as reps
+from cascade.index.builders import BuildContext, RepresentationBuilder
 
 if TYPE_CHECKING:
     from cascade.index.index import Index
+    from cascade.index.segment import Segment
 
 SAMPLE = 50_000  # token vectors used to find a segment's principal directions
 MARGIN = 1e-4  # per query token, covers float32 rounding in both the bound and the exact score
@@ -58,6 +61,14 @@ def build_bounds(tokens: np.ndarray, rank: int, chunk: int = 65536) -> dict[str,
     return {"basis": basis, "proj": proj, "round_err": round_err, "perp": perp}
 
 
+def _build(seg: "Segment", name: str, spec: dict[str, Any], context: BuildContext) -> dict[str, np.ndarray]:
+    """The registered builder of kind ``maxsim-bounds``: bounds over the token vectors of ``spec["of"]``."""
+    return build_bounds(reps.load(seg, str(spec["of"]), "tok_vectors"), int(spec["rank"]))
+
+
+BUILDER = RepresentationBuilder(_build)  # entry point cascade.representations:maxsim-bounds
+
+
 def _round_up(x: np.ndarray) -> np.ndarray:
     return (x * (1 + 1e-6) + 1e-7).astype(np.float32)
 
@@ -84,8 +95,7 @@ class TokenBounds:
         spec = {"kind": "maxsim-bounds", "of": name, "rank": rank}
 
         def encode(latest: "Index") -> None:
-            reps.add_representation(latest, bound_name, spec,
-                                    lambda seg: build_bounds(reps.load(seg, name, "tok_vectors"), rank))
+            reps.add_representation(latest, bound_name, spec, reporter=reps.silent)  # by BUILDER
 
         usable = lambda found: found == spec  # noqa: E731
         found = reps.ensure(index, bound_name, usable, encode) if build else reps.stored(index, bound_name, usable)

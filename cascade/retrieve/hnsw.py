@@ -5,17 +5,21 @@ Hierarchical Navigable Small World graphs" (TPAMI 2018). faiss-cpu was picked ov
 ``bench/dense_ann.py``: on 200k MiniLM token vectors it built the graph 1.8x faster and answered
 1.6-2.9x more queries/s at the same recall@10 (bench/results/dense-ann-*.md). The graph
 is built on first use from the stored float16 vectors and saved as representation
-``<name>_hnsw``; returned scores are exact dot products with the stored vectors.
+``<name>_hnsw``; returned scores are exact dot products with the stored vectors. ``BUILDER`` is
+registered for kind ``hnsw``, so new and merged segments get their graph in the commit that
+writes them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from importlib.util import find_spec
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cascade.core.errors import MissingDependency
 from cascade.index import representations as reps
+from cascade.index.builders import BuildContext, RepresentationBuilder
 from cascade.retrieve.dense_exact import exact_search
 
 if TYPE_CHECKING:
@@ -55,10 +59,22 @@ def ensure_graphs(index: "Index", segments: list["Segment"], name: str) -> tuple
     spec = {"kind": "hnsw", "of": name, "connectivity": CONNECTIVITY}
 
     def encode(latest: "Index") -> None:
-        reps.add_representation(latest, graph_name, spec,
-                                lambda seg: {"graph": build_graph(reps.load(seg, name, "dense"))})
+        _faiss()  # a missing faiss is named as the stage's missing dependency
+        reps.add_representation(latest, graph_name, spec, reporter=reps.silent)  # by BUILDER
 
     return reps.ensure(index, graph_name, lambda found: found == spec, encode)[0], graph_name
+
+
+def _build(seg: "Segment", name: str, spec: dict[str, Any], context: BuildContext) -> dict[str, np.ndarray]:
+    """The registered builder of kind ``hnsw``: the graph over the dense vectors of ``spec["of"]``."""
+    return {"graph": build_graph(reps.load(seg, str(spec["of"]), "dense"))}
+
+
+def _missing(spec: dict[str, Any]) -> str | None:
+    return None if find_spec("faiss") is not None else "faiss is not installed (pip install 'cascade-ir[neural]')"
+
+
+BUILDER = RepresentationBuilder(_build, _missing)  # entry point cascade.representations:hnsw
 
 
 def _graph(seg: "Segment", graph_name: str) -> object:

@@ -29,6 +29,7 @@ import re
 import time
 from collections import Counter
 from functools import cached_property
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -44,6 +45,7 @@ from cascade.core.types import Query
 from cascade.filters import compile_filter
 from cascade.index import bm25_formula
 from cascade.index import representations as reps
+from cascade.index.builders import BuildContext, RepresentationBuilder
 from cascade.index.impacts import Impacts, build_blocks
 from cascade.index.index import Index
 from cascade.index.segment import doc_text
@@ -107,7 +109,7 @@ def distinct_token_ids(encoder: "SpladeEncoder", texts: Sequence[str]) -> dict[s
 def encode_sparse(index: Index, model: str = DEFAULT_MODEL, name: str | None = None, *,
                   progress: ProgressFn | None = None, max_length: int = 256, batch_size: int = 16,
                   top_n: int | None = None) -> Index:
-    """Store ``model``'s SPLADE postings in every segment lacking them, as one commit; returns
+    """Store ``model``'s SPLADE postings in every segment lacking them, one commit per segment; returns
     the latest snapshot (which has them). Documents are encoded as the index's fields joined (title + " " +
     text); ``progress`` gets the number of documents encoded so far."""
     encoder = SpladeEncoder(model, max_length=max_length, batch_size=batch_size, top_n=top_n)
@@ -123,6 +125,46 @@ def encode_sparse(index: Index, model: str = DEFAULT_MODEL, name: str | None = N
     spec = {"kind": KIND, **encoder.spec()}
     reps.add_representation(index, name or representation_name(model), spec, encode_segment)
     return index.refresh()
+
+
+_ENCODERS: dict[tuple[str, int, int | None], SpladeEncoder] = {}
+
+
+def _shared_encoder(model: str, max_length: int, top_n: int | None) -> SpladeEncoder:
+    """One SPLADE encoder per (model, max length, top n) in a process, for the builders."""
+    key = (model, max_length, top_n)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = SpladeEncoder(model, max_length=max_length, top_n=top_n)
+    return _ENCODERS[key]
+
+
+def _build_sparse(seg: "Segment", name: str, spec: dict[str, Any], context: BuildContext) -> dict[str, np.ndarray]:
+    """The registered builder of kind ``sparse``: a segment's SPLADE postings, as the spec says."""
+    encoder = _shared_encoder(str(spec["model"]), int(spec.get("max_length", 256)), spec.get("top_n"))
+    texts = [doc_text(d, context.fields) for d in seg.docstore.get(list(range(seg.n_docs)))]
+    return sparse_postings(encoder.encode(texts, progress=context.progress), int(spec["vocab_size"]))
+
+
+def _build_token_ids(seg: "Segment", name: str, spec: dict[str, Any], context: BuildContext) -> dict[str, np.ndarray]:
+    """The registered builder of kind ``token-ids``: the distinct tokenizer ids of each document,
+    with the tokenizer of the representation it is ``of``."""
+    of = context.representations[str(spec["of"])]
+    encoder = _shared_encoder(str(of["model"]), int(of.get("max_length", 256)), of.get("top_n"))
+    texts = [doc_text(d, context.fields) for d in seg.docstore.get(list(range(seg.n_docs)))]
+    return distinct_token_ids(encoder, texts)
+
+
+def _lacking(modules: tuple[str, ...], alternatives: bool = False) -> str | None:
+    lacking = [m for m in modules if find_spec(m) is None]
+    if not lacking or (alternatives and len(lacking) < len(modules)):
+        return None
+    return f"{' and '.join(lacking)} not installed (pip install 'cascade-ir[neural]')"
+
+
+# entry points cascade.representations:sparse and :token-ids
+SPARSE_BUILDER = RepresentationBuilder(_build_sparse, lambda spec: _lacking(("torch", "transformers")), encodes=True)
+TOKEN_IDS_BUILDER = RepresentationBuilder(_build_token_ids,
+                                          lambda spec: _lacking(("tokenizers", "transformers"), alternatives=True))
 
 
 def _encode_with_bar(index: Index, model: str, name: str) -> None:

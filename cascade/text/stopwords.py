@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cascade.core.errors import CascadeError
+
 # Lucene's EnglishAnalyzer stop set, as Anserini and bm25s use it: the default, so BM25
 # figures are comparable with theirs.
 LUCENE_ENGLISH = frozenset(
@@ -43,7 +45,5 @@ def stopword_set(name: str | None) -> frozenset[str]:
     try:
         return STOPWORDS[name.lower()]
     except KeyError:
-        from cascade.core.errors import CascadeError
-
         known = ", ".join(sorted(STOPWORDS))
         raise CascadeError(f"unknown stopword list {name!r}; known: {known}, none") from None
