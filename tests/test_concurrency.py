@@ -21,8 +21,9 @@ def _run(tmp_path: Path, seconds: float) -> dict:
     print("concurrency:", {k: v for k, v in result.items() if k not in ("errors", "differences")})
     assert result["errors"] == [] and result["differences"] == []
     counts = result["reader_counts"]
-    assert counts["searches"] > 100 and counts["opens"] > 10 and counts["refreshes"] > 10
-    assert result["commits"] > 20 and result["generations_checked"] > 10
+    # enough work to mean something even on a loaded machine (counts scale with CPU time, not seconds)
+    assert counts["searches"] >= 40 and counts["opens"] >= 8 and counts["refreshes"] >= 8, counts
+    assert result["commits"] >= 8 and result["generations_checked"] >= 4, result
     assert result["writer_ops"].get("merge (all)", 0) + result["writer_ops"].get("merge (policy)", 0) > 0
     return result
 
