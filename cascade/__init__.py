@@ -56,6 +56,7 @@ _EXPORTS = {
     "evaluate": "cascade.evaluation.metrics",
     "Evaluation": "cascade.evaluation.metrics",
     "run_experiment": "cascade.evaluation.experiment",
+    "Client": "cascade.server.client",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -104,4 +105,5 @@ if TYPE_CHECKING:
     from cascade.retrieve.bm25 import BM25
     from cascade.retrieve.rm3 import RM3
     from cascade.retrieve.run import RunStage
+    from cascade.server.client import Client
     from cascade.text.analyzer import Analyzer

@@ -169,6 +169,11 @@ def index(
     filter_field: list[str] = typer.Option([], "--filter-field",
                                            help="Metadata field filters can use, NAME:TYPE with TYPE int, float, "
                                                 "date or keyword (repeatable), e.g. --filter-field year:int."),
+    shards: Optional[int] = typer.Option(None, "--shards", help="Split into N shard indexes by id hash (a sharded "
+                                                                 "index: search it as one, locally or on Ray)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Build the shards in parallel on the Ray cluster at "
+                                                          "ADDRESS ('auto': the one `ray start` runs here; 'local': "
+                                                          "a private one). Needs --shards and cascade-ir[ray]."),
 ) -> None:
     """Build an on-disk index from SOURCE."""
     from cascade.data import ReadReport, count_lines, open_corpus
@@ -179,9 +184,26 @@ def index(
 
         analyzer = analyzer_from(stopwords, stemmer, lowercase, fold_accents, cjk, symbol_suffixes)
         filter_fields = check_filter_fields(parse_filter_fields(filter_field))
+        if ray is not None and shards is None:
+            raise CascadeError("--ray builds a sharded index: give --shards N too")
+        if shards is not None and shards < 1:
+            raise CascadeError(f"--shards must be at least 1 (got {shards})")
         report = ReadReport()
         docs = open_corpus(source, skip_bad=skip_bad, report=report)
         start = time.perf_counter()
+        if shards is not None:
+            from cascade.scale.build import build_sharded
+
+            with progress(f"sharding {source_name(source)}", count_lines(source), "docs") as bar:
+                built = build_sharded(docs, output, shards=shards, analyzer=analyzer,
+                                      fields=[f.strip() for f in fields.split(",")], filter_fields=filter_fields,
+                                      overwrite=overwrite, ray=(True if ray == "local" else ray),
+                                      num_cpus=None, progress=bar.update)
+            seconds = time.perf_counter() - start
+            n_docs = sum(b["docs"] for b in built)
+            err.print(f"indexed {plural(n_docs, 'document')} into {output} ({shards} shards) in {seconds:.2f} s "
+                      f"({n_docs / seconds:,.0f} docs/s){skipped_note(report)}")
+            return
         with progress(f"indexing {source_name(source)}", count_lines(source), "docs") as bar:
             idx = Index.build(docs, output, analyzer=analyzer, fields=[f.strip() for f in fields.split(",")],
                               filter_fields=filter_fields, overwrite=overwrite, progress=bar.update,
@@ -303,6 +325,8 @@ def search(
                                            help="Search with a pipeline instead of BM25, e.g. 'bm25 % 100 >> maxsim'."),
     where: Optional[str] = typer.Option(None, "--where", help='Only documents matching this filter, '
                                                               'e.g. \'year >= 2020 AND lang IN ("en", "de")\'.'),
+    ray: Optional[str] = typer.Option(None, "--ray", help="A sharded index: search its shards on the Ray cluster "
+                                                          "at ADDRESS ('auto', or 'local' for a private one)."),
 ) -> None:
     """Search an index (BM25, or any pipeline) and print the hits."""
     from cascade.index.index import Index
@@ -312,6 +336,15 @@ def search(
         if k < 1:
             raise CascadeError("-k must be at least 1")
         start = time.perf_counter()
+        if sharded_dir(index_dir):
+            if pipeline is not None:
+                raise CascadeError("a sharded index is searched with BM25 here (--pipeline: not yet)")
+            hits = sharded_hits(index_dir, query, k, k1, b, where, ray)
+            if as_json:
+                print(hits_json(query, hits, time.perf_counter() - start))
+            else:
+                print_hits(query, hits, time.perf_counter() - start)
+            return
         idx = Index.open(index_dir)
         if pipeline is None:
             hits = BM25(idx, k1=k1, b=b).search(query, k=k, where=where)
@@ -324,6 +357,21 @@ def search(
             print(hits_json(query, hits, seconds))
             return
         print_hits(query, hits, seconds)
+
+
+def sharded_dir(path: Path) -> bool:
+    """Whether ``path`` is a sharded index (its SHARDS.json; no Ray or numpy imported)."""
+    return (path / "SHARDS.json").is_file()
+
+
+def sharded_hits(path: Path, query: str, k: int, k1: float, b: float, where: str | None,
+                 ray: str | None) -> list[Any]:
+    """BM25 hits over a sharded index, on Ray when ``ray`` is given."""
+    from cascade.scale.search import ShardedBM25
+    from cascade.scale.sharded import ShardedIndex
+
+    with ShardedIndex.open(path, ray=(True if ray == "local" else ray)) as sidx:
+        return ShardedBM25(sidx, k1=k1, b=b, k=k, where=where).hits(query, k=k)
 
 
 def bm25_settings(k1: float, b: float) -> dict[str, dict[str, Any]]:
@@ -402,6 +450,8 @@ def eval_(
     stemmer: Optional[str] = typer.Option(None, help="Snowball stemmer language (PyStemmer; default english), or "
                                           "none. With --index it must be the index's."),
     lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Fold case (default yes)."),
+    judge_holes: Optional[Path] = typer.Option(None, "--judge-holes", help="Qrels from `cascade judge`: labels for "
+                                               "the pairs the split's qrels lack (human labels always win)."),
 ) -> None:
     """Evaluate pipelines (default: bm25) and stored runs on a dataset, stage by stage."""
     from cascade.evaluation.experiment import EvalOptions, run_experiment
@@ -419,7 +469,8 @@ def eval_(
             analyzer_from(stopwords or "english", stemmer or "english", lowercase is not False)
         prepare_kernels()
         opts = EvalOptions(metrics=metrics, split=split, k1=k1, b=b, skip_bad=skip_bad, baseline=baseline,
-                           analyzer=analyzer, use_cache=not no_cache, save_run=save_run, permutations=permutations)
+                           analyzer=analyzer, use_cache=not no_cache, save_run=save_run, permutations=permutations,
+                           judge_holes=judge_holes)
         saved: list[str] = []
         with progress(f"reading {dataset.name}") as bar:
             hooks = Hooks(indexing=bar.update, searching=bar.update, phase=bar.relabel,
@@ -435,6 +486,8 @@ def eval_(
             print_eval(result)
         command = eval_command(dataset, pipeline, run, metrics, baseline, split,
                                index_dir=index_dir, k1=k1, b=b, stopwords=stopwords, stemmer=stemmer)
+        if judge_holes is not None:
+            command += f" --judge-holes {shlex.quote(str(judge_holes))}"
         write_files(result, report_file, plot_file, command=command,
                     say=lambda line: err.print(line, highlight=False, markup=False))
 
@@ -463,6 +516,139 @@ def print_eval(result: Any) -> None:
 
     for renderable in rich_tables(result):
         out.print(renderable, highlight=False)
+
+
+@app.command()
+def judge(
+    dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir (corpus.jsonl, queries.jsonl, qrels/)."),
+    run: str = typer.Option(..., "--run", help="TREC run whose top pairs are judged (may be relative to DATASET)."),
+    model: str = typer.Option("llama-cpp:qwen", "--model", help="LLM: llama-cpp:qwen, llama-cpp:/m.gguf, "
+                              "openai:http://HOST/v1#MODEL, transformers:DIR."),
+    depth: int = typer.Option(20, "--depth", help="Judge each query's top DEPTH documents of the run."),
+    all_pairs: bool = typer.Option(False, "--all", help="Judge every pair, also those the human qrels label."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Qrels file to write (default: "
+                                            "judged-<run name>.qrels in the current directory)."),
+    limit_queries: Optional[int] = typer.Option(None, "--limit-queries", help="Only the run's first N queries."),
+    method: str = typer.Option("auto", "--method", help="auto (log-probs when the backend has them), "
+                               "logprobs, or generate (parse '##final score: N')."),
+    rule: str = typer.Option("argmax", "--rule", help="With log-probs: argmax, or expected (expected grade, rounded)."),
+    prompt: Optional[Path] = typer.Option(None, "--prompt", help="Prompt template file with {query} and {passage}."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts per backend call."),
+    split: str = typer.Option("test", help="Human qrels split (qrels/<split>.tsv) whose pairs are skipped."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the persistent LLM call cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: counts, labels, usage."),
+) -> None:
+    """Label a run's top documents 0-3 with an LLM judge (UMBRELA-style) and write TREC qrels."""
+    from cascade.evaluation.judge import Judge, JudgeOptions, judge_selection, select_pairs, write_qrels
+
+    with user_errors():
+        if limit_queries is not None and limit_queries < 1:
+            raise CascadeError("--limit-queries must be at least 1")
+        target = out_file or Path(f"judged-{Path(run).stem}.qrels")
+        if target.is_dir():
+            raise CascadeError(f"--out {target}: is a directory")
+        opts = JudgeOptions(depth=depth, all_pairs=all_pairs, limit_queries=limit_queries, split=split)
+        selection = select_pairs(dataset, run, opts)
+        if not selection.pairs:
+            err.print(f"nothing to judge: all {plural(selection.considered, 'pair')} in the top {depth} of "
+                      f"{plural(selection.queries, 'query', 'queries')} have human labels (--all judges them too)")
+            return
+        from cascade.llm import open_backend
+
+        backend = open_backend(model, cache=not no_cache)
+        judger = Judge(backend, method=method, rule=rule, template=prompt, batch_size=batch_size)
+        with progress(f"judging with {model}", len(selection.pairs), "pairs") as bar:
+            result = judge_selection(judger, selection, lambda done, total: bar.update(done))
+        write_qrels(result.qrels(), target)
+        if as_json:
+            print(json.dumps({**result.summary(), "out": str(target)}))
+            return
+        print_judged(result, target)
+
+
+def print_judged(result: Any, target: Path) -> None:
+    """`cascade judge`'s summary: what was judged, the labels, what it cost."""
+    u = result.usage
+    counts = ", ".join(f"{label}: {n}" for label, n in result.label_counts().items())
+    out.print(f"judged {plural(len(result.judgements), 'pair')} with {result.model} ({result.method}); "
+              f"{result.already_judged:,} of {result.considered:,} top pairs already had human labels")
+    out.print(f"labels {counts}" + (f"; {result.failed} answers unreadable (labelled 0)" if result.failed else ""))
+    out.print(f"{u.get('calls', 0):,} calls ({u.get('cached_calls', 0):,} cached), "
+              f"{u.get('prompt_tokens', 0):,} prompt + {u.get('completion_tokens', 0):,} completion tokens, "
+              f"{result.seconds:.1f} s")
+    out.print(f"wrote {target}")
+
+
+@app.command("judge-agreement")
+def judge_agreement(
+    dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir with human qrels (qrels/<split>.tsv)."),
+    judged: Path = typer.Option(..., "--judged", help="The judge's qrels (from `cascade judge`)."),
+    runs: list[Path] = typer.Option([], "--runs", help="Run files or directories of them (repeatable; default: "
+                                    "DATASET/runs when it exists) for Kendall's tau between system orderings."),
+    threshold: int = typer.Option(2, "--binary-threshold", help="Grades at least this are relevant (binary kappa)."),
+    metric: str = typer.Option("nDCG@10", "--metric", help="Metric that orders the systems (ir_measures name)."),
+    split: str = typer.Option("test", help="Human qrels split (qrels/<split>.tsv)."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+) -> None:
+    """Agreement of a judge's qrels with human qrels: Cohen's kappa, confusion, Kendall's tau."""
+    from cascade.data.beir import BeirDataset
+    from cascade.evaluation.agreement import agreement_report
+    from cascade.evaluation.judge import read_judged_qrels
+    from cascade.evaluation.metrics import parse_metrics
+
+    with user_errors():
+        parse_metrics(metric)
+        data = BeirDataset(dataset)
+        human = data.qrels(split)
+        llm = read_judged_qrels(judged, data, human)
+        loaded = load_runs(runs or ([data.root / "runs"] if (data.root / "runs").is_dir() else []))
+        report = agreement_report(human, llm, loaded, threshold=threshold, metric=metric)
+        if as_json:
+            print(json.dumps(report.to_dict()))
+            return
+        print_agreement(report)
+
+
+def load_runs(paths: list[Path]) -> dict[str, Any]:
+    """name -> run for each TREC run file given, or in a directory given (``*.trec``, ``*.run``, ``*.txt``)."""
+    from cascade.data.trec import read_trec_run
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".trec", ".run", ".txt"))
+            if not found:
+                raise DataError(path, "no run files (*.trec, *.run, *.txt) in this directory")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(path, "no such run file or directory")
+    return {p.name.removesuffix(".trec"): read_trec_run(p) for p in files}
+
+
+def print_agreement(report: Any) -> None:
+    """The kappa line, the confusion matrix and the system-order table."""
+    a = report.pairs
+    out.print(f"{plural(a.pairs, 'pair')} judged by both ({a.judge_only:,} by the judge only): "
+              f"kappa {a.kappa:.3f} (4-level), {a.kappa_binary:.3f} (binary, relevant >= {a.threshold}), "
+              f"exact agreement {a.accuracy:.1%}")
+    table = Table(title="confusion: rows human, columns judge")
+    table.add_column("human \\ judge")
+    for label in a.labels:
+        table.add_column(str(label), justify="right")
+    for label, row in zip(a.labels, a.confusion):
+        table.add_row(str(label), *(f"{n:,}" for n in row))
+    out.print(table)
+    for s in report.systems:
+        tau = f"{s.tau:.3f} (p={s.p_value:.3f})" if s.defined else "undefined (an ordering of all ties)"
+        t = Table(title=f"{s.metric} under human vs judge qrels ({s.kind}), {s.queries} queries: "
+                        f"Kendall's tau {tau}")
+        for col in ("system", "human", "judge"):
+            t.add_column(col, justify="left" if col == "system" else "right")
+        for name, h, j in zip(s.systems, s.human, s.judge):
+            t.add_row(name, f"{h:.4f}", f"{j:.4f}")
+        out.print(t)
 
 
 cache_app = typer.Typer(help="Manage Cascade's caches (indexes built by eval, stage outputs).", no_args_is_help=True)
@@ -731,6 +917,70 @@ def demo(
         kept = "" if output else " (a temporary directory: pass -o DIR to keep the index somewhere else)"
         out.print(f"search it again{kept}:")
         out.print(f"  cascade search {shlex.quote(str(path))} {shlex.quote(queries[0])}", soft_wrap=True)
+
+
+@app.command()
+def serve(
+    index_dir: Optional[Path] = typer.Argument(None, help="Index directory (with --demo: where to build the demo "
+                                                          "index if it is not there; default a temporary one)."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8080, help="Port."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File holding the API key that "
+                                                "writes need; without one, writes are refused."),
+    protect_reads: bool = typer.Option(False, "--protect-reads", help="Reads need the API key too."),
+    workers: int = typer.Option(1, "--workers", help="Server processes."),
+    concurrency: int = typer.Option(4, "--concurrency", help="Searches running at once per process."),
+    queue: int = typer.Option(64, "--queue", help="Searches waiting beyond that get 429."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request is answered 503."),
+    pipelines: list[str] = typer.Option([], "--pipeline", "-p", help="Pipelines the page offers (repeatable)."),
+    cors: list[str] = typer.Option([], "--cors-origin", help="Allow browser calls from this origin (repeatable)."),
+    demo: bool = typer.Option(False, "--demo", help="Serve the standard library's docstrings (built if needed)."),
+    open_page: bool = typer.Option(False, "--open", help="Open the page in a browser."),
+) -> None:
+    """Serve an index over HTTP: /v1 API, a search page at /, /metrics."""
+    from dataclasses import replace
+
+    from cascade.server.config import Limits, ServerConfig, read_api_key
+    from cascade.server.serve import require_server_extra
+    from cascade.server.serve import serve as run_server
+
+    with user_errors():
+        require_server_extra()
+        path = demo_index(index_dir) if demo else index_dir
+        if path is None:
+            raise CascadeError("give an index directory, or --demo")
+        from cascade.index.index import Index
+
+        Index.open(path).close()  # a bad path is one line now, not a traceback from a worker
+        config = ServerConfig(path, api_key=read_api_key(api_key_file) if api_key_file else None,
+                              protect_reads=protect_reads, cors_origins=tuple(cors),
+                              limits=replace(Limits(), concurrency=concurrency, queue=queue, timeout_s=timeout))
+        if pipelines:
+            config.pipelines = tuple(pipelines)
+        if protect_reads and config.api_key is None:
+            raise CascadeError("--protect-reads needs --api-key-file")
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+        err.print(f"serving {path} at {url} (API at {url}docs; Ctrl-C stops)")
+        if open_page:
+            import threading
+            import webbrowser
+
+            threading.Timer(1.0, webbrowser.open, [url]).start()
+        run_server(config, host=host, port=port, workers=workers)
+
+
+def demo_index(path: Optional[Path]) -> Path:
+    """The demo index at ``path`` (built when absent), or in a temporary directory."""
+    import tempfile
+
+    from cascade.data.pydocs import python_docstrings
+    from cascade.index.index import Index
+
+    target = path or Path(tempfile.mkdtemp(prefix="cascade-demo-")) / "stdlib.idx"
+    if not (target / "MANIFEST.json").exists():
+        with progress("indexing Python's standard library docstrings", unit="docs") as bar:
+            Index.build(python_docstrings(), target, overwrite=True, progress=bar.update)
+    return target
 
 
 def main() -> None:

@@ -58,6 +58,7 @@ class Candidates:
     query_seconds: np.ndarray | None = None  # each query's latency in the stage that made these
     timing: str = SHARED  # how they were measured: PER_QUERY, SAMPLED or SHARED
     latency_sample: np.ndarray | None = None  # per-query latencies for percentiles (None: no sample)
+    usage: dict[str, float] = field(default_factory=dict)  # model calls and tokens (LLM stages), else empty
     origin: Any = field(default=None, compare=False, repr=False)  # executor's key of what produced these
 
     def __post_init__(self) -> None:

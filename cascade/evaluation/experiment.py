@@ -59,6 +59,7 @@ class EvalOptions:
     save_run: Path | None = None
     baseline: int | None = None
     permutations: int = 10_000
+    judge_holes: Path | None = None  # a judge's qrels filling the pairs the split's qrels lack (never overriding)
 
 
 @dataclass
@@ -100,7 +101,12 @@ class _Setting:
 
     @functools.cached_property
     def qrels(self) -> Qrels:
-        return self.dataset.qrels(self.opts.split, skip_bad=self.opts.skip_bad, report=self.report)
+        human = self.dataset.qrels(self.opts.split, skip_bad=self.opts.skip_bad, report=self.report)
+        if self.opts.judge_holes is None:
+            return human
+        from cascade.evaluation.judge import fill_holes, read_judged_qrels
+
+        return fill_holes(human, read_judged_qrels(self.opts.judge_holes, self.dataset, human))
 
 
 def _index_provider(s: _Setting, index_dir: Path | None) -> Callable[[], Index]:
@@ -291,7 +297,8 @@ def _stage_result(label: str, executor: Executor, out: Candidates, qrels: Qrels,
         oracle = evaluate(oracle_run(run, qrels), qrels, [metric], queries=queries).mean
     return StageResult(label, round(float(record.query_seconds.sum()), 4), round(record.seconds, 4),
                        Latency.of(record.query_seconds, record.latency_sample, record.timing),
-                       round(float(counts.mean()), 3) if len(counts) else 0.0, recall, oracle, record.cached)
+                       round(float(counts.mean()), 3) if len(counts) else 0.0, recall, oracle, record.cached,
+                       dict(out.usage))
 
 
 def oracle_run(run: Run, qrels: Qrels) -> Run:

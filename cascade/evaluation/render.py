@@ -82,6 +82,9 @@ def stage_table(pipeline: PipelineResult) -> TableData:
     rows = [_stage_row(s) for s in pipeline.stages]
     if not any(s.cached for s in pipeline.stages):
         header, rows = header[:-1], [row[:-1] for row in rows]
+    if any(s.usage for s in pipeline.stages):  # LLM stages: calls and tokens
+        header = header + ["LLM calls (cached)", "tokens in+out"]
+        rows = [row + _usage_cells(s.usage) for row, s in zip(rows, pipeline.stages)]
     timings = sorted({s.latency.timing for s in pipeline.stages})
     notes = [f"timing {TIMING_NAMES.get(t, t)}: {TIMING_NOTES.get(t, '')}" for t in timings]
     return TableData(f"stages of {pipeline.label}", header, rows, right={1, 2, 3, 4, 5, 6}, code={0}, notes=notes)
@@ -93,6 +96,13 @@ def _stage_row(s: StageResult) -> list[str]:
     oracle = ", ".join(f"{v:.4f}" for v in s.oracle.values())
     return [s.stage, f"{s.candidates:.1f}", recall, oracle, f"{lat.mean_ms:.3f}", _ms(lat.p50_ms), _ms(lat.p95_ms),
             lat.describe(), "yes" if s.cached else ""]
+
+
+def _usage_cells(usage: dict[str, float]) -> list[str]:
+    if not usage:
+        return ["", ""]
+    return [f"{usage.get('calls', 0):.0f} ({usage.get('cached_calls', 0):.0f})",
+            f"{usage.get('prompt_tokens', 0):.0f}+{usage.get('completion_tokens', 0):.0f}"]
 
 
 def _ms(value: float | None) -> str:

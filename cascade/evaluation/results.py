@@ -65,7 +65,9 @@ class StageResult:
     """One top-level step of a pipeline: ``seconds`` is its own work (the sum of its queries'
     latencies, one-off preparation left out), ``wall_seconds`` the executor's wall time (with
     preparation and the children it needed); ``candidates`` per query on average; ``recall`` and
-    ``oracle`` at its depth (empty when it returned nothing); ``cached``: read from the stage cache."""
+    ``oracle`` at its depth (empty when it returned nothing); ``cached``: read from the stage cache;
+    ``usage``: a model-calling stage's calls, cached calls, prompt and completion tokens and model
+    seconds (LLM stages; empty for the others)."""
 
     stage: str
     seconds: float
@@ -75,6 +77,7 @@ class StageResult:
     recall: dict[str, float] = field(default_factory=dict)
     oracle: dict[str, float] = field(default_factory=dict)
     cached: bool = False
+    usage: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         row: dict[str, Any] = {"stage": self.stage, "seconds": self.seconds, "wall_seconds": self.wall_seconds,
@@ -84,6 +87,8 @@ class StageResult:
             row["recall"] = dict(self.recall)
         if self.oracle:
             row["oracle"] = dict(self.oracle)
+        if self.usage:
+            row["usage"] = dict(self.usage)
         return row
 
     @classmethod
@@ -91,7 +96,8 @@ class StageResult:
         lat = d["latency_ms"]
         return cls(d["stage"], d["seconds"], d.get("wall_seconds", d["seconds"]),
                    Latency(lat["mean"], lat["p50"], lat["p95"], d.get("timing", SHARED)), d["candidates"],
-                   dict(d.get("recall", {})), dict(d.get("oracle", {})), d.get("cached", False))
+                   dict(d.get("recall", {})), dict(d.get("oracle", {})), d.get("cached", False),
+                   dict(d.get("usage", {})))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ results. ``engine="kernels"`` or ``"numpy"`` forces one.
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from functools import cached_property
@@ -64,7 +65,9 @@ class QueryTerms:
     Raw tokens are memoised to *query-term ids* (one per distinct analysed term seen in
     queries; NO_TERM for stopwords, one-character words and terms in no segment), and each id
     to its term number in every segment and its idf, so a warm batch costs one tokenising
-    pass, a dictionary lookup per token and a few gathers."""
+    pass, a dictionary lookup per token and a few gathers. Thread-safe (the server searches one
+    snapshot from several threads): what grows (new ids, their term numbers and idf) grows under
+    a lock; reading what is there takes none."""
 
     def __init__(self, index: Index) -> None:
         # not the index itself: this object lives in a weak-keyed table whose key is the index
@@ -74,6 +77,7 @@ class QueryTerms:
         self.terms: list[str] = []
         self._numbers = [np.zeros(0, np.int64) for _ in self.segments]
         self._idf = np.zeros(0)
+        self._lock = threading.RLock()
 
     @cached_property
     def lookups(self) -> list[dict[str, int]]:
@@ -150,30 +154,37 @@ class QueryTerms:
         if found is None:
             if not any(term in lookup for lookup in self.lookups):
                 return NO_TERM
-            found = self.ids[term] = len(self.terms)
-            self.terms.append(term)
+            with self._lock:
+                found = self.ids.get(term)
+                if found is None:
+                    found = len(self.terms)
+                    self.terms.append(term)
+                    self.ids[term] = found
         return found
 
     def segment_numbers(self, s: int) -> np.ndarray:
         """Segment s's term number of every query-term id (-1 where the segment lacks it)."""
         have = self._numbers[s]
         if len(have) < len(self.terms):
-            lookup = self.lookups[s]
-            more = [lookup.get(t, -1) for t in self.terms[len(have):]]
-            have = self._numbers[s] = np.concatenate([have, np.array(more, dtype=np.int64)])
+            with self._lock:
+                have, n = self._numbers[s], len(self.terms)
+                lookup = self.lookups[s]
+                more = [lookup.get(t, -1) for t in self.terms[len(have):n]]
+                have = self._numbers[s] = np.concatenate([have, np.array(more, dtype=np.int64)])
         return have
 
     def idf(self) -> np.ndarray:
         """idf of every query-term id over the live documents (0 for a term no live document has)."""
         if len(self._idf) < len(self.terms):
-            new = range(len(self._idf), len(self.terms))
-            df = np.zeros(len(new), dtype=np.int64)
-            for s, seg in enumerate(self.segments):
-                numbers = self.segment_numbers(s)[len(self._idf):]
-                present = numbers >= 0
-                df[present] += seg.live_df[numbers[present]]
-            more = np.where(df > 0, bm25_formula.idf(self.n_docs, df), 0.0)
-            self._idf = np.concatenate([self._idf, more])
+            with self._lock:
+                done, n = len(self._idf), len(self.terms)
+                df = np.zeros(n - done, dtype=np.int64)
+                for s, seg in enumerate(self.segments):
+                    numbers = self.segment_numbers(s)[done:n]
+                    present = numbers >= 0
+                    df[present] += seg.live_df[numbers[present]]
+                more = np.where(df > 0, bm25_formula.idf(self.n_docs, df), 0.0)
+                self._idf = np.concatenate([self._idf, more])
         return self._idf
 
 
@@ -300,7 +311,7 @@ class BM25(Pipeline):
 
     def _rank(self, texts: Sequence[str], k: int, where: Any, threads: int,
               mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        terms = query_terms(self.index)
+        terms = self.query_terms()
         compiled = self.compiled
         if len(texts) == 1 and len(self.index.segments) == 1:
             return self._rank_one(terms, texts[0], k, where, threads, mode, compiled)
@@ -316,7 +327,7 @@ class BM25(Pipeline):
                       threads: int = 1, mode: str = "ranges") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top ``k`` for queries given as analysed terms -> boost (each scored boost x idf), e.g.
         an expanded query: ragged (offsets, doc numbers, scores)."""
-        terms = query_terms(self.index)
+        terms = self.query_terms()
         flat_terms: list[int] = []
         boosts: list[float] = []
         offsets = np.zeros(len(queries) + 1, dtype=np.int64)
@@ -360,7 +371,7 @@ class BM25(Pipeline):
         self._check(k, mode)
         if compiled:
             impact_search.warm_up()
-        terms = query_terms(self.index)
+        terms = self.query_terms()
         masks = self.allowed(where)
         parts = []
         for s in range(len(self.index.segments)):
@@ -378,11 +389,20 @@ class BM25(Pipeline):
 
     # -- statistics -----------------------------------------------------------------------
 
+    def query_terms(self) -> QueryTerms:
+        """The query analysis (term ids, idf) this retriever scores with: the snapshot's own; a
+        shard of a sharded index swaps in the collection's statistics (cascade.scale)."""
+        return query_terms(self.index)
+
+    def avg_doc_length(self) -> float:
+        """avgdl of the impacts: the snapshot's live documents (a shard: the whole collection's)."""
+        return self.index.avg_doc_length
+
     def prepare(self) -> None:
         """Do the first-use work now: impacts for these settings, the term dictionaries, the
         compiled kernels."""
         self.postings  # noqa: B018
-        query_terms(self.index).lookups  # noqa: B018
+        self.query_terms().lookups  # noqa: B018
         if self.compiled:
             impact_search.warm_up()
             count_terms(np.zeros(0, np.int64), 1, compiled=True)  # loads the batch term counter
@@ -397,7 +417,7 @@ class BM25(Pipeline):
     def impacts(self) -> list[Impacts]:
         """Per-segment impacts for these k1, b and the live documents' average length (the
         stored ones where they match, else computed once per segment and shared)."""
-        avgdl = self.index.avg_doc_length
+        avgdl = self.avg_doc_length()
         return [segment_impacts(seg, self.k1, self.b, avgdl, compiled=self.compiled) for seg in self.index.segments]
 
     def allowed(self, where: Any = None) -> list[np.ndarray | None]:
@@ -413,7 +433,7 @@ class BM25(Pipeline):
 
     def query_weights(self, text: str) -> dict[str, float]:
         """Analysed query terms present in the index -> qtf x idf (what a query scores with)."""
-        terms = query_terms(self.index)
+        terms = self.query_terms()
         offsets, qterms, counts = count_terms(terms.numbers([text]), 1, compiled=False)
         idf = terms.idf()
         return {terms.terms[t]: float(c * idf[t]) for t, c in zip(qterms.tolist(), counts.tolist()) if idf[t] > 0}
