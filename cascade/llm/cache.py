@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
-from cascade.core.paths import cache_root
+from cascade.core.paths import cache_root, write_cache_entry
 from cascade.llm.base import BaseBackend, Generation, Usage
 
 
@@ -51,17 +49,10 @@ class CallCache:
             return None
 
     def put(self, key: Any, value: dict[str, Any]) -> None:
-        path = self._path(self.digest(key))
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        data = json.dumps(value).encode()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(value))
-            os.replace(tmp, path)
+            write_cache_entry(self._path(self.digest(key)), lambda f: f.write(data))
         except OSError as err:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
             self._warn(err)
 
     def _warn(self, err: OSError) -> None:

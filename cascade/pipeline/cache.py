@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cascade.core.candidates import SHARED, Candidates, DocIdSpace
-from cascade.core.paths import cache_root
+from cascade.core.paths import cache_root, write_cache_entry
 
 
 class StageCache:
@@ -51,21 +49,17 @@ class StageCache:
         full disk, a read-only directory), one warning says so, the partial entry is removed,
         and the run goes on without caching."""
         path = self._path(key, queries_hash)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         meta = json.dumps({"query_ids": cands.query_ids, "seconds": seconds, "key": repr(key), "timing": cands.timing})
         qs = cands.query_seconds if cands.query_seconds is not None else np.full(len(cands), seconds / max(len(cands), 1))
+        extra = {} if cands.latency_sample is None else {"latency_sample": cands.latency_sample}
+
+        def write(f: Any) -> None:
+            np.savez(f, meta=np.array(meta), offsets=cands.offsets, doc=cands.doc, score=cands.score,
+                     query_seconds=qs, **extra)
+
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                extra = {} if cands.latency_sample is None else {"latency_sample": cands.latency_sample}
-                np.savez(f, meta=np.array(meta), offsets=cands.offsets, doc=cands.doc, score=cands.score,
-                         query_seconds=qs, **extra)
-            os.replace(tmp, path)
+            write_cache_entry(path, write)
         except OSError as err:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
             self._warn(err)
 
     def _warn(self, err: OSError) -> None:
