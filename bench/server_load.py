@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -148,11 +149,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--add", type=int, default=1000, help="documents the writer adds during the runs")
     ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--neural", default=None, help='a neural pipeline, e.g. "bm25 % 100 >> dense_rerank"')
+    ap.add_argument("--neural", default=None, help='a neural pipeline, e.g. "bm25 %% 100 >> dense_rerank"')
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--queue", type=int, default=256)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--prepared", type=Path, default=None,
+                    help="a directory keeping the base index (and its encodings with --neural) between runs: "
+                         "built there on the first run, copied from there on later ones, so a rerun does not "
+                         "encode the corpus again")
+    ap.add_argument("--prepare-only", action="store_true", help="fill --prepared and stop (no load run)")
     args = ap.parse_args()
+    if args.prepare_only and args.prepared is None:
+        ap.error("--prepare-only needs --prepared DIR")
 
     ds = cascade.BeirDataset(args.dataset)
     corpus = list(ds.corpus())
@@ -161,9 +169,10 @@ def main() -> None:
     queries = [q.text for q in ds.queries()]
     tmp = Path(tempfile.mkdtemp(prefix="server-load-"))
     index = tmp / "scifact.idx"
-    cascade.Index.build(base, index)
-    if args.neural:
-        subprocess.run([sys.executable, "-m", "cascade.cli", "encode", str(index), "--model", "minilm"], check=True)
+    prepare_index(base, index, args.neural is not None, args.prepared)
+    if args.prepare_only:
+        shutil.rmtree(tmp)
+        return
     new_docs = [{"id": d.id, "title": d.title, "text": d.text} for d in held]
     rows = []
     proc, url = start(index, ["bm25"] + ([args.neural] if args.neural else []), args.concurrency, args.queue)
@@ -188,6 +197,21 @@ def main() -> None:
     print(report)
     if args.out:
         args.out.write_text(report)
+
+
+def prepare_index(base: list[cascade.Doc], index: Path, neural: bool, prepared: Path | None) -> None:
+    """The base index at ``index`` (encoded for ``neural``), copied from ``prepared`` when an
+    earlier run left it there with the same documents."""
+    kept = None if prepared is None else prepared / f"base-{len(base)}{'-minilm' if neural else ''}.idx"
+    if kept is not None and kept.is_dir():
+        shutil.copytree(kept, index)
+        return
+    cascade.Index.build(base, index)
+    if neural:
+        subprocess.run([sys.executable, "-m", "cascade.cli", "encode", str(index), "--model", "minilm"], check=True)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(index, kept)
 
 
 def render(args: argparse.Namespace, rows: list[dict[str, Any]], local: dict[str, float], engine: dict[str, float],

@@ -89,6 +89,17 @@ def test_docs_info_health_metrics_page_and_schema(server: Server) -> None:
                 "/metrics", "/v1/optimize"} <= set(paths)
 
 
+def test_pipeline_needing_an_encoding_the_index_lacks_is_refused_not_encoded(server: Server) -> None:
+    """A request never starts a corpus encoding (minutes of CPU on a request thread): 400 with
+    how to store it, and the index gains no representation."""
+    with server.client() as c:
+        for pipeline in ("bm25 % 10 >> dense_rerank", "dense % 10"):
+            got = c.get("/v1/search", params={"q": "solar", "pipeline": pipeline})
+            assert got.status_code == 400, got.text
+            assert "cascade encode" in got.json()["error"]["message"]
+        assert not c.get("/v1/info").json()["representations"]
+
+
 def test_writes_add_update_delete_each_one_commit(server: Server) -> None:
     with server.client() as c:
         gen = c.get("/v1/health").json()["generation"]

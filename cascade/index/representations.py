@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 import re
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
 
@@ -65,6 +66,20 @@ RAGGED_PARTS = {"tok_offsets": "tok_vectors", "id_offsets": "ids"}  # offsets[n_
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SegmentEncoder = Callable[["Segment"], dict[str, np.ndarray]]
 ProgressFn = Callable[[int], None]
+# why encoding a collection is refused in this thread (None: allowed); see no_encoding()
+_ENCODING_REFUSED: ContextVar[str | None] = ContextVar("cascade_encoding_refused", default=None)
+
+
+@contextmanager
+def no_encoding(reason: str) -> Iterator[None]:
+    """Inside this block, a stage that would encode the collection with a model (minutes of
+    work) raises a one-line CascadeError ending in ``reason`` instead; what a server wraps
+    around each request, so a request never starts a corpus encoding."""
+    token = _ENCODING_REFUSED.set(reason)
+    try:
+        yield
+    finally:
+        _ENCODING_REFUSED.reset(token)
 
 
 def file_name(name: str, part: str, generation: int) -> str:
@@ -287,20 +302,24 @@ def build_new_segment(manifest: Manifest, seg: "Segment", generation: int, field
 SpecTest = Callable[[dict[str, Any]], bool]
 
 
-def ensure(index: "Index", name: str, usable: SpecTest,
-           encode: Callable[["Index"], object]) -> tuple[list[Segment], dict[str, Any]]:
+def ensure(index: "Index", name: str, usable: SpecTest, encode: Callable[["Index"], object], *,
+           model_encoding: bool = False) -> tuple[list[Segment], dict[str, Any]]:
     """``index``'s segments as a commit lists them with representation ``name`` (whose spec
     ``usable`` accepts), calling ``encode(latest snapshot)`` first when no commit has it.
 
     The views belong to the newest commit, but row-align with ``index``'s own segments, so a
     stage keeps the doc numbers (and deletions) of the snapshot it searches. Returns the views
     and the representation's spec. Encoding needs a writable index: a read-only one fails at
-    once, saying how its owner can store the representation."""
+    once, saying how its owner can store the representation. ``model_encoding``: ``encode`` runs
+    a model over every document, which :func:`no_encoding` refuses."""
     found = _views(index, index, name, usable)
     if found is None:
         latest = index.refresh()
         found = _views(index, latest, name, usable)
         if found is None:
+            refused = _ENCODING_REFUSED.get()
+            if model_encoding and refused is not None:
+                raise CascadeError(f"{index.path} has no stored {name!r} representation: {refused}")
             _check_writable(index.path, name)
             encode(latest)
             found = _views(index, latest.refresh(), name, usable)

@@ -129,7 +129,7 @@ def ensure_biencoder(index: "Index", model: str, *, tokens: bool,
         with Progress(f"encoding {todo:,} documents with {model}", todo, unit="docs") as bar:
             encode_biencoder(latest, model, name=name, tokens=True, progress=bar.update)
 
-    return reps.ensure(index, name, usable, encode)[0], name
+    return reps.ensure(index, name, usable, encode, model_encoding=True)[0], name
 
 
 def dense_vectors(seg: "Segment", name: str) -> np.ndarray:

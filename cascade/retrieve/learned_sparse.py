@@ -237,7 +237,8 @@ class LearnedSparse(Pipeline):
             return spec.get("kind") == KIND and spec.get("model") == self.model
 
         segments, spec = reps.ensure(self.index, self.rep, usable,
-                                     lambda latest: _encode_with_bar(latest, self.model, self.rep))
+                                     lambda latest: _encode_with_bar(latest, self.model, self.rep),
+                                     model_encoding=True)
         postings = []
         for seg in segments:
             part = lambda p: reps.load(seg, self.rep, p)  # noqa: E731

@@ -23,6 +23,7 @@ from cascade.core.nodes import Pipeline
 from cascade.core.types import Doc, Query
 from cascade.data.wire import candidates_to_wire
 from cascade.index.index import Index
+from cascade.index.representations import no_encoding
 from cascade.pipeline.parse import parse
 from cascade.retrieve.bm25 import BM25
 from cascade.server.config import ServerConfig
@@ -56,6 +57,10 @@ class WriteResult:
     replaced: int = 0
     deleted: int = 0
     ids: list[str] = field(default_factory=list)
+
+
+NOT_ENCODED = ("the server does not encode a collection during a request; store it once with "
+               "`cascade encode INDEX --model MODEL` (the running server picks up that commit), then search again")
 
 
 def short_version(snap: Index) -> str:
@@ -141,7 +146,8 @@ class Engine:
             if count_nodes(node) > limits.max_pipeline_nodes:
                 raise LimitError(f"pipeline too complex: {count_nodes(node)} nodes (limit {limits.max_pipeline_nodes})")
         node = node.compile()
-        Executor().run(node, [Query("warm-up", "warm up")])  # preparation outside any request's clock
+        with no_encoding(NOT_ENCODED):
+            Executor().run(node, [Query("warm-up", "warm up")])  # preparation outside any request's clock
         return node
 
     # -- searching --------------------------------------------------------------------------
@@ -153,7 +159,8 @@ class Engine:
         depth = req.offset + req.k
         executor = Executor()
         start = time.perf_counter()
-        cands = executor.run((node % depth).compile(), req.queries)
+        with no_encoding(NOT_ENCODED):
+            cands = executor.run((node % depth).compile(), req.queries)
         seconds = time.perf_counter() - start
         stages = [{"stage": r.label, "ms": round(r.seconds * 1000, 3)} for r in executor.records.values()]
         base = {"generation": snap.generation, "version": short_version(snap), "pipeline": req.pipeline or "bm25",
