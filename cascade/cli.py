@@ -934,6 +934,8 @@ def serve(
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request is answered 503."),
     pipelines: list[str] = typer.Option([], "--pipeline", "-p", help="Pipelines the page offers (repeatable)."),
     cors: list[str] = typer.Option([], "--cors-origin", help="Allow browser calls from this origin (repeatable)."),
+    allow_models: list[str] = typer.Option([], "--allow-model", help="A model= value clients may name beyond the "
+                                           "built-in aliases: a directory, hub id or LLM spec (repeatable)."),
     demo: bool = typer.Option(False, "--demo", help="Serve the standard library's docstrings (built if needed)."),
     open_page: bool = typer.Option(False, "--open", help="Open the page in a browser."),
 ) -> None:
@@ -953,7 +955,7 @@ def serve(
 
         Index.open(path).close()  # a bad path is one line now, not a traceback from a worker
         config = ServerConfig(path, api_key=read_api_key(api_key_file) if api_key_file else None,
-                              protect_reads=protect_reads, cors_origins=tuple(cors),
+                              protect_reads=protect_reads, cors_origins=tuple(cors), models=tuple(allow_models),
                               limits=replace(Limits(), concurrency=concurrency, queue=queue, timeout_s=timeout))
         if pipelines:
             config.pipelines = tuple(pipelines)

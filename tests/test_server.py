@@ -154,6 +154,12 @@ def test_auth_failures(server: Server, tmp_path: Path) -> None:
     (("GET", "/v1/search", {"params": {"q": "a", "pipeline": "rrf(bm25, bm25_rm3, bm25 % 5 >> rm3)"}}), 400, "limit"),
     (("GET", "/v1/search", {"params": {"q": "a", "pipeline": "bm25 >> "}}), 400, "bad_request"),
     (("GET", "/v1/search", {"params": {"q": "a", "pipeline": "run(/etc/passwd)"}}), 400, "limit"),
+    (("GET", "/v1/search", {"params": {"q": "a", "pipeline": "bm25 % 5 >> cross_encoder(model=/etc)"}}), 400, "limit"),
+    (("GET", "/v1/search", {"params": {"q": "a", "pipeline": "dense(model=/root/.cache)"}}), 400, "limit"),
+    (("GET", "/v1/search", {"params": {"q": "a", "pipeline": "bm25 % 5 >> llm_pointwise(model='openai:http://10.0.0.1/v1#m')"}}),
+     400, "limit"),
+    (("GET", "/v1/search", {"params": {"q": "a", "pipeline": "bm25 % 5 >> llm_listwise(prompt=/etc/passwd)"}}),
+     400, "limit"),
     (("GET", "/v1/search", {"params": {"q": "a", "where": "year >>> 3"}}), 400, "bad_request"),
     (("GET", "/v1/search", {"params": {"q": "a", "where": "nosuch = 1"}}), 400, "bad_request"),
     (("POST", "/v1/docs", {"json": [{"id": "big", "text": "x" * 30_000}]}), 413, "body_too_large"),
@@ -352,3 +358,16 @@ def test_metrics_text_is_prometheus_format() -> None:
     assert 'le="0.005"} 1' in text and 'le="+Inf"} 2' in text
     assert 'cascade_http_errors_total{route="/v1/\\"x\\"",kind="server"} 1' in text
     assert "cascade_index_generation 7" in text and text.endswith("\n")
+
+
+def test_allow_model_lets_a_listed_model_through_and_nothing_else(tmp_path: Path) -> None:
+    from cascade.core.errors import NotOffered
+    from cascade.server.config import ServerConfig
+    from cascade.server.engine import Engine
+
+    config = ServerConfig(build_index(tmp_path / "i.idx"), models=("/srv/models/my-encoder",))
+    engine = Engine(config)
+    engine._check_arguments("dense", {"model": "/srv/models/my-encoder"})
+    engine._check_arguments("llm_pointwise", {"model": "llama-cpp:qwen", "k": 5})
+    with pytest.raises(NotOffered, match="--allow-model"):
+        engine._check_arguments("dense", {"model": "/srv/models/other"})

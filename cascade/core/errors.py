@@ -25,6 +25,11 @@ class BadIndexError(CascadeError):
     """A missing, damaged or incompatible index directory."""
 
 
+class NotOffered(CascadeError):
+    """A stage argument that whoever builds the pipeline does not offer (a server refusing a file
+    on its disk or a model it did not list); see ``Context.check_arguments``."""
+
+
 class MissingDependency(CascadeError):
     """An optional dependency is not installed; the message says how to install it."""
 

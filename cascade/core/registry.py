@@ -41,6 +41,9 @@ class Context:
     on_progress: ProgressHook | None = field(default=None, repr=False)
     # stage name -> parameter values used where a pipeline string does not set them (`cascade eval --k1`)
     stage_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # called with (stage name, the parameters its text gave) before a stage is built; raises
+    # CascadeError for what the caller does not offer (the server: files and models it did not list)
+    check_arguments: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, index: Any = None, root: Path | str | None = None) -> "Context":
@@ -63,6 +66,10 @@ class Context:
             return None
         total = self._index.n_docs if self._index is not None else None
         return lambda done: hook(label, done, total)
+
+    def opened_index(self) -> Any:
+        """The index if it was given or opened already (None otherwise: nothing opens it here)."""
+        return self._index
 
     def has_index(self) -> bool:
         return self._index is not None or self.index_provider is not None
@@ -113,6 +120,9 @@ class StageSpec:
         """The stage for ``name(args..., params...)``, with ``ctx.stage_defaults`` for this name
         filling in what was not written; CascadeError for what does not fit."""
         written = set(self.positional[:len(args)]) | set(params)
+        if ctx.check_arguments is not None:
+            given = params if self.takes_pipelines else {**dict(zip(self.positional, args)), **params}
+            ctx.check_arguments(self.name, given)
         defaults = {k: v for k, v in ctx.stage_defaults.get(self.name, {}).items() if k not in written}
         checked = self.check(args, {**defaults, **params})
         return self.build(ctx, *args, **checked) if self.takes_pipelines else self.build(ctx, **checked)

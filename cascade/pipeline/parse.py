@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from cascade.core.errors import BadIndexError, CascadeError, DataError
+from cascade.core.errors import BadIndexError, CascadeError, DataError, NotOffered
 from cascade.core.lexing import scan
 from cascade.core.nodes import Pipeline
 from cascade.core.registry import Context, lookup, stage_names
@@ -221,8 +221,8 @@ class Parser:
                 entry.check(positional, params)
                 return _Placeholder(token.text, token.pos)
             return entry.make(self.ctx, positional, params)
-        except (PipelineSyntaxError, DataError, BadIndexError):
-            raise  # syntax errors carry their own position; data and index errors are not about the text
+        except (PipelineSyntaxError, DataError, BadIndexError, NotOffered):
+            raise  # syntax errors carry their own position; data, index and policy errors are not about the text
         except CascadeError as exc:
             message = str(exc)
             prefix = f"{token.text}: "

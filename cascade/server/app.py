@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cascade.core.errors import BadIndexError, CascadeError
+from cascade.core.errors import BadIndexError, CascadeError, NotOffered
 from cascade.index.lock import WriterBusy
 from cascade.server.admission import Admission, Busy, TimedOut
 from cascade.server.auth import AuthError
@@ -121,7 +121,7 @@ def _install_handlers(app: FastAPI) -> None:
         if isinstance(exc, BadIndexError):
             log.error("index problem: %s", exc)
             return error(503, "index_damaged", "the index is damaged; run `cascade check` on the server")
-        return error(400, "limit" if isinstance(exc, LimitError) else "bad_request", str(exc))
+        return error(400, "limit" if isinstance(exc, (LimitError, NotOffered)) else "bad_request", str(exc))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

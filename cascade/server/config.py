@@ -42,6 +42,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     pipelines: tuple[str, ...] = ("bm25", "bm25_rm3", "rrf(bm25, bm25_rm3)")
     refresh_interval_s: float = 0.5  # how often a reader looks for commits made by other processes
+    models: tuple[str, ...] = ()  # what model= may name over HTTP beyond the built-in aliases (--allow-model)
 
     def to_env(self) -> str:
         """JSON for ``CASCADE_SERVER_CONFIG`` (how ``--workers N`` passes the config on)."""
@@ -63,6 +64,7 @@ class ServerConfig:
         data["limits"] = Limits(**data["limits"])
         data["cors_origins"] = tuple(data["cors_origins"])
         data["pipelines"] = tuple(data["pipelines"])
+        data["models"] = tuple(data.get("models", ()))
         return cls(**data)
 
 

@@ -10,26 +10,30 @@ imports FastAPI: the engine is plain Python, tested and benchmarked on its own t
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from cascade.core.errors import CascadeError
+from cascade.core.candidates import Candidates
+from cascade.core.errors import CascadeError, NotOffered
 from cascade.core.executor import Executor
 from cascade.core.nodes import Pipeline
+from cascade.core.registry import Context, stage_names
 from cascade.core.types import Doc, Query
 from cascade.data.wire import candidates_to_wire
 from cascade.index.index import Index
 from cascade.index.representations import no_encoding
+from cascade.llm.llama_cpp import NAMED as NAMED_GGUF
+from cascade.models.resolve import ALIASES
+from cascade.pipeline import builtins
 from cascade.pipeline.parse import parse
 from cascade.retrieve.bm25 import BM25
 from cascade.server.config import ServerConfig
 from cascade.text.highlight import snippet
 
-FILE_STAGES = re.compile(r"\brun\s*\(")  # stages reading a path given by the client
+SERVER_FILES = ("path", "prompt")  # stage parameters naming a file on the server's disk
 PIPELINE_CACHE = 32  # parsed pipelines kept (per snapshot version and string)
 
 
@@ -86,6 +90,7 @@ class Engine:
         self._pipe_lock = threading.Lock()
         self._pipelines: OrderedDict[tuple[str, str], Pipeline] = OrderedDict()
         self._building: dict[tuple[str, str], threading.Lock] = {}
+        self.models = frozenset(ALIASES) | {f"llama-cpp:{name}" for name in NAMED_GGUF} | set(config.models)
 
     # -- snapshots --------------------------------------------------------------------------
 
@@ -140,15 +145,27 @@ class Engine:
         if text is None:
             node: Pipeline = BM25(snap, where=where)
         else:
-            if FILE_STAGES.search(text):
-                raise LimitError("stages that read files on the server (run) are not offered over HTTP")
-            node = parse(text, index=snap)
+            ctx = Context.of(index=snap)
+            ctx.check_arguments = self._check_arguments
+            node = parse(text, ctx)
             if count_nodes(node) > limits.max_pipeline_nodes:
                 raise LimitError(f"pipeline too complex: {count_nodes(node)} nodes (limit {limits.max_pipeline_nodes})")
         node = node.compile()
         with no_encoding(NOT_ENCODED):
             Executor().run(node, [Query("warm-up", "warm up")])  # preparation outside any request's clock
         return node
+
+    def _check_arguments(self, stage: str, params: dict[str, Any]) -> None:
+        """What a client may write in a pipeline: no file on the server (``run(path)``,
+        ``prompt=``), and as ``model=`` only the built-in aliases and what the operator allowed."""
+        for name in SERVER_FILES:
+            if name in params:
+                raise NotOffered(f"{stage}: {name}= names a file on the server; not offered over HTTP")
+        model = params.get("model")
+        if model is not None and model not in self.models:
+            raise NotOffered(f"{stage}: model {model!r} is not offered by this server (offered: "
+                             f"{', '.join(sorted(self.models))}); its operator can add one with "
+                             "`cascade serve --allow-model`")
 
     # -- searching --------------------------------------------------------------------------
 
@@ -212,10 +229,7 @@ class Engine:
     # -- describing -------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        from cascade.core.registry import stage_names
-        from cascade.pipeline.builtins import load
-
-        load()
+        builtins.load()
         snap = self.snapshot()
         m = snap.manifest
         return {"path": str(self.path), "generation": snap.generation, "version": short_version(snap),
@@ -229,8 +243,6 @@ def _window(cands: Any, offset: int) -> Any:
     """``cands`` without each query's first ``offset`` results."""
     if offset == 0:
         return cands
-    from cascade.core.candidates import Candidates
-
     docs, scores = [], []
     for _, d, s in cands:
         docs.append(d[offset:])
