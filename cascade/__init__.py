@@ -56,6 +56,8 @@ _EXPORTS = {
     "evaluate": "cascade.evaluation.metrics",
     "Evaluation": "cascade.evaluation.metrics",
     "run_experiment": "cascade.evaluation.experiment",
+    "ask": "cascade.rag.ask",
+    "Answer": "cascade.rag.answer",
     "Client": "cascade.server.client",
 }
 
@@ -102,6 +104,8 @@ if TYPE_CHECKING:
     from cascade.pipeline.cache import StageCache
     from cascade.pipeline.function import stage
     from cascade.pipeline.parse import parse
+    from cascade.rag.answer import Answer
+    from cascade.rag.ask import ask
     from cascade.retrieve.bm25 import BM25
     from cascade.retrieve.rm3 import RM3
     from cascade.retrieve.run import RunStage

@@ -149,7 +149,7 @@ SymbolSuffixesOpt = typer.Option(False, "--symbol-suffixes/--no-symbol-suffixes"
                                  help="Keep + and # after a word of letters: C++, C#, F# are terms.")
 SkipBadOpt = typer.Option(False, "--skip-bad", help="Skip bad records (counted in the summary) instead of stopping.")
 SOURCE_HELP = ("BEIR dataset dir, JSONL file (.jsonl or .jsonl.gz), TSV file (id<TAB>text or id<TAB>title<TAB>text; "
-               ".tsv or .tsv.gz), folder of .txt/.md files, or - for JSONL on standard input.")
+               ".tsv or .tsv.gz), folder of .txt/.md/.html/.pdf files, or - for JSONL on standard input.")
 WaitOpt = typer.Option(0.0, "--wait", help="Seconds to wait for another writer to finish.")
 
 
@@ -174,6 +174,12 @@ def index(
     ray: Optional[str] = typer.Option(None, "--ray", help="Build the shards in parallel on the Ray cluster at "
                                                           "ADDRESS ('auto': the one `ray start` runs here; 'local': "
                                                           "a private one). Needs --shards and cascade-ir[ray]."),
+    passage_tokens: Optional[int] = typer.Option(None, "--passage-tokens", help="A passage index: split documents "
+                                                 "into passages of at most N words (at sentence and paragraph "
+                                                 "boundaries, Markdown headings kept in each title); searches "
+                                                 "answer with documents scored by their best passage."),
+    passage_overlap: int = typer.Option(0, "--passage-overlap", help="With --passage-tokens: repeat up to M words "
+                                        "of whole sentences of a passage at the start of the next."),
 ) -> None:
     """Build an on-disk index from SOURCE."""
     from cascade.data import ReadReport, count_lines, open_corpus
@@ -188,6 +194,15 @@ def index(
             raise CascadeError("--ray builds a sharded index: give --shards N too")
         if shards is not None and shards < 1:
             raise CascadeError(f"--shards must be at least 1 (got {shards})")
+        passages = None
+        if passage_tokens is not None:
+            from cascade.index.passages import passage_settings
+
+            if shards is not None:
+                raise CascadeError("--passage-tokens builds a single passage index (with --shards: not yet)")
+            passages = passage_settings({"tokens": passage_tokens, "overlap": passage_overlap})
+        elif passage_overlap:
+            raise CascadeError("--passage-overlap needs --passage-tokens N")
         report = ReadReport()
         docs = open_corpus(source, skip_bad=skip_bad, report=report)
         start = time.perf_counter()
@@ -207,10 +222,12 @@ def index(
         with progress(f"indexing {source_name(source)}", count_lines(source), "docs") as bar:
             idx = Index.build(docs, output, analyzer=analyzer, fields=[f.strip() for f in fields.split(",")],
                               filter_fields=filter_fields, overwrite=overwrite, progress=bar.update,
-                              source={"path": str(source)})
+                              source={"path": str(source)}, passages=passages)
         seconds = time.perf_counter() - start
-        err.print(f"indexed {plural(idx.n_docs, 'document')} into {output} in {seconds:.2f} s "
-                  f"({idx.n_docs / seconds:,.0f} docs/s){skipped_note(report)}")
+        what = plural(idx.n_docs, 'document') if passages is None else \
+            f"{plural(report.read, 'document')} as {plural(idx.n_docs, 'passage')}"
+        err.print(f"indexed {what} into {output} in {seconds:.2f} s "
+                  f"({idx.n_docs / seconds:,.0f} {'docs' if passages is None else 'passages'}/s){skipped_note(report)}")
         for problem in report.problems[:5]:
             err.print(f"  skipped: {problem}")
 
@@ -272,7 +289,8 @@ def delete(
         if not ids and where is None:
             raise CascadeError("say what to delete: --id ID (repeatable) and/or --where FILTER")
         idx = Index.open(index_dir, verify=False)
-        missing = [doc_id for doc_id, num in zip(ids, idx.doc_numbers(ids).tolist()) if num < 0]
+        probe = [f"{doc_id}#0" for doc_id in ids] if idx.passages else ids  # a passage index: documents' first passages
+        missing = [doc_id for doc_id, num in zip(ids, idx.doc_numbers(probe).tolist()) if num < 0]
         n = idx.delete(ids, where=where, wait=wait)
         if n == 0 and missing:
             also = ", and none matches --where" if where is not None else ""
@@ -327,6 +345,8 @@ def search(
                                                               'e.g. \'year >= 2020 AND lang IN ("en", "de")\'.'),
     ray: Optional[str] = typer.Option(None, "--ray", help="A sharded index: search its shards on the Ray cluster "
                                                           "at ADDRESS ('auto', or 'local' for a private one)."),
+    passages: bool = typer.Option(False, "--passages", help="A passage index: show passages (ids DOC#N) instead of "
+                                                            "documents shown by their best passage."),
 ) -> None:
     """Search an index (BM25, or any pipeline) and print the hits."""
     from cascade.index.index import Index
@@ -346,17 +366,85 @@ def search(
                 print_hits(query, hits, time.perf_counter() - start)
             return
         idx = Index.open(index_dir)
-        if pipeline is None:
+        if pipeline is None and (passages or not idx.passages):
             hits = BM25(idx, k1=k1, b=b).search(query, k=k, where=where)
+        elif pipeline is None:  # a passage index: documents by their best passage
+            from cascade.fuse.to_docs import ToDocs
+
+            cands = (BM25(idx, k1=k1, b=b, where=where, k=max(1000, 20 * k)) >> ToDocs(idx) % k)([query])
+            hits = cands.hits(0, source=idx)
         elif where is not None:
             raise CascadeError("with --pipeline, give the filter to its first stage: e.g. -p 'bm25(where=\"year >= 2020\") % 100 >> maxsim'")
         else:
-            hits = pipeline_hits(idx, pipeline, query, k, bm25_settings(k1, b))
+            hits = pipeline_hits(idx, pipeline, query, k, bm25_settings(k1, b), passages=passages)
         seconds = time.perf_counter() - start
         if as_json:
             print(hits_json(query, hits, seconds))
             return
         print_hits(query, hits, seconds)
+
+
+@app.command()
+def ask(
+    index_dir: Path = typer.Argument(..., help="Index directory (a passage index gives passage citations)."),
+    question: str = typer.Argument(..., help="The question."),
+    pipeline: str = typer.Option("bm25 % 20 >> budget(tokens=1000)", "-p", "--pipeline",
+                                 help="Retrieval and context selection, e.g. 'bm25 % 50 >> mmr(k=8)'."),
+    model: str = typer.Option("llama-cpp:qwen", "--model", help="LLM: llama-cpp:qwen, llama-cpp:smollm2, "
+                              "llama-cpp:/m.gguf, openai:http://HOST/v1#MODEL, transformers:DIR."),
+    k: int = typer.Option(10, "-k", help="At most this many passages of the pipeline's output in the context."),
+    max_words: int = typer.Option(200, "--max-words", help="Each passage is cut to this many words in the prompt."),
+    max_tokens: int = typer.Option(256, "--max-tokens", help="Length limit of the answer, in model tokens."),
+    prompt: Optional[Path] = typer.Option(None, "--prompt", help="Prompt template file with {question}, "
+                                          "{passages} and {max_sentences}."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the persistent LLM call cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print the TREC RAG (Ragnarök) answer object: references, "
+                                 "answer sentences with citations (plus Cascade's account under 'cascade')."),
+) -> None:
+    """Answer a question from an index with an LLM, citing the passages it was given."""
+    from cascade.index.index import Index
+    from cascade.rag.ask import AskOptions
+    from cascade.rag.ask import ask as ask_index
+
+    with user_errors():
+        opts = AskOptions(k=k, max_words=max_words, max_tokens=max_tokens,
+                          prompt=None if prompt is None else str(prompt))
+        opts.check()
+        idx = Index.open(index_dir)
+        backend = None
+        if no_cache:
+            from cascade.llm import open_backend
+
+            backend = open_backend(model, cache=False)
+        with progress(f"answering with {model}"):
+            answer = ask_index(idx, question, pipeline=pipeline, model=model, backend=backend, options=opts)
+        if as_json:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False))
+            return
+        print_answer(answer)
+
+
+def print_answer(answer: Any) -> None:
+    """`cascade ask`: the answer with [n] markers, the passages it was given, dropped citations."""
+    if not answer.references:
+        out.print("No passage of the index matches the question; nothing was asked of the model.")
+        return
+    out.print(answer.text() or "(the model gave no answer)", soft_wrap=True)
+    out.print()
+    cited = {r.number for r in answer.cited()}
+    out.print("Passages given to the model (* cited):")
+    for r in answer.references:
+        words = " ".join((r.title + " " + r.text).split()[:16])
+        doc = f" (in {r.doc_id})" if r.doc_id != r.id else ""
+        out.print(f" {'*' if r.number in cited else ' '}[{r.number}] {r.id}{doc}: {words}", soft_wrap=True)
+    for sentence, number in answer.dropped:
+        err.print(f"note: dropped citation [{number}] of sentence {sentence + 1}: the context had "
+                  f"{plural(len(answer.references), 'passage')}")
+    usage = answer.usage
+    if usage:
+        err.print(f"{int(usage.get('calls', 0))} call ({int(usage.get('cached_calls', 0))} cached), "
+                  f"{int(usage.get('prompt_tokens', 0))} + {int(usage.get('completion_tokens', 0))} tokens, "
+                  f"{usage.get('seconds', 0.0):.1f} s")
 
 
 def sharded_dir(path: Path) -> bool:
@@ -392,7 +480,7 @@ def hits_json(query: str, hits: list[Any], seconds: float) -> str:
 
 
 def pipeline_hits(idx: Any, text: str, query: str, k: int,
-                  stage_defaults: dict[str, dict[str, Any]] | None = None) -> list[Any]:
+                  stage_defaults: dict[str, dict[str, Any]] | None = None, passages: bool = False) -> list[Any]:
     from cascade.core.registry import Context
     from cascade.pipeline.parse import parse
 
@@ -400,7 +488,7 @@ def pipeline_hits(idx: Any, text: str, query: str, k: int,
         ctx = Context.of(index=idx)
         ctx.on_progress = phase_hook(bar)
         ctx.stage_defaults = stage_defaults or {}
-        cands = (parse(text, ctx) % k)([query])  # not .search: a lone bm25 stage's search returns Hits
+        cands = (parse(text, ctx, passages=passages) % k)([query])  # not .search: a lone bm25 stage's returns Hits
     return cands.hits(0, source=idx)
 
 
@@ -452,6 +540,11 @@ def eval_(
     lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Fold case (default yes)."),
     judge_holes: Optional[Path] = typer.Option(None, "--judge-holes", help="Qrels from `cascade judge`: labels for "
                                                "the pairs the split's qrels lack (human labels always win)."),
+    sessions: Optional[Path] = typer.Option(None, "--sessions", help="Session file ('SESSION_ID QUERY_ID' lines in "
+                                            "issue order): also report sDCG@10, nsDCG@10 and NUM@10 per pipeline."),
+    split_by_training: Optional[Path] = typer.Option(None, "--split-by-training", help="Training queries "
+                                                     "(queries.jsonl or its directory): metrics per interpolation / "
+                                                     "extrapolation split (median similarity to training queries)."),
 ) -> None:
     """Evaluate pipelines (default: bm25) and stored runs on a dataset, stage by stage."""
     from cascade.evaluation.experiment import EvalOptions, run_experiment
@@ -470,7 +563,7 @@ def eval_(
         prepare_kernels()
         opts = EvalOptions(metrics=metrics, split=split, k1=k1, b=b, skip_bad=skip_bad, baseline=baseline,
                            analyzer=analyzer, use_cache=not no_cache, save_run=save_run, permutations=permutations,
-                           judge_holes=judge_holes)
+                           judge_holes=judge_holes, sessions=sessions, split_by_training=split_by_training)
         saved: list[str] = []
         with progress(f"reading {dataset.name}") as bar:
             hooks = Hooks(indexing=bar.update, searching=bar.update, phase=bar.relabel,
@@ -486,8 +579,10 @@ def eval_(
             print_eval(result)
         command = eval_command(dataset, pipeline, run, metrics, baseline, split,
                                index_dir=index_dir, k1=k1, b=b, stopwords=stopwords, stemmer=stemmer)
-        if judge_holes is not None:
-            command += f" --judge-holes {shlex.quote(str(judge_holes))}"
+        for option, value in (("--judge-holes", judge_holes), ("--sessions", sessions),
+                              ("--split-by-training", split_by_training)):
+            if value is not None:
+                command += f" {option} {shlex.quote(str(value))}"
         write_files(result, report_file, plot_file, command=command,
                     say=lambda line: err.print(line, highlight=False, markup=False))
 
@@ -704,6 +799,9 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
             out.print(f"{plural(deleted, 'deleted document')} not yet merged away (cascade optimize drops them)")
         if m.filter_fields:
             out.print("filter fields: " + ", ".join(f"{k} ({v})" for k, v in m.filter_fields.items()))
+        if idx.passages:
+            out.print(f"passage index: documents split into passages of at most {idx.passages['tokens']} words, "
+                      f"overlapping by up to {idx.passages['overlap']} (entries above are passages)")
         out.print(f"analyzer: {m.analyzer}")
         out.print(f"fields: {', '.join(m.fields)}; average length {idx.avg_doc_length:.1f} terms")
         for s in m.segments:

@@ -114,7 +114,9 @@ def test_result_types_and_json_round_trip(datasets_dir: Path) -> None:
     d = json.loads(json.dumps(result.to_dict(per_query=True)))
     assert set(d) == {"dataset", "queries", "results", "skipped", "qrels_missing_docs", "qrels_missing_examples"}
     assert d["qrels_missing_docs"] is None  # stored runs only: no index was searched
-    assert set(d["results"][1]) == {"pipeline", "metrics", "seconds", "stages", "significance", "per_query"}
+    assert set(d["results"][1]) == {"pipeline", "metrics", "seconds", "stages", "significance", "per_query",
+                                    "judged"}
+    assert 0 < d["results"][1]["judged"]["judged@10"] <= 1
     assert ExperimentResult.from_dict(d).to_dict(per_query=True) == d
     assert markdown(ExperimentResult.from_dict(d)) == markdown(result)
 

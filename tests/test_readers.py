@@ -287,7 +287,7 @@ def make_folder(root: Path) -> Path:
     write(root / "b.txt", "plain text\n")
     write(root / "a.md", "intro line\n# The Title  \nbody\n")
     write(root / "sub" / "c.md", "no heading here\n")
-    write(root / "sub" / "skip.pdf", "ignored")
+    write(root / "sub" / "skip.docx", "ignored")  # a suffix no reader takes
     write(root / ".hidden" / "h.txt", "hidden")
     return root
 
@@ -418,7 +418,7 @@ def test_corpus_fingerprint(tmp_path: Path) -> None:
     (folder / "b.txt").rename(folder / "b2.txt")  # same bytes, different path
     renamed = corpus_fingerprint(folder)
     assert renamed != before
-    (folder / "sub" / "skip.pdf").write_text("changed")  # not part of the corpus
+    (folder / "sub" / "skip.docx").write_text("changed")  # not part of the corpus
     assert corpus_fingerprint(folder) == renamed
     (folder / "sub" / "c.md").write_text("edited")
     assert corpus_fingerprint(folder) != renamed

@@ -119,8 +119,12 @@ class Candidates:
         if k is not None:
             end = min(end, start + k)
         ids = self.space.doc_ids(self.doc[start:end])
-        source = source if source is not None else self.space if hasattr(self.space, "docs_by_id") else None
-        docs = source.docs_by_id(ids) if source is not None else [None] * len(ids)  # type: ignore[union-attr]
+        view_of = getattr(self.space, "passages_of", None)  # documents shown by a passage (to_docs)
+        if view_of is not None and (source is None or source is view_of):
+            docs = self.space.docs(self.doc[start:end])  # type: ignore[attr-defined]
+        else:
+            source = source if source is not None else self.space if hasattr(self.space, "docs_by_id") else None
+            docs = source.docs_by_id(ids) if source is not None else [None] * len(ids)  # type: ignore[union-attr]
         scores = self.score[start:end].tolist()
         return [Hit(doc_id, score, rank, doc.title, doc.text, doc.meta) if doc is not None else
                 Hit(doc_id, score, rank) for rank, (doc_id, score, doc) in enumerate(zip(ids, scores, docs), 1)]

@@ -41,8 +41,8 @@ def _corpus_kind(path: StrPath) -> str:
     raise DataError(
         path,
         "unsupported corpus: expected a .jsonl or .jsonl.gz file, a .tsv or .tsv.gz file (id<TAB>text or "
-        "id<TAB>title<TAB>text), a BEIR dataset directory (with corpus.jsonl), a folder of .txt/.md files, "
-        "or - for JSONL on standard input",
+        "id<TAB>title<TAB>text), a BEIR dataset directory (with corpus.jsonl), a folder of .txt/.md/.html/.pdf "
+        "files, or - for JSONL on standard input",
     )
 
 

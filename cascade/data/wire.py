@@ -67,7 +67,10 @@ def candidates_to_wire(queries: Sequence[Query], cands: Candidates, lookup: DocL
             raise CascadeError(f"candidates hold query {qid!r}, which is not among the queries given")
         nums, scores = nums[:k], scores[:k]
         ids = cands.space.doc_ids(nums)
-        docs = lookup(ids) if lookup is not None else [None] * len(ids)
+        if getattr(cands.space, "passages_of", None) is not None:  # documents of a passage index (to_docs)
+            docs = cands.space.docs(nums)  # type: ignore[attr-defined]  (each shown by its best passage)
+        else:
+            docs = lookup(ids) if lookup is not None else [None] * len(ids)
         out.append({"query": {"qid": qid, "text": texts[qid]},
                     "candidates": [{"docid": i, "score": float(s), "doc": doc_to_wire(d)}
                                    for i, s, d in zip(ids, scores.tolist(), docs)]})

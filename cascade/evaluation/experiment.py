@@ -30,7 +30,10 @@ from cascade.data.trec import write_trec_run
 from cascade.evaluation.index_check import check_index_fits
 from cascade.evaluation.metrics import evaluate, parse_metrics
 from cascade.evaluation.results import ExperimentResult, Latency, PipelineResult, Significance, StageResult
+from cascade.evaluation.sessions import Sessions, evaluate_sessions, read_sessions
 from cascade.evaluation.significance import holm_bonferroni, paired_randomization_test, paired_t_test, paired_vectors
+from cascade.evaluation.splits import metrics_by_split, read_training_queries, split_by_similarity, training_similarity
+from cascade.fuse.to_docs import to_documents
 from cascade.index import bm25_formula
 from cascade.index.cache import cached_index
 from cascade.index.index import Index
@@ -60,6 +63,10 @@ class EvalOptions:
     baseline: int | None = None
     permutations: int = 10_000
     judge_holes: Path | None = None  # a judge's qrels filling the pairs the split's qrels lack (never overriding)
+    judged_depths: tuple[int, ...] = (10,)  # judged@k reported next to the metrics
+    sessions: Path | None = None  # a session file: sDCG, nsDCG and NUM at session_depth (evaluation/sessions.py)
+    session_depth: int = 10
+    split_by_training: Path | None = None  # training queries: metrics per interpolation / extrapolation split
 
 
 @dataclass
@@ -98,6 +105,8 @@ class _Setting:
     report: ReadReport = field(default_factory=ReadReport)
     seconds: dict[str, float] = field(default_factory=dict)
     index: Index | None = None  # the index the pipelines searched, once opened or built
+    sessions: Sessions | None = None  # with opts.sessions: the sessions, their queries checked
+    splits: dict[str, str] | None = None  # with opts.split_by_training: query id -> split
 
     @functools.cached_property
     def qrels(self) -> Qrels:
@@ -175,6 +184,7 @@ def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] 
     """
     opts = opts or EvalOptions()
     s = _Setting(BeirDataset(dataset_dir), opts, progress or Progress())
+    training = _read_protocol_files(s)  # before anything is built: a bad file fails fast
     metric_names = [name for name, _ in parse_metrics(opts.metrics)]
     ctx = Context(index_provider=_index_provider(s, index_dir), root=s.dataset.root,
                   on_progress=_stage_progress(s.progress), stage_defaults=bm25_defaults(opts))
@@ -189,6 +199,7 @@ def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] 
         raise CascadeError(f"{s.dataset.root}: no query has judgements in qrels/{opts.split}.tsv")
     if opts.baseline is not None and len(queries) < 2:
         raise CascadeError(f"--baseline: significance tests need at least 2 judged queries; {s.dataset.name} has 1")
+    split_info = _prepare_protocols(s, queries, training)
     executor = Executor(StageCache() if opts.use_cache else None)
     results = []
     for i, (text, pipeline) in enumerate(zip(texts, parsed)):
@@ -200,12 +211,38 @@ def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] 
         results.append(result)
     if opts.baseline is not None:
         add_significance(results, opts.baseline, metric_names, opts.permutations)
-    result = ExperimentResult(s.dataset.name, len(queries), results, s.report.skipped, list(s.report.problems))
+    result = ExperimentResult(s.dataset.name, len(queries), results, s.report.skipped, list(s.report.problems),
+                              sessions=len(s.sessions or {}), split=split_info)
     if s.index is not None:
         result.qrels_missing_docs, result.qrels_missing_examples = missing_judged_docs(s.index, s.qrels, queries)
         if result.qrels_missing_docs:
             _warn(s.progress, qrels_warning(result, f"qrels/{opts.split}.tsv"))
     return result
+
+
+def _read_protocol_files(s: _Setting) -> list[Query] | None:
+    """Read the session file (into ``s.sessions``) and the training queries (returned), when asked."""
+    if s.opts.sessions is not None:
+        s.sessions = read_sessions(s.opts.sessions)
+    return None if s.opts.split_by_training is None else read_training_queries(s.opts.split_by_training)
+
+
+def _prepare_protocols(s: _Setting, queries: list[Query], train: list[Query] | None) -> dict[str, Any]:
+    """Check the sessions' query ids and split the queries by similarity to the training queries
+    (before any pipeline runs); returns how queries were split (empty when not asked)."""
+    if s.sessions is not None:
+        judged = {q.id for q in queries}
+        unknown = [q for qs in s.sessions.values() for q in qs if q not in judged]
+        if unknown:
+            raise CascadeError(f"--sessions {s.opts.sessions}: {len(unknown)} query id(s) are not judged queries of "
+                               f"{s.dataset.name} (e.g. {', '.join(unknown[:3])})")
+    if train is None:
+        return {}
+    similarity = training_similarity(queries, train, s.opts.analyzer)
+    s.splits, threshold = split_by_similarity(similarity)
+    counts = {name: sum(1 for v in s.splits.values() if v == name) for name in ("interpolation", "extrapolation")}
+    return {"training": str(s.opts.split_by_training), "training_queries": len(train),
+            "similarity": "max TF-IDF cosine to a training query", "threshold": round(threshold, 4), **counts}
 
 
 def missing_judged_docs(index: Index, qrels: Qrels, queries: Sequence[Query], examples: int = 5
@@ -218,7 +255,8 @@ def missing_judged_docs(index: Index, qrels: Qrels, queries: Sequence[Query], ex
         for doc, rel in qrels.get(q.id, {}).items():
             judged[doc] = max(rel, judged.get(doc, rel))
     ids = sorted(judged)
-    absent = [d for d, n in zip(ids, index.doc_numbers(ids).tolist()) if n < 0]
+    probe = [f"{d}#0" for d in ids] if index.passages else ids  # a passage index holds documents' first passages
+    absent = [d for d, n in zip(ids, index.doc_numbers(probe).tolist()) if n < 0]
     absent.sort(key=lambda d: judged[d] <= 0)  # relevant first, else in id order
     return len(absent), absent[:examples]
 
@@ -271,7 +309,24 @@ def _measure(label: str, pipeline: Pipeline, executor: Executor, queries: list[Q
     seconds = {"search": round(sum(st.seconds for st in stages), 4)}
     if "index" in s.seconds:
         seconds = {"index": round(s.seconds["index"], 4), **seconds}
-    return PipelineResult(label, result.mean, seconds, stages, result.per_query), run
+    out = PipelineResult(label, result.mean, seconds, stages, result.per_query,
+                         judged=judged_at(run, s.qrels, s.opts.judged_depths))
+    if s.sessions is not None:
+        out.sessions = evaluate_sessions(run, s.qrels, s.sessions, s.opts.session_depth).mean
+    if s.splits is not None:
+        out.splits = metrics_by_split(result.per_query, s.splits)
+    return out, run
+
+
+def judged_at(run: Run, qrels: Qrels, depths: Sequence[int]) -> dict[str, float]:
+    """``judged@k`` for each depth: the mean, over the queries with results and judgments, of the
+    fraction of a query's top k (or of all its results, when fewer) that has a judgment
+    (ir_measures' ``Judged@k``). Pipelines that retrieve documents no assessor saw score low here,
+    and their metrics then count those documents as not relevant."""
+    if not depths:
+        return {}
+    mean = evaluate(run, qrels, [f"Judged@{k}" for k in depths]).mean
+    return {f"judged@{k}": round(mean[f"Judged@{k}"], 4) for k in depths}
 
 
 def _step_outputs(executor: Executor, steps: list[Pipeline], queries: list[Query]) -> list[Candidates]:
@@ -292,7 +347,8 @@ def _stage_result(label: str, executor: Executor, out: Candidates, qrels: Qrels,
     recall: dict[str, float] = {}
     oracle: dict[str, float] = {}
     if depth:
-        run = out.to_run()
+        # passages of a passage index: judged as the documents they belong to (MaxP)
+        run = (to_documents(out, out.space) if getattr(out.space, "passages", None) else out).to_run()
         recall = evaluate(run, qrels, [f"R@{depth}"], queries=queries).mean
         oracle = evaluate(oracle_run(run, qrels), qrels, [metric], queries=queries).mean
     return StageResult(label, round(float(record.query_seconds.sum()), 4), round(record.seconds, 4),
@@ -339,4 +395,4 @@ def strip_per_query(result: ExperimentResult) -> dict[str, Any]:
 
 
 __all__ = ["EvalOptions", "Progress", "run_experiment", "oracle_run", "add_significance", "strip_per_query",
-           "run_file_for", "run_tag", "bm25_defaults", "missing_judged_docs", "qrels_warning"]
+           "run_file_for", "run_tag", "bm25_defaults", "missing_judged_docs", "qrels_warning", "judged_at"]

@@ -34,7 +34,8 @@ def check_index_fits(index: Index, dataset: BeirDataset, qrels: Qrels, analyzer:
         raise BadIndexError(f"{where} was built from {_source_name(source)}, not from {dataset.name}'s corpus "
                            f"({dataset.corpus_path}); drop --index to build one for {dataset.name}")
     judged = [doc for qid in list(qrels)[:JUDGED_QUERIES] for doc in qrels[qid]]
-    if judged and not (index.doc_numbers(judged) >= 0).any():
+    probe = [f"{doc}#0" for doc in judged] if index.passages else judged  # a passage index: first passages
+    if judged and not (index.doc_numbers(probe) >= 0).any():
         first = min(len(qrels), JUDGED_QUERIES)
         raise BadIndexError(f"none of the {len(judged)} documents judged for the first {first} queries of "
                             f"{dataset.name} is in {where}: it was built from another collection")

@@ -42,15 +42,24 @@ def tables(result: ExperimentResult) -> list[TableData]:
     out = [results_table(result)]
     if result.baseline is not None and len(result.pipelines) > 1:
         out.append(significance_table(result))
+    if any(p.sessions for p in result.pipelines):
+        out.append(sessions_table(result))
+    if result.split:
+        out.append(split_table(result))
     out += [stage_table(p) for p in result.pipelines]
     return out
 
 
 def results_table(result: ExperimentResult) -> TableData:
     metrics = result.metric_names
+    judged = list(dict.fromkeys(name for p in result.pipelines for name in p.judged))
     rows = [[str(i), p.label, *(f"{p.metrics[m]:.4f}{SIGNIFICANT if p.significant(m) else ''}" for m in metrics),
-             f"{p.mean_latency_ms:.3f}"] for i, p in enumerate(result.pipelines)]
+             *(_number(p.judged.get(name)) for name in judged), f"{p.mean_latency_ms:.3f}"]
+            for i, p in enumerate(result.pipelines)]
     notes = []
+    if judged:
+        notes.append(f"{', '.join(judged)}: the share of each query's top k that has a judgment (mean over queries "
+                     "with results); unjudged documents count as not relevant in the metrics.")
     base = result.baseline
     if base is not None:
         number = result.pipelines.index(base)
@@ -60,8 +69,12 @@ def results_table(result: ExperimentResult) -> TableData:
         notes.append(f"Warning: {result.qrels_missing_docs:,} judged document(s) are not in the index (e.g. "
                      f"{', '.join(result.qrels_missing_examples)}); no pipeline can retrieve them, so they lower "
                      "the metrics.")
-    return TableData(f"{result.dataset}: {result.queries} queries", ["#", "pipeline", *metrics, "ms/query"], rows,
-                     right={0, *range(2, len(metrics) + 3)}, code={1}, notes=notes)
+    return TableData(f"{result.dataset}: {result.queries} queries", ["#", "pipeline", *metrics, *judged, "ms/query"],
+                     rows, right={0, *range(2, len(metrics) + len(judged) + 3)}, code={1}, notes=notes)
+
+
+def _number(value: float | None) -> str:
+    return ABSENT if value is None else f"{value:.4f}"
 
 
 def significance_table(result: ExperimentResult) -> TableData:
@@ -73,6 +86,30 @@ def significance_table(result: ExperimentResult) -> TableData:
     header = ["pipeline", "metric", "t-test p", "Holm", "randomisation p", "Holm"]
     return TableData(f"significance against the baseline #{result.pipelines.index(base)} {base.label}", header,
                      rows, right={2, 3, 4, 5}, code={0})
+
+
+def sessions_table(result: ExperimentResult) -> TableData:
+    """Session measures per pipeline (cascade.evaluation.sessions)."""
+    names = list(dict.fromkeys(name for p in result.pipelines for name in p.sessions))
+    rows = [[str(i), p.label, *(_number(p.sessions.get(n)) for n in names)] for i, p in enumerate(result.pipelines)]
+    notes = ["sDCG: per-query DCG discounted by 1 + log4(position in session) (Järvelin et al. 2008); nsDCG: over "
+             "the same session with ideal rankings; NUM: U-measure of the session read as one trailtext, "
+             "session-level labels, normalised by the ideal session (Chen, Dou & Mao 2024)."]
+    return TableData(f"sessions: {result.sessions} evaluated", ["#", "pipeline", *names], rows,
+                     right={0, *range(2, len(names) + 2)}, code={1}, notes=notes)
+
+
+def split_table(result: ExperimentResult) -> TableData:
+    """Metrics per split of the queries by similarity to training queries (cascade.evaluation.splits)."""
+    info = result.split
+    metrics = result.metric_names
+    rows = [[str(i), p.label, split, str(info.get(split, "")), *(_number(p.splits[split].get(m)) for m in metrics)]
+            for i, p in enumerate(result.pipelines) for split in ("interpolation", "extrapolation")
+            if split in p.splits]
+    notes = [f"{info.get('similarity', 'similarity')} over {info.get('training_queries', '?')} training queries "
+             f"({info.get('training', '')}); interpolation: at or above the median, {info.get('threshold', 0):.4f}."]
+    return TableData("interpolation / extrapolation", ["#", "pipeline", "split", "queries", *metrics], rows,
+                     right={0, 3, *range(4, len(metrics) + 4)}, code={1}, notes=notes)
 
 
 def stage_table(pipeline: PipelineResult) -> TableData:

@@ -129,7 +129,10 @@ class PipelineResult:
     """One pipeline (or stored run): its label, aggregate ``metrics``, ``seconds``
     (``search`` = the sum of its stages' seconds, ``index`` when an index was opened or built),
     ``stages``, ``per_query`` values, ``significance`` by metric (empty without a baseline or for
-    the baseline itself), ``is_baseline``, and ``run_file`` when its run was saved."""
+    the baseline itself), ``is_baseline``, ``run_file`` when its run was saved, ``judged``
+    (``judged@k``: the mean fraction of each query's top k that has a judgment, over the queries
+    with results), ``sessions`` (session measures, with ``--sessions``) and ``splits`` (metrics
+    per query split, e.g. interpolation / extrapolation)."""
 
     label: str
     metrics: dict[str, float]
@@ -139,6 +142,9 @@ class PipelineResult:
     significance: dict[str, Significance] = field(default_factory=dict)
     is_baseline: bool = False
     run_file: Path | None = None
+    judged: dict[str, float] = field(default_factory=dict)
+    sessions: dict[str, float] = field(default_factory=dict)
+    splits: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def mean_latency_ms(self) -> float:
@@ -154,6 +160,9 @@ class PipelineResult:
                              "stages": [s.to_dict() for s in self.stages]}
         if self.run_file is not None:
             d["run_file"] = str(self.run_file)
+        for name in ("judged", "sessions", "splits"):
+            if getattr(self, name):
+                d[name] = dict(getattr(self, name))
         if with_significance:
             d["significance"] = "baseline" if self.is_baseline else \
                 {m: s.to_dict() for m, s in self.significance.items()}
@@ -167,7 +176,8 @@ class PipelineResult:
         tests = {m: Significance(**s) for m, s in sig.items()} if isinstance(sig, dict) else {}
         return cls(d["pipeline"], dict(d["metrics"]), dict(d["seconds"]),
                    [StageResult.from_dict(s) for s in d["stages"]], d.get("per_query", {}), tests,
-                   sig == "baseline", Path(d["run_file"]) if d.get("run_file") else None)
+                   sig == "baseline", Path(d["run_file"]) if d.get("run_file") else None,
+                   dict(d.get("judged", {})), dict(d.get("sessions", {})), dict(d.get("splits", {})))
 
 
 @dataclass
@@ -176,7 +186,9 @@ class ExperimentResult:
     that was searched; each pipeline is evaluated on all of them), the ``pipelines``, the bad
     records ``skipped`` (with ``--skip-bad``) and their ``problems``; ``qrels_missing_docs``:
     how many documents judged for those queries the searched index does not hold (None when no
-    index was searched, e.g. only stored runs), with up to five ``qrels_missing_examples``."""
+    index was searched, e.g. only stored runs), with up to five ``qrels_missing_examples``;
+    ``sessions``: how many sessions the session measures cover (0: none asked); ``split``: how
+    queries were split by similarity to training queries (empty: not split)."""
 
     dataset: str
     queries: int
@@ -185,6 +197,8 @@ class ExperimentResult:
     problems: list[str] = field(default_factory=list)
     qrels_missing_docs: int | None = None
     qrels_missing_examples: list[str] = field(default_factory=list)
+    sessions: int = 0
+    split: dict[str, Any] = field(default_factory=dict)
 
     @property
     def baseline(self) -> PipelineResult | None:
@@ -204,10 +218,14 @@ class ExperimentResult:
                              "qrels_missing_examples": list(self.qrels_missing_examples)}
         if problems:
             d["problems"] = list(self.problems)
+        if self.sessions:
+            d["sessions"] = self.sessions
+        if self.split:
+            d["split"] = dict(self.split)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ExperimentResult":
         return cls(d["dataset"], d["queries"], [PipelineResult.from_dict(r) for r in d["results"]],
                    d.get("skipped", 0), list(d.get("problems", [])), d.get("qrels_missing_docs"),
-                   list(d.get("qrels_missing_examples", [])))
+                   list(d.get("qrels_missing_examples", [])), d.get("sessions", 0), dict(d.get("split", {})))

@@ -52,6 +52,7 @@ from cascade.index.fsutil import (
 from cascade.index.lock import writer_lock
 from cascade.index.manifest import MANIFEST_NAME, Manifest
 from cascade.index.merge import TieredMergePolicy, apply_policy, live_docs, merge_segments
+from cascade.index.passages import passage_docs, passage_settings
 from cascade.index.representations import Reporter
 from cascade.index.segment import Segment
 from cascade.index.writer import (
@@ -226,6 +227,13 @@ class Index:
     reopen = refresh
 
     @property
+    def passages(self) -> dict[str, int] | None:
+        """A passage index's settings ``{"tokens": N, "overlap": M}``, else None (one entry per
+        document); see :mod:`cascade.index.passages`."""
+        found = self.manifest.passages
+        return {"tokens": found["tokens"], "overlap": found.get("overlap", 0)} if found else None
+
+    @property
     def generation(self) -> int:
         """The commit this snapshot shows (grows by one with every commit)."""
         return self.manifest.generation
@@ -242,6 +250,7 @@ class Index:
         overwrite: bool = False,
         progress: ProgressFn | None = None,
         source: dict | None = None,
+        passages: "int | dict[str, int] | None" = None,
     ) -> "Index":
         """Index ``docs`` into the directory ``path`` and open it.
 
@@ -262,11 +271,20 @@ class Index:
         crash part-way leaves any index already at ``path`` as it was. With
         ``overwrite=True`` an existing index at ``path`` is replaced; without it that is an
         error.
+
+        ``passages`` makes a passage index: ``{"tokens": N, "overlap": M}`` (or just N) splits
+        every document into passages of at most N words overlapping by up to M, at sentence
+        and paragraph boundaries, Markdown headings kept in each passage's title; stages then
+        search passages, and ``to_docs`` (added by default to pipeline strings) makes them
+        documents again (see :mod:`cascade.index.passages`; progress counts passages).
         """
         target = temporary_index_dir() if path is None else Path(path)
+        settings = passage_settings(passages)
+        if settings is not None:
+            docs = passage_docs(docs, settings)
         build_index(docs, target, analyzer=analyzer or Analyzer(), fields=fields,
                     filter_fields=check_filter_fields(filter_fields), overwrite=overwrite,
-                    progress=progress, source=source or {})
+                    progress=progress, source=source or {}, passages=settings or {})
         return cls.open(target)
 
     # -- changing the index (each call is one commit, under the write lock) ----------------
@@ -470,7 +488,9 @@ class Index:
         """The stored document with id ``doc_id``."""
         num = self.doc_number(doc_id)
         if num is None:
-            raise CascadeError(f"no document with id {doc_id!r} in {self.path}")
+            hint = f" (a passage index: its entries are passages, {doc_id!r}'s first is '{doc_id}#0')" \
+                if self.passages and "#" not in doc_id else ""
+            raise CascadeError(f"no document with id {doc_id!r} in {self.path}{hint}")
         return self.docs([num])[0]
 
     def verify(self) -> list[str]:
@@ -598,7 +618,7 @@ def repair_index(path: str | os.PathLike[str], *, wait: float = 10.0) -> list[tu
 
 def build_index(docs: Iterable[Doc], path: Path, *, analyzer: Analyzer, fields: Sequence[str],
                 filter_fields: dict[str, str], overwrite: bool, progress: ProgressFn | None,
-                source: dict, wait: float = 0.0) -> None:
+                source: dict, wait: float = 0.0, passages: dict[str, int] | None = None) -> None:
     """Build an index at ``path``; see :meth:`Index.build`.
 
     A new index is built in a sibling directory ``.<name>.tmp-*`` that the build holds locked
@@ -615,7 +635,7 @@ def build_index(docs: Iterable[Doc], path: Path, *, analyzer: Analyzer, fields: 
         if not overwrite:
             raise CascadeError(f"{path} already holds an index; use overwrite=True (CLI: --overwrite) to rebuild it")
         with disk_errors(path), writer_lock(path, wait):
-            _replace_index(docs, path, analyzer, fields, filter_fields, progress, source)
+            _replace_index(docs, path, analyzer, fields, filter_fields, progress, source, passages or {})
         remove_dead_temp_dirs(path.parent, path.name, before=started)
         return
     with disk_errors(path, "nothing was published"):
@@ -628,7 +648,7 @@ def build_index(docs: Iterable[Doc], path: Path, *, analyzer: Analyzer, fields: 
             name = segment_name(1)
             entry = write_segment(docs, tmp / name, name, analyzer, fields, filter_fields, progress)
             manifest = Manifest(analyzer=analyzer.to_dict(), fields=list(fields), segments=[entry], source=source,
-                                filter_fields=filter_fields)
+                                filter_fields=filter_fields, passages=dict(passages or {}))
             (tmp / MANIFEST_NAME).write_bytes(manifest.to_json())
             fsync_tree(tmp)
             try:
@@ -703,7 +723,8 @@ def _commit_rebuilt(path: Path, segment: Path, built: Manifest) -> None:
 
 
 def _replace_index(docs: Iterable[Doc], path: Path, analyzer: Analyzer, fields: Sequence[str],
-                   filter_fields: dict[str, str], progress: ProgressFn | None, source: dict) -> None:
+                   filter_fields: dict[str, str], progress: ProgressFn | None, source: dict,
+                   passages: dict[str, int]) -> None:
     """Rebuild in a new segment, then swap the manifest; old segments go only after the swap.
     The caller holds the write lock."""
     old = Manifest.read(path)
@@ -713,7 +734,8 @@ def _replace_index(docs: Iterable[Doc], path: Path, analyzer: Analyzer, fields: 
         entry = write_segment(docs, tmp, name, analyzer, fields, filter_fields, progress)
         publish_segment(path, tmp, name)
         Manifest(analyzer=analyzer.to_dict(), fields=list(fields), segments=[entry],
-                 generation=old.generation + 1, source=source, filter_fields=filter_fields).write(path)
+                 generation=old.generation + 1, source=source, filter_fields=filter_fields,
+                 passages=dict(passages)).write(path)
     except BaseException:
         try:  # free what the failed rebuild wrote (a full disk): no manifest lists it
             remove_unreferenced(path)

@@ -93,6 +93,8 @@ class Manifest:
     representations: dict[str, dict[str, Any]] = field(default_factory=dict)
     # metadata fields that filters can use: name -> "int" | "float" | "date" | "keyword"
     filter_fields: dict[str, str] = field(default_factory=dict)
+    # a passage index: {"tokens": N, "overlap": M} (see cascade/index/passages.py); empty: one entry per document
+    passages: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,6 +122,8 @@ class Manifest:
         data = {**self.extra, **data, "segments": [s.to_dict() for s in self.segments]}
         if not self.filter_fields:
             data.pop("filter_fields")
+        if not self.passages:
+            data.pop("passages")
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     def write(self, index_dir: Path) -> None:
@@ -158,7 +162,7 @@ class Manifest:
 _SEGMENT_TYPES = {"name": str, "n_docs": int, "total_length": int, "n_terms": int, "n_postings": int,
                   "files": dict, "impacts": dict, "deletes": str, "n_deleted": int, "deleted_length": int}
 _MANIFEST_TYPES = {"analyzer": dict, "fields": list, "generation": int, "source": dict, "filter_fields": dict,
-                  "representations": dict}
+                  "representations": dict, "passages": dict}
 
 
 def _check_types(obj: object, types: dict[str, type], what: str) -> None:

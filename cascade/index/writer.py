@@ -35,6 +35,7 @@ from cascade.index.docstore import Docstore
 from cascade.index.fsutil import file_digest, fsync_dir, fsync_file, fsync_tree
 from cascade.index.hooks import run_segment_hooks
 from cascade.index.manifest import FileEntry, Manifest, SegmentEntry
+from cascade.index.passages import document_of, locate_document, passage_docs
 from cascade.index.segment import Segment, SegmentWriter
 from cascade.text.analyzer import Analyzer
 
@@ -184,7 +185,10 @@ def add_documents(path: Path, docs: Iterable[DocLike], *, update: bool, progress
     The new segment gets every representation the manifest lists in the same commit (its
     documents encoded, derived kinds built; progress through ``reporter``); when this process
     cannot build one, nothing is written. The files of existing segments it reads (ids,
-    tombstones, lengths) are checked against their checksums on first use."""
+    tombstones, lengths) are checked against their checksums on first use.
+
+    In a passage index (:mod:`cascade.index.passages`) each document is split into passages
+    first, a replaced document loses all its old passages, and the counts are of documents."""
     snap = Snapshot.open(path)
     try:
         m = snap.manifest
@@ -192,8 +196,24 @@ def add_documents(path: Path, docs: Iterable[DocLike], *, update: bool, progress
             representations.require_all(m, f"adding documents to {path}")
         seen: set[str] = set()
         dead: dict[int, list[int]] = {}
+        documents = [0]
 
         def check(doc: Doc) -> None:
+            if m.passages:
+                doc_id, n = document_of(doc)
+                if n:
+                    return  # checked with its document's first passage
+                documents[0] += 1
+                if doc_id in seen:
+                    raise CascadeError(f"document id {doc_id!r} appears twice in the documents to add")
+                seen.add(doc_id)
+                old = locate_document(snap.segments, doc_id)
+                if old and not update:
+                    raise CascadeError(f"document id {doc_id!r} is already in {path}; use update (CLI: "
+                                       "cascade add --update) to replace it")
+                for s, local in old:
+                    dead.setdefault(s, []).append(local)
+                return
             if doc.id in seen:
                 raise CascadeError(f"document id {doc.id!r} appears twice in the documents to add")
             seen.add(doc.id)
@@ -204,6 +224,8 @@ def add_documents(path: Path, docs: Iterable[DocLike], *, update: bool, progress
                                        "cascade add --update) to replace it")
                 dead.setdefault(found[0], []).append(found[1])
 
+        if m.passages:
+            docs = passage_docs(docs, m.passages)
         name = segment_name(snap.next_generation)
         tmp = path / f".tmp-{uuid.uuid4().hex[:12]}"
         try:
@@ -220,13 +242,18 @@ def add_documents(path: Path, docs: Iterable[DocLike], *, update: bool, progress
             shutil.rmtree(tmp, ignore_errors=True)
         kept = tombstone(snap, {s: np.array(v, dtype=np.int64) for s, v in dead.items()})
         snap.commit(kept + [entry])
+        if m.passages:
+            replaced = sum(1 for s, v in dead.items() for pid in snap.segments[s].doc_ids(v) if pid.endswith("#0"))
+            return documents[0], replaced
         return entry.n_docs, sum(len(v) for v in dead.values())
     finally:
         snap.close()
 
 
 def delete_documents(path: Path, ids: Iterable[str] = (), where: object = None) -> int:
-    """Delete live documents by id and/or by filter in one commit; returns how many."""
+    """Delete live documents by id and/or by filter in one commit; returns how many. In a
+    passage index the ids are document ids, every passage of a document goes, and the count
+    is of documents (a filter matches a document's passages alike: they share its metadata)."""
     from cascade.filters import compile_filter
 
     snap = Snapshot.open(path)
@@ -234,8 +261,9 @@ def delete_documents(path: Path, ids: Iterable[str] = (), where: object = None) 
         expr = compile_filter(where, snap.manifest.filter_fields)  # type: ignore[arg-type]
         dead: dict[int, np.ndarray] = {}
         for doc_id in ids:
-            found = snap.locate(str(doc_id))
-            if found is not None:
+            found_all = locate_document(snap.segments, str(doc_id)) if snap.manifest.passages else \
+                [f for f in [snap.locate(str(doc_id))] if f is not None]
+            for found in found_all:
                 dead.setdefault(found[0], np.empty(0, np.int64))
                 dead[found[0]] = np.append(dead[found[0]], found[1])
         if expr is not None:
@@ -246,6 +274,9 @@ def delete_documents(path: Path, ids: Iterable[str] = (), where: object = None) 
                 if hit.any():
                     dead[s] = np.union1d(dead.get(s, np.empty(0, np.int64)), np.flatnonzero(hit))
         count = sum(len(np.unique(v)) for v in dead.values())
+        if count and snap.manifest.passages:  # documents: their first passages
+            count = sum(1 for s, v in dead.items() for pid in snap.segments[s].doc_ids(np.unique(v))
+                        if pid.endswith("#0"))
         if count:
             snap.commit(tombstone(snap, dead))
         return count

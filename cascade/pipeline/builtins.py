@@ -7,9 +7,10 @@ from __future__ import annotations
 import warnings
 from importlib.metadata import entry_points
 
-from cascade.fuse import combmnz, combsum, linear, rrf  # noqa: F401  (they register on import)
+from cascade.context import adaptive_k, budget, mmr  # noqa: F401  (context selection)
+from cascade.fuse import combmnz, combsum, linear, rrf, to_docs  # noqa: F401  (they register on import)
 from cascade.llm import bsc, first, icr, listwise, pointwise  # noqa: F401  (no LLM library at import)
-from cascade.rerank import cross_encoder, dense_rerank, maxsim  # noqa: F401
+from cascade.rerank import cross_encoder, dense_rerank, maxsim, mds  # noqa: F401
 from cascade.retrieve import bm25, dense, learned_sparse, rm3, run  # noqa: F401
 
 _plugins_loaded = False

@@ -25,6 +25,7 @@ from cascade.core.errors import BadIndexError, CascadeError, DataError, NotOffer
 from cascade.core.lexing import scan
 from cascade.core.nodes import Pipeline
 from cascade.core.registry import Context, lookup, stage_names
+from cascade.fuse.to_docs import documents_by_default
 from cascade.pipeline import builtins
 
 _TOKEN = re.compile(
@@ -261,11 +262,14 @@ class Parser:
         )
 
 
-def parse(text: str, ctx: Context | None = None, *, index: Any = None, root: Any = None) -> Pipeline:
+def parse(text: str, ctx: Context | None = None, *, index: Any = None, root: Any = None,
+          passages: bool = False) -> Pipeline:
     """Build a pipeline from its string form.
 
     Stages that need an index (``bm25``, ``rm3``) take it from ``index`` or ``ctx``; paths
-    in stage arguments (``run(runs/x.trec)``) may be relative to ``root``.
+    in stage arguments (``run(runs/x.trec)``) may be relative to ``root``. Over a passage
+    index the pipeline answers with documents (``>> to_docs`` is appended when it holds no
+    ``to_docs``) unless ``passages=True`` (see :mod:`cascade.fuse.to_docs`).
     """
     if not isinstance(text, str):
         raise CascadeError(f"a pipeline string is needed (got {type(text).__name__})")
@@ -273,6 +277,7 @@ def parse(text: str, ctx: Context | None = None, *, index: Any = None, root: Any
     builtins.load()
     try:
         Parser(text, ctx, dry=True).parse()  # syntax and names first, before building anything
-        return Parser(text, ctx).parse()
+        node = Parser(text, ctx).parse()
+        return node if passages else documents_by_default(node, ctx.opened_index())
     except RecursionError:
         raise PipelineSyntaxError(text, 0, "pipeline nested too deeply") from None

@@ -29,8 +29,8 @@ Scored = list[tuple[np.ndarray, np.ndarray]]  # per query: (positions into its c
 
 def index_numbers(cands: Candidates, index: Index) -> np.ndarray:
     """The candidates' doc numbers in ``index`` (they may come from a run with its own id table)."""
-    if cands.space is index:
-        return cands.doc.astype(np.int64)
+    if cands.space is index or getattr(cands.space, "passages_of", None) is index:
+        return cands.doc.astype(np.int64)  # (documents from to_docs: each is its best passage here)
     ids = cands.space.doc_ids(cands.doc)
     nums = index.doc_numbers(ids)
     if len(nums) and nums.min() < 0:
