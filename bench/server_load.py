@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -214,9 +215,13 @@ def prepare_index(base: list[cascade.Doc], index: Path, neural: bool, prepared: 
         shutil.copytree(index, kept)
 
 
+def rate(qps: float) -> str:
+    return "–" if qps != qps else f"{qps:.0f}"  # NaN: not measured (the health row)
+
+
 def render(args: argparse.Namespace, rows: list[dict[str, Any]], local: dict[str, float], engine: dict[str, float],
            final: dict[str, Any], n_base: int) -> str:
-    cmd = "python bench/server_load.py " + " ".join(sys.argv[1:])
+    cmd = "python bench/server_load.py " + shlex.join(sys.argv[1:])
     lines = [f"# Server load test, {date.today()}", "", f"Command: `{cmd}`", "",
              f"SciFact: {n_base:,} documents indexed, {args.add:,} added by one writer during the runs (split between "
              f"them when there are two; the writes column) "
@@ -231,8 +236,8 @@ def render(args: argparse.Namespace, rows: list[dict[str, Any]], local: dict[str
         writes = r["writes"].get("status")
         wrote = f"{len(writes)} commits, all {set(writes)}, {r['writes']['seconds']:.1f} s" if writes else "–"
         lines.append(f"| {r['pipeline'] if r['pipeline'] == HEALTH else '`' + r['pipeline'] + '`'} | {r['requests']:,} | {r['ok']:,} | {r['rps']:.0f} | {r['p50']:.1f} | "
-                     f"{r['p95']:.1f} | {r['p99']:.1f} | {other} | {wrote} | {local[r['pipeline']]:.0f} | "
-                     f"{engine[r['pipeline']]:.0f} |")
+                     f"{r['p95']:.1f} | {r['p99']:.1f} | {other} | {wrote} | {rate(local[r['pipeline']])} | "
+                     f"{rate(engine[r['pipeline']])} |")
     return "\n".join(lines) + "\n"
 
 
