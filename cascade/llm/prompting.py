@@ -19,15 +19,15 @@ from pathlib import Path
 from cascade.core.errors import CascadeError
 
 
-def template(name: str, override: str | None = None) -> str:
-    """The shipped template ``name`` (``prompts/<name>.txt``), or the file at ``override``."""
+def template(name: str, override: str | None = None, *, package: str = "cascade.llm") -> str:
+    """The template ``name`` shipped in ``package`` (``prompts/<name>.txt``), or the file at ``override``."""
     if override:
         path = Path(override).expanduser()
         try:
             return path.read_text(encoding="utf-8")
         except OSError as err:
             raise CascadeError(f"prompt template {path} cannot be read: {err.strerror or err}") from None
-    return resources.files("cascade.llm").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
+    return resources.files(package).joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
 
 
 def fill(text: str, **fields: object) -> str:

@@ -22,8 +22,6 @@ references are passages, each knowing its document (``Reference.doc_id``).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from cascade.context.base import entry_numbers
@@ -37,7 +35,7 @@ from cascade.core.types import Query
 from cascade.index.index import Index
 from cascade.index.passages import PASSAGE_KEY
 from cascade.llm.backend import Backend
-from cascade.llm.prompting import fill
+from cascade.llm.prompting import fill, template
 from cascade.llm.stage import shared_backend, usage_of, usage_since
 from cascade.pipeline.parse import parse
 from cascade.rag.answer import Answer, Reference, Sentence
@@ -66,13 +64,7 @@ class AskOptions:
 
 def answer_template(override: str | None = None) -> str:
     """The shipped answer prompt (``cascade/rag/prompts/answer.txt``), or the file ``override``."""
-    if override:
-        path = Path(override).expanduser()
-        try:
-            return path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise CascadeError(f"prompt template {path} cannot be read: {err.strerror or err}") from None
-    return resources.files("cascade.rag").joinpath("prompts", "answer.txt").read_text(encoding="utf-8")
+    return template("answer", override, package="cascade.rag")
 
 
 def format_passages(references: list[Reference], max_words: int) -> str:
