@@ -724,7 +724,7 @@ def _commit_rebuilt(path: Path, segment: Path, built: Manifest) -> None:
 
 def _replace_index(docs: Iterable[Doc], path: Path, analyzer: Analyzer, fields: Sequence[str],
                    filter_fields: dict[str, str], progress: ProgressFn | None, source: dict,
-                   passages: dict[str, int]) -> None:
+                   passages: dict[str, int] | None = None) -> None:
     """Rebuild in a new segment, then swap the manifest; old segments go only after the swap.
     The caller holds the write lock."""
     old = Manifest.read(path)
@@ -735,7 +735,7 @@ def _replace_index(docs: Iterable[Doc], path: Path, analyzer: Analyzer, fields: 
         publish_segment(path, tmp, name)
         Manifest(analyzer=analyzer.to_dict(), fields=list(fields), segments=[entry],
                  generation=old.generation + 1, source=source, filter_fields=filter_fields,
-                 passages=dict(passages)).write(path)
+                 passages=dict(passages or {})).write(path)
     except BaseException:
         try:  # free what the failed rebuild wrote (a full disk): no manifest lists it
             remove_unreferenced(path)
