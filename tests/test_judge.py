@@ -1,7 +1,8 @@
 """LLM relevance judges and agreement (cascade/evaluation/judge.py, agreement.py, the CLI).
 
 A deterministic fake backend stands in for the model (the grade is how many query words the
-passage holds), so nothing here needs cascade.llm's backends; one test runs the real SmolLM2
+passage holds; its answers and tallies are cascade.llm.base's Generation and Usage), so nothing
+here needs cascade.llm's backends; one test runs the real SmolLM2
 GGUF through ``open_backend`` and skips where llama-cpp is absent.
 """
 
@@ -12,7 +13,6 @@ import math
 import random
 import re
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -41,35 +41,9 @@ from cascade.evaluation.judge import (
     write_qrels,
 )
 from cascade.evaluation.metrics import evaluate
+from cascade.llm.base import Generation, Usage
 
 runner = CliRunner()
-
-
-@dataclass
-class FakeGeneration:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    cached: bool = False
-
-
-@dataclass
-class FakeUsage:
-    calls: int = 0
-    cached_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-
-    def add(self, gen: FakeGeneration) -> None:
-        self.calls += 1
-        self.prompt_tokens += gen.prompt_tokens
-        self.completion_tokens += gen.completion_tokens
-        self.seconds += gen.seconds
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def grade_of(prompt: str) -> int:
@@ -85,7 +59,7 @@ class FakeBackend:
     name = "fake"
 
     def __init__(self, logprobs: bool = True, answer: str | None = None) -> None:
-        self.model, self.usage, self.has_logprobs, self.answer = "grader", FakeUsage(), logprobs, answer
+        self.model, self.usage, self.has_logprobs, self.answer = "grader", Usage(), logprobs, answer
         self.batches: list[int] = []
 
     def generate(self, prompts, *, max_tokens, temperature=0.0, seed=0, stop=()):  # type: ignore[no-untyped-def]
@@ -93,7 +67,7 @@ class FakeBackend:
         out = []
         for p in prompts:
             text = self.answer if self.answer is not None else f"Looks on topic.\n##final score: {grade_of(p)}"
-            out.append(FakeGeneration(text, len(p.split()), len(text.split()), 0.01))
+            out.append(Generation(text, len(p.split()), len(text.split()), 0.01))
             self.usage.add(out[-1])
         return out
 
@@ -106,7 +80,7 @@ class FakeBackend:
             g = grade_of(p)
             weights = {lab: (0.7 if int(lab) == g else 0.1) for lab in labels}
             out.append({lab: math.log(w) for lab, w in weights.items()})
-            self.usage.add(FakeGeneration("", len(p.split()), 1, 0.01))
+            self.usage.add(Generation("", len(p.split()), 1, 0.01))
         return out
 
 

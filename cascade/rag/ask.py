@@ -81,14 +81,12 @@ def context_references(index: Index, cands: Any, k: int) -> list[Reference]:
     """The first query's top ``k`` candidates as numbered references (entries of ``index``)."""
     top = cut(cands, k)
     nums, _ = entry_numbers(top, index)
-    ids = index.doc_ids(nums)
     docs = index.docs(nums) if len(nums) else []
-    scores = top.score.tolist()
     out = []
-    for n, (pid, doc, score) in enumerate(zip(ids, docs, scores), 1):
+    for n, (doc, score) in enumerate(zip(docs, top.score.tolist()), 1):
         info = doc.meta.get(PASSAGE_KEY)
-        parent = str(info["doc"]) if isinstance(info, dict) and "doc" in info else pid
-        out.append(Reference(n, pid, round(float(score), 6), doc.title, doc.text, parent))
+        parent = str(info["doc"]) if isinstance(info, dict) and "doc" in info else doc.id
+        out.append(Reference(n, doc.id, round(float(score), 6), doc.title, doc.text, parent))
     return out
 
 
