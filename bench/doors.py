@@ -17,7 +17,9 @@ Queries/s = queries / seconds; the ratio direct ÷ eval says how much slower the
 Single queries: ``BM25(index).search(text, k=10)`` over every query, one call each, warm
 (median of the rounds), with the compiled kernels and with ``engine="numpy"``; with
 ``--baseline-rev REV`` the same loop runs on that commit's code (a ``git worktree`` put first on
-PYTHONPATH, so the same installed libraries) in the same run.
+PYTHONPATH, so the same installed libraries) in the same run; ``--baseline-dir DIR`` does the
+same with code already unpacked in DIR (e.g. ``git archive REV cascade | tar -x -C DIR``, which
+leaves the repository as it is), named in the table by ``--baseline-name``.
 
 Writes ``bench/results/doors-<date>.md`` (``--out`` elsewhere).
 """
@@ -176,6 +178,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sparse", action="store_true", help="also SPLADE inference-free and RRF(bm25, sparse)")
     parser.add_argument("--baseline-rev", default=None, help="also time single queries on this commit's code")
+    parser.add_argument("--baseline-dir", type=Path, default=None,
+                        help="also time single queries on the code unpacked in this directory (its cascade/ first)")
+    parser.add_argument("--baseline-name", default=None, help="the --baseline-dir row's name in the table")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -230,6 +235,11 @@ def main() -> None:
                                                                       code_dir=old)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], check=False)
+    if args.baseline_dir:
+        old = args.baseline_dir.resolve()
+        build_with(old, args.dataset, work / "baseline-dir.idx")
+        single[f"code at {args.baseline_name or old}"] = single_query_qps(work / "baseline-dir.idx", texts,
+                                                                         args.rounds, code_dir=old, engine="kernels")
 
     lines = [f"# Every door, one fast path: {ds.name}, {n} queries", "",
              f"Command: `python bench/{Path(__file__).name} {' '.join(shlex.quote(a) for a in sys.argv[1:])}`", "",

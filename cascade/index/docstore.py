@@ -23,6 +23,7 @@ import json
 import mmap
 import os
 from array import array
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -35,6 +36,7 @@ DOCS_NAME = "docs.bin"
 OFFSETS_NAME = "docs_offsets.npy"
 FIELDS = 4  # id, title, text, meta
 BATCH = 2000  # documents read per step when iterating
+FEW = 64  # up to this many documents per read (a search's hits) take the path without numpy reductions
 _FIELD_STEPS = np.arange(FIELDS + 1)
 
 
@@ -111,25 +113,34 @@ class Docstore:
     def fields(self, nums: Iterable[int] | np.ndarray) -> list[tuple[str, str, str, dict[str, Any]]]:
         """(id, title, text, meta) of the documents numbered ``nums``, in that order (what a
         search's hits are made of, without a Doc in between)."""
-        base = FIELDS * np.asarray(nums if isinstance(nums, np.ndarray) else list(nums), dtype=np.int64)
-        if not len(base):
-            return []
-        if base.min() < 0 or base.max() >= len(self._offsets) - 1:
-            raise IndexError(f"doc numbers must be in [0, {len(self)})")
-        bounds = self._offsets[base[:, None] + _FIELD_STEPS].tolist()
-        try:
-            return [self._fields(*b) for b in bounds]
+        if isinstance(nums, np.ndarray) and nums.ndim == 1 and nums.dtype.kind in "iu" and len(nums) <= FEW:
+            # a search's few hits: their numbers and offsets as Python ints, no numpy reductions
+            numbers = nums.tolist()
+            if not numbers:
+                return []
+            if min(numbers) < 0 or max(numbers) >= len(self):
+                raise IndexError(f"doc numbers must be in [0, {len(self)})")
+            offsets = self._offset_view
+            bounds = [offsets[FIELDS * n:FIELDS * n + FIELDS + 1] for n in numbers]
+        else:
+            base = FIELDS * np.asarray(nums if isinstance(nums, np.ndarray) else list(nums), dtype=np.int64)
+            if not len(base):
+                return []
+            if base.min() < 0 or base.max() >= len(self._offsets) - 1:
+                raise IndexError(f"doc numbers must be in [0, {len(self)})")
+            bounds = self._offsets[base[:, None] + _FIELD_STEPS].tolist()
+        blob = self._blob
+        try:  # each field decoded on its own: fewer copies than one decode and slices of the str
+            return [(blob[a:b].decode(), blob[b:c].decode(), blob[c:d].decode(), json.loads(blob[d:e]) if e > d else {})
+                    for a, b, c, d, e in bounds]
         except (UnicodeDecodeError, ValueError) as err:
             raise BadIndexError(f"{self._path}: unreadable document ({err}); the index is damaged") from None
 
-    def _fields(self, a: int, b: int, c: int, d: int, e: int) -> tuple[str, str, str, dict[str, Any]]:
-        """The fields at bytes a:b (id), b:c (title), c:d (text), d:e (meta)."""
-        record = self._blob[a:e]
-        meta = json.loads(record[d - a:]) if e > d else {}
-        if record.isascii():  # one decode, then slices: byte and character offsets agree
-            text = record.decode()
-            return text[:b - a], text[b - a:c - a], text[c - a:d - a], meta
-        return record[:b - a].decode(), record[b - a:c - a].decode(), record[c - a:d - a].decode(), meta
+    @cached_property
+    def _offset_view(self) -> memoryview:
+        """The offsets as a memoryview: a slice of it unpacks into Python ints (cheaper than a
+        numpy slice and its ``.tolist()``)."""
+        return memoryview(self._offsets)
 
     def __iter__(self) -> Iterator[Doc]:
         for start in range(0, len(self), BATCH):

@@ -77,6 +77,7 @@ class QueryTerms:
         self.terms: list[str] = []
         self._numbers = [np.zeros(0, np.int64) for _ in self.segments]
         self._idf = np.zeros(0)
+        self._first: list[tuple[int, float]] = []  # per query-term id: (segment 0's term number, idf)
         self._lock = threading.RLock()
 
     @cached_property
@@ -116,17 +117,35 @@ class QueryTerms:
     def counted(self, text: str) -> tuple[list[int], list[float]]:
         """One query's distinct query-term ids in first-seen order, and how often each occurs
         (what :func:`~cascade.kernels.query_terms.count_terms` gives for a batch of one)."""
-        words = self.analyzer.ascii_words(text)
-        tokens = self.analyzer.raw_tokens(text) if words is None else words
-        unseen = NO_TERM - 2
-        numbers = list(map(self.memo.get, tokens, repeat(unseen)))
-        if unseen in numbers:
-            numbers = [self._learn(token) for token in tokens]
+        counts = self.counts(text)
+        return list(counts), [float(c) for c in counts.values()]
+
+    def counts(self, text: str) -> dict[int, int]:
+        """:meth:`counted` as one dict: query-term id -> occurrences, in first-seen order."""
+        analyzer = self.analyzer
+        words = analyzer.ascii_words(text)
+        get = self.memo.get
         counts: dict[int, int] = {}
-        for number in numbers:
+        for token in analyzer.raw_tokens(text) if words is None else words:
+            number = get(token)
+            if number is None:  # learnt in token order, as a batch learns them
+                number = self._learn(token)
             if number >= 0:
                 counts[number] = counts.get(number, 0) + 1
-        return list(counts), [float(c) for c in counts.values()]
+        return counts
+
+    def first_segment(self) -> list[tuple[int, float]]:
+        """Per query-term id, (segment 0's term number, idf) as Python values: what one query on a
+        one-segment index reads, one list lookup per term instead of numpy scalars. Covers every
+        id made before the call; grows (in place, under the lock) like the arrays it copies."""
+        pairs = self._first
+        if len(pairs) < len(self.terms):
+            with self._lock:
+                idf, numbers = self.idf(), self.segment_numbers(0)
+                done, n = len(pairs), min(len(idf), len(numbers))
+                if done < n:
+                    pairs.extend(zip(numbers[done:n].tolist(), idf[done:n].tolist()))
+        return pairs
 
     def _token_array(self, tokens: Sequence[str | bytes]) -> np.ndarray:
         unseen = NO_TERM - 2  # below every value the memo holds
@@ -346,16 +365,22 @@ class BM25(Pipeline):
                   compiled: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_run` for one query on a one-segment index, its few terms handled in Python:
         the same weights (count x idf in float64) in the same order, so the same results."""
-        ids, counts = terms.counted(text)
-        idf = terms.idf()
-        numbers = terms.segment_numbers(0)
-        kept = [(int(numbers[t]), c * idf[t]) for t, c in zip(ids, counts) if idf[t] != 0]
-        query = impact_search.SegmentQueries(np.array([0, len(kept)], dtype=np.int64),
-                                             np.array([t for t, _ in kept], dtype=np.int64),
-                                             np.array([w for _, w in kept], dtype=np.float64), self.allowed(where)[0])
+        counts = terms.counts(text)
+        pairs = terms.first_segment()
+        numbers: list[int] = []
+        weights: list[float] = []
+        for t, c in counts.items():
+            number, idf = pairs[t]
+            if idf != 0:  # a term no live document has scores nothing
+                numbers.append(number)
+                weights.append(c * idf)  # int x float: the float64 product count x idf
+        query = impact_search.SegmentQueries(impact_search.one_query_offsets(len(numbers)),
+                                             np.array(numbers, dtype=np.int64), np.array(weights, dtype=np.float64),
+                                             self.allowed(where)[0])
         self._check(k, mode)
         if compiled:
             impact_search.warm_up()
+            return impact_search.search_one(self.postings[0], query, k, mode=impact_search.MODES[mode])
         return impact_search.search(self.postings, self.index.bases, [query], k, n_queries=1, compiled=compiled,
                                     mode=impact_search.MODES[mode], threads=threads)
 

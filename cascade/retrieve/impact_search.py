@@ -49,10 +49,29 @@ class SegmentQueries(NamedTuple):
     allowed: np.ndarray | None = None
 
 
-def _kernels() -> Any:
-    from cascade.retrieve import maxscore
+_KERNELS: Any = None  # cascade.retrieve.maxscore once imported (importing it loads numba)
 
-    return maxscore
+
+def _kernels() -> Any:
+    global _KERNELS
+    if _KERNELS is None:
+        from cascade.retrieve import maxscore
+
+        _KERNELS = maxscore
+    return _KERNELS
+
+
+_ONE_QUERY_OFFSETS: dict[int, np.ndarray] = {}
+
+
+def one_query_offsets(n_terms: int) -> np.ndarray:
+    """``[0, n_terms]`` as the offsets of a batch of one query (shared: never write to it)."""
+    found = _ONE_QUERY_OFFSETS.get(n_terms)
+    if found is None:
+        found = np.array([0, n_terms], dtype=np.int64)
+        if n_terms <= 256:
+            _ONE_QUERY_OFFSETS[n_terms] = found
+    return found
 
 
 _warm = False
@@ -158,6 +177,24 @@ def search_segment(seg: Postings, q: SegmentQueries, k: int, *, mode: int = RANG
            q.offsets, q.terms, q.weights, k, BLOCK, seg.n_docs, workers, out_docs, out_scores, out_counts,
            as_mask(q.allowed, seg.n_docs))
     return out_docs, out_scores, out_counts
+
+
+def search_one(seg: Postings, q: SegmentQueries, k: int, *,
+               mode: int = RANGES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`search` for one query over one segment with the compiled kernels (one query runs
+    on one thread, as there): the same (offsets, doc numbers, scores), with less done around
+    the kernel call."""
+    k = max(1, min(k, seg.n_docs))
+    out_docs = np.empty((1, k), dtype=np.int32)
+    out_scores = np.empty((1, k), dtype=np.float32)
+    offsets = np.zeros(2, dtype=np.int64)  # the kernel writes the query's count into offsets[1]
+    imp = seg.impacts
+    _kernels().KERNELS[mode][0](seg.indptr, seg.docs, imp.values, imp.block_indptr, imp.block_max, imp.block_last,
+                                imp.term_max, q.offsets, q.terms, q.weights, k, BLOCK, seg.n_docs, 1, out_docs,
+                                out_scores, offsets[1:],
+                                ALL_ALLOWED if q.allowed is None else as_mask(q.allowed, seg.n_docs))
+    found = int(offsets[1])
+    return offsets, out_docs[0, :found], out_scores[0, :found]
 
 
 def search_segment_numpy(seg: Postings, q: SegmentQueries, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
