@@ -19,7 +19,33 @@ trained for late interaction, the bounds are loose and skip almost nothing (``be
 search never spends time (or writes to the index) building them unasked. ``prune=False``
 never prunes.
 
+Two further options, both off by default, prune low-quality candidates early as Martinico et
+al. (2025) propose; unlike the bounds they are heuristics, so they may change the top k, and
+``bench/maxsim_early.py`` measures what they cost in nDCG@10 against what they save:
+
+- candidate pruning (``min_ratio`` in (0, 1]): before any MaxSim work, only candidates whose
+  first-stage score is at least ``min_ratio`` times the query's best first-stage score are
+  scored. When a query's first-stage scores are not all >= 0 (or the best is not > 0), the
+  ratio is taken on the scores min-max normalised over that query's candidates instead, so
+  there the lowest candidate is never scored (unless all scores are equal: then all are).
+- early termination (``patience``, ``chunk``, ``watch``): candidates are scored in first-stage
+  order, ``chunk`` at a time, and scoring stops once ``patience`` chunks in a row put no
+  document into the running top ``watch`` (a chunk enters it when one of its scores beats
+  the ``watch``-th best score before it; ties do not). ``watch`` defaults to the stage's
+  output depth k when a cutoff follows (``maxsim % 10``: 10), else to 10 (WATCH). The bounds
+  are not used then (``prune=true`` with ``patience`` is an error; ``auto`` is ignored).
+
+With either option on, candidates that were not MaxSim-scored do not vanish: they follow the
+scored ones (which come first, by exact MaxSim) in first-stage order, so the stage's output
+holds the same documents as its input (recall at the input depth is unchanged). Their scores
+are placeholders below the lowest exact score of the query, descending in first-stage order
+(see :func:`follow_in_order`): rank-based consumers (``rrf``, metrics) see the right order,
+but a score-based fusion would read them as scores. The two options combine (pruning first,
+then early termination over what is left); ``MaxSim.counts`` tallies candidates seen and
+scored exactly, across the stage's copies.
+
 >>> pipe = cascade.parse("bm25 % 100 >> maxsim % 10", index=idx)   # doctest: +SKIP
+>>> early = cascade.parse("bm25 % 100 >> maxsim(min_ratio=0.6, patience=2, chunk=8) % 10", index=idx)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,11 +53,15 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Sequence
 
 import numpy as np
 
+from cascade.core.candidates import Candidates
+from cascade.core.errors import CascadeError
 from cascade.core.nodes import Pipeline
 from cascade.core.params import ParamInfo, check_params
 from cascade.core.registry import Context, register_stage
@@ -48,6 +78,7 @@ if TYPE_CHECKING:
 CHUNK = 8  # candidates scored exactly between two checks of the stopping rule
 AUTO_TRIAL = 8  # prune="auto": queries tried with bounds before deciding
 AUTO_KEEP = 0.7  # ... and kept on only if at most this share of candidates had to be scored
+WATCH = 10  # early termination without a cutoff after the stage: the top it watches
 
 
 TOKEN_BUCKET = 32  # document token rows are padded to a multiple of this (repeating a row: the max stays)
@@ -123,12 +154,95 @@ def one_blas_thread() -> ContextManager[Any]:
     return threadpool_limits(1, user_api="blas")
 
 
+# -- early pruning kernels (plain numpy; MaxSim.score_timed applies them per query) -------------
+
+def ratio_keep(first: np.ndarray, min_ratio: float) -> np.ndarray:
+    """Which candidates candidate pruning scores: a bool mask over one query's first-stage
+    ``first`` scores, true where ``score >= min_ratio * best``. When the scores are not all
+    >= 0 or the best is not > 0, the ratio is taken on ``(score - min) / (best - min)``
+    instead (all kept when every score is equal)."""
+    s = np.asarray(first, dtype=np.float64)
+    if not len(s):
+        return np.zeros(0, dtype=bool)
+    best, worst = float(s.max()), float(s.min())
+    if worst >= 0 and best > 0:
+        return s >= min_ratio * best
+    if best == worst:
+        return np.ones(len(s), dtype=bool)
+    return (s - worst) / (best - worst) >= min_ratio
+
+
+def score_in_order(score: Callable[[np.ndarray], np.ndarray], n: int, top: int, chunk: int,
+                   patience: int) -> tuple[np.ndarray, np.ndarray]:
+    """Early termination over ``n`` candidates in their given order: ``score(positions)``
+    scores ``chunk`` of them at a time, and scoring stops after ``patience`` chunks in a row
+    put nothing into the running top ``top`` (a chunk enters when one of its scores is above
+    the ``top``-th best before it, or fewer than ``top`` were scored before it). Returns the
+    scored positions (a prefix, 0..m-1) and their scores."""
+    parts: list[np.ndarray] = []
+    best = np.empty(0, dtype=np.float32)  # the running top scores, ascending
+    misses = done = 0
+    while done < n:
+        batch = np.arange(done, min(done + chunk, n))
+        s = np.asarray(score(batch), dtype=np.float32)
+        parts.append(s)
+        done += len(batch)
+        entered = len(best) < top or bool(len(s) and s.max() > best[0])
+        best = np.sort(np.concatenate([best, s]))[-top:]
+        misses = 0 if entered else misses + 1
+        if misses >= patience:
+            break
+    return np.arange(done), (np.concatenate(parts) if parts else np.empty(0, np.float32))
+
+
+def follow_in_order(n: int, positions: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``positions``/``scores`` of the exactly scored candidates, followed by every other of
+    the ``n`` candidates in first-stage (position) order, with placeholder scores that descend
+    from below the lowest exact score by ``max(1, |lowest| / 1024)`` each (0 when nothing was
+    scored), so sorting by score keeps the scored first and the rest in first-stage order."""
+    positions = np.asarray(positions, dtype=np.int64)
+    rest = np.setdiff1d(np.arange(n, dtype=np.int64), positions, assume_unique=True)
+    if not len(rest):
+        return positions, scores
+    floor = float(scores.min()) if len(scores) else 0.0
+    step = max(1.0, abs(floor) * 2.0 ** -10)
+    filler = (floor - step * np.arange(1, len(rest) + 1, dtype=np.float64)).astype(np.float32)
+    return np.concatenate([positions, rest]), np.concatenate([np.asarray(scores, np.float32), filler])
+
+
+@dataclass
+class ScoringCounts:
+    """Candidates a MaxSim stage was given and how many of them it scored exactly (cumulative;
+    shared by a stage and its copies, e.g. the one a cutoff makes)."""
+
+    candidates: int = 0
+    scored: int = 0
+
+    @property
+    def share(self) -> float:
+        return self.scored / self.candidates if self.candidates else 1.0
+
+
+# the candidates being reranked, for score_timed to read their first-stage scores (set by MaxSim.rerank)
+_RERANKING: ContextVar[Candidates | None] = ContextVar("maxsim_reranking", default=None)
+
+
 PARAMS = (
     ParamInfo("model", str, "minilm", "bi-encoder whose contextual token vectors are compared"),
     K,
     ParamInfo("prune", object, "auto", "rank-safe pruning by upper bounds: true, false or auto",
               choices=(True, False, "auto")),
     ParamInfo("rank", int, 32, "dimensions of the low-rank projection the bounds use", min=1),
+    ParamInfo("min_ratio", float, None, "candidate pruning, in (0, 1]: score only candidates whose first-stage "
+              "score is at least this share of the query's best (min-max normalised when scores can be "
+              "negative); the rest follow in first-stage order", optional=True),
+    ParamInfo("patience", int, None, "early termination: score in first-stage order, chunk by chunk, and stop "
+              "after this many chunks in a row put nothing into the top watch; the rest follow in "
+              "first-stage order", min=1, optional=True),
+    ParamInfo("chunk", int, CHUNK, "early termination: candidates scored between two checks (needs patience)",
+              min=1),
+    ParamInfo("watch", int, None, "early termination: the top a chunk must enter (default: the stage's k "
+              f"when a cutoff follows, else {WATCH}; needs patience)", min=1, optional=True),
 )
 
 
@@ -159,20 +273,52 @@ class MaxSim(Reranker):
     params = PARAMS
 
     def __init__(self, index: Index, model: str = "minilm", k: int | None = None, prune: bool | str = "auto",
-                 rank: int = 32, progress: Callable[[int], None] | None = None) -> None:
-        values = check_params(self.name, PARAMS, {"model": model, "k": k, "prune": prune, "rank": rank})
+                 rank: int = 32, progress: Callable[[int], None] | None = None, *, min_ratio: float | None = None,
+                 patience: int | None = None, chunk: int = CHUNK, watch: int | None = None) -> None:
+        values = check_params(self.name, PARAMS, {"model": model, "k": k, "prune": prune, "rank": rank,
+                                                  "min_ratio": min_ratio, "patience": patience, "chunk": chunk,
+                                                  "watch": watch})
         super().__init__(index, values["k"])
         self.model, self.prune, self.rank = values["model"], values["prune"], values["rank"]
+        self.min_ratio, self.patience = values["min_ratio"], values["patience"]
+        self.chunk, self.watch = values["chunk"], values["watch"]
+        if self.min_ratio is not None and not 0 < self.min_ratio <= 1:
+            raise CascadeError(f"{self.name}: min_ratio must be in (0, 1] (got {self.min_ratio!r})")
+        if self.patience is None and (self.chunk != CHUNK or self.watch is not None):
+            raise CascadeError(f"{self.name}: chunk and watch only apply to early termination; set patience too")
+        if self.patience is not None and self.prune is True:
+            raise CascadeError(f"{self.name}: patience scores in first-stage order and prune=true in bound order; "
+                               "use one of them")
+        self.counts = ScoringCounts()
         self._progress = progress
+
+    @property
+    def early(self) -> bool:
+        """Whether candidate pruning or early termination is on (they may change the top k)."""
+        return self.min_ratio is not None or self.patience is not None
+
+    def _early_settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.min_ratio is not None:
+            out["min_ratio"] = self.min_ratio
+        if self.patience is not None:
+            out["patience"] = self.patience
+            if self.chunk != CHUNK:
+                out["chunk"] = self.chunk
+            if self.watch is not None:
+                out["watch"] = self.watch
+        return out
 
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model} if self.model != "minilm" else {}
         if self.prune != "auto":
             out["prune"] = self.prune
-        return out
+        return {**out, **self._early_settings()}
 
-    def key(self) -> tuple[Any, ...]:  # pruning never changes the result, so it is not part of the key
-        return (self.name, self.model, self.k, self.index.version)
+    def key(self) -> tuple[Any, ...]:
+        # rank-safe pruning never changes the result, so it is not part of the key; the early options do
+        base = (self.name, self.model, self.k, self.index.version)
+        return (*base, tuple(sorted(self._early_settings().items()))) if self.early else base
 
     @cached_property
     def _stored(self) -> tuple[list["Segment"], str]:
@@ -193,11 +339,21 @@ class MaxSim(Reranker):
     def prepare(self) -> None:
         """Encode the collection's tokens if needed, load the model (and the bounds)."""
         self.tokens  # noqa: B018
-        self.bounds  # noqa: B018
+        if self.patience is None:  # early termination scores in first-stage order: no bounds
+            self.bounds  # noqa: B018
         query_encodings(self.model).load()
 
     def query_tokens(self, queries: Sequence[Query]) -> list[np.ndarray]:
         return query_encodings(self.model).tokens([q.text for q in queries])
+
+    def rerank(self, queries: Sequence[Query], candidates: Candidates) -> Candidates:
+        if not self.early:
+            return super().rerank(queries, candidates)
+        token = _RERANKING.set(candidates)  # candidate pruning reads the first-stage scores
+        try:
+            return super().rerank(queries, candidates)
+        finally:
+            _RERANKING.reset(token)
 
     def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> Scored:
         return self.score_timed(queries, docs, k)[0]
@@ -206,26 +362,59 @@ class MaxSim(Reranker):
         """Scores, and each query's seconds: its own scoring plus an equal share of encoding the
         batch's queries."""
         self.tokens  # encode the collection first if needed (not query time)
+        first = self._first_stage_scores(docs)
         start = time.perf_counter()
         qtoks = self.query_tokens(queries)
         seconds = np.full(len(queries), (time.perf_counter() - start) / max(len(queries), 1))
-        pruning = self.prune is not False and k < ALL and self.bounds is not None
+        pruning = self.patience is None and self.prune is not False and k < ALL and self.bounds is not None
+        watch = self.watch if self.watch is not None else (k if k < ALL else WATCH)
         results = []
         tried = scored = 0
+        seen = exact = 0
         # one small matrix product per document: BLAS threads only add contention here
         with one_blas_thread():
             for i, (q, nums) in enumerate(zip(qtoks, docs)):
                 start = time.perf_counter()
-                if pruning and len(nums) > k:
-                    results.append(self.score_pruned(q, nums, k))
-                    tried, scored = tried + len(nums), scored + self.last_scored
+                keep = None if first is None else np.flatnonzero(ratio_keep(first[i], self.min_ratio))
+                cands = nums if keep is None else nums[keep]
+                if self.patience is not None:
+                    out = self.score_in_order(q, cands, watch)
+                elif pruning and len(cands) > k:
+                    out = self.score_pruned(q, cands, k)
+                    tried, scored = tried + len(cands), scored + self.last_scored
                     if self.prune == "auto" and i + 1 == AUTO_TRIAL and scored > AUTO_KEEP * tried:
                         pruning = False  # the bounds cost more than they save on these vectors
                 else:
-                    results.append(self.score_all(q, nums))
+                    out = self.score_all(q, cands)
+                seen, exact = seen + len(nums), exact + len(out[0])
+                if self.early:
+                    positions = out[0] if keep is None else keep[out[0]]
+                    out = follow_in_order(len(nums), positions, out[1])
+                results.append(out)
                 seconds[i] += time.perf_counter() - start
         self.pruned_share = 1 - scored / tried if tried else 0.0
+        self.counts.candidates += seen
+        self.counts.scored += exact
         return results, seconds
+
+    def _first_stage_scores(self, docs: list[np.ndarray]) -> list[np.ndarray] | None:
+        """Each query's first-stage scores, for candidate pruning (None when it is off)."""
+        if self.min_ratio is None:
+            return None
+        cands = _RERANKING.get()
+        if cands is None or len(cands.query_ids) != len(docs):
+            raise CascadeError(f"{self.name}: min_ratio needs the candidates' first-stage scores; "
+                               "rerank Candidates (e.g. in a pipeline) rather than bare doc numbers")
+        return [cands.score[cands.offsets[i]:cands.offsets[i + 1]] for i in range(len(docs))]
+
+    def score_in_order(self, q: np.ndarray, nums: np.ndarray, watch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Early termination: exact scores for a prefix of ``nums`` (first-stage order), see
+        :func:`score_in_order`."""
+        where = self.tokens.slices(nums)
+        rows = self.tokens.rows
+        assert self.patience is not None
+        return score_in_order(lambda batch: exact_scores(q, (rows(*where[j]) for j in batch.tolist())),
+                              len(nums), watch, self.chunk, self.patience)
 
     def score_all(self, q: np.ndarray, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = self.tokens.rows
