@@ -985,6 +985,156 @@ def listed_file_problems(index_dir: Path) -> list[str]:
     return problems
 
 
+# -- cascade train ---------------------------------------------------------------------------
+
+train_app = typer.Typer(help="Train Cascade's own models (cross-encoder, late-interaction head, dense) from judged "
+                        "or synthetic queries; write synthetic queries.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+TrainDatasetArg = typer.Argument(..., help="BEIR-layout dataset dir whose corpus the training ids refer to.")
+TrainingOpt = typer.Option(..., "--training", help="Judged training queries: a folder with queries.jsonl and "
+                           "qrels/train.tsv (+ optional qrels/dev.tsv), e.g. from `cascade train synthetic`.")
+ModelOutOpt = typer.Option(..., "--out", help="Directory for the trained model (new, or one Cascade trained).")
+BaseOpt = typer.Option("minilm", "--base", help="Model to start from: alias, directory or hub id.")
+EpochsOpt = typer.Option(1, "--epochs", help="Passes over the training examples.")
+BatchOpt = typer.Option(16, "--batch-size", help="Examples per step.")
+LrOpt = typer.Option(2e-5, "--lr", help="Peak learning rate (linear warm-up over the first 10% of steps).")
+MaxLengthOpt = typer.Option(256, "--max-length", help="Tokens per text (cross-encoder: per query-document pair).")
+NegativesOpt = typer.Option(4, "--negatives", help="Hard negatives per (query, relevant document).")
+RandomNegativesOpt = typer.Option(0, "--random-negatives", help="Of the negatives, how many are random documents "
+                                  "of the collection (easy: a first signal for a new cross-encoder head).")
+MinerOpt = typer.Option("bm25 % 30", "--miner", help="Pipeline whose top non-relevant documents are the hard "
+                        "negatives (also the dev check's candidates).")
+DevFractionOpt = typer.Option(0.1, "--dev-fraction", help="Training queries held out for the dev check (when the "
+                              "folder has no qrels/dev.tsv).")
+DevQueriesOpt = typer.Option(100, "--dev-queries", help="Dev queries the dev check uses (a seeded sample).")
+MaxExamplesOpt = typer.Option(None, "--max-examples", help="Train on a seeded sample of at most N examples.")
+TeacherOpt = typer.Option(None, "--teacher", help="Distil this pipeline's scores (MarginMSE on its margins), e.g. "
+                          "'bm25 % 100 >> cross_encoder(model=DIR)'.")
+SeedOpt = typer.Option(0, "--seed", help="Seed of the dev split, the negatives' sampling, the data order and the "
+                       "new weights.")
+ThreadsOpt = typer.Option(None, "--threads", help="torch threads (default: every CPU).")
+
+
+def run_training(kind: str, dataset: Path, training: Path, out_dir: Path, settings: dict[str, Any],
+                 teacher: Optional[str], dim: Optional[int] = None) -> None:
+    """Train one kind of model and print what it became (the `cascade train` commands' body)."""
+    from cascade.train import cross_encoder, dense, late_interaction
+    from cascade.train.examples import check_disjoint, collection_index, split_dev, test_queries_of
+    from cascade.train.run import TrainConfig, target_dir
+
+    with user_errors():
+        config = TrainConfig(**settings)
+        target_dir(out_dir)  # before minutes of work, not after
+        split = split_dev(training, dev_fraction=config.dev_fraction, seed=config.seed)
+        check_disjoint([*split.train.queries, *split.dev.queries], test_queries_of(dataset),
+                       f"test queries of {dataset.name}")
+        with progress(f"reading {dataset.name}") as bar:
+            index = collection_index(dataset, progress=bar.update)
+        say = lambda line: err.print(line, highlight=False, markup=False)  # noqa: E731
+        say(f"training a {kind} on {len(split.train.queries):,} queries ({len(split.dev.queries):,} dev: "
+            f"{split.dev_source}), negatives from {config.miner!r}")
+        if kind == "cross-encoder":
+            result = cross_encoder.train_cross_encoder(index, split, out_dir, config, teacher=teacher, report=say)
+        elif kind == "dense":
+            result = dense.train_dense(index, split, out_dir, config, teacher=teacher, report=say)
+        else:
+            result = late_interaction.train_late_interaction(index, split, out_dir, config, teacher=teacher,
+                                                             dim=dim or late_interaction.DEFAULT_DIM, report=say)
+        before, after = result.dev[0][1], result.dev[-1][1]
+        out.print(f"trained {out_dir} ({kind}, {result.examples:,} examples, {result.steps:,} steps, "
+                  f"{result.seconds:.0f} s on {result.device}); dev nDCG@10 {before:.4f} -> {after:.4f}",
+                  soft_wrap=True)
+        stage = {"cross-encoder": "cross_encoder", "dense": "dense_rerank", "late-interaction": "maxsim"}[kind]
+        out.print(f"use it: cascade eval {shlex.quote(str(dataset))} -p "
+                  f"{shlex.quote(f'bm25 % 100 >> {stage}(model={out_dir})')}", soft_wrap=True)
+
+
+@train_app.command("cross-encoder")
+def train_cross_encoder(dataset: Path = TrainDatasetArg, training: Path = TrainingOpt, out_dir: Path = ModelOutOpt,
+                        base: str = BaseOpt, epochs: int = EpochsOpt, batch_size: int = BatchOpt,
+                        lr: float = LrOpt, max_length: int = MaxLengthOpt, negatives: int = NegativesOpt,
+                        random_negatives: int = RandomNegativesOpt,
+                        miner: str = MinerOpt, dev_fraction: float = DevFractionOpt, dev_queries: int = DevQueriesOpt,
+                        max_examples: Optional[int] = MaxExamplesOpt, teacher: Optional[str] = TeacherOpt,
+                        seed: int = SeedOpt, threads: Optional[int] = ThreadsOpt) -> None:
+    """Train a cross-encoder reranker (for the cross_encoder stage)."""
+    run_training("cross-encoder", dataset, training, out_dir, train_settings(locals()), teacher)
+
+
+@train_app.command("late-interaction")
+def train_late_interaction(dataset: Path = TrainDatasetArg, training: Path = TrainingOpt,
+                           out_dir: Path = ModelOutOpt, base: str = BaseOpt, epochs: int = EpochsOpt,
+                           batch_size: int = BatchOpt, lr: float = LrOpt, max_length: int = MaxLengthOpt,
+                           negatives: int = NegativesOpt,
+                           random_negatives: int = RandomNegativesOpt, miner: str = MinerOpt,
+                           dev_fraction: float = DevFractionOpt, dev_queries: int = DevQueriesOpt,
+                           max_examples: Optional[int] = MaxExamplesOpt,
+                           teacher: Optional[str] = TeacherOpt, seed: int = SeedOpt,
+                           threads: Optional[int] = ThreadsOpt,
+                           dim: int = typer.Option(128, "--dim", help="Token vector size after the projection.")
+                           ) -> None:
+    """Train a ColBERT-style head on a bi-encoder's token vectors (for the maxsim stage)."""
+    run_training("late-interaction", dataset, training, out_dir, train_settings(locals()), teacher, dim)
+
+
+@train_app.command("dense")
+def train_dense(dataset: Path = TrainDatasetArg, training: Path = TrainingOpt, out_dir: Path = ModelOutOpt,
+                base: str = BaseOpt, epochs: int = EpochsOpt, batch_size: int = BatchOpt, lr: float = LrOpt,
+                max_length: int = MaxLengthOpt, negatives: int = NegativesOpt,
+                random_negatives: int = RandomNegativesOpt, miner: str = MinerOpt,
+                dev_fraction: float = DevFractionOpt, dev_queries: int = DevQueriesOpt,
+                max_examples: Optional[int] = MaxExamplesOpt,
+                teacher: Optional[str] = TeacherOpt, seed: int = SeedOpt,
+                threads: Optional[int] = ThreadsOpt) -> None:
+    """Fine-tune a bi-encoder (for the dense, dense_rerank and maxsim stages)."""
+    run_training("dense", dataset, training, out_dir, train_settings(locals()), teacher)
+
+
+def train_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig's fields from a train command's options."""
+    names = {"lr": "learning_rate"}
+    keep = ("base", "epochs", "batch_size", "lr", "max_length", "negatives", "random_negatives", "miner",
+            "dev_fraction", "dev_queries", "max_examples", "seed", "threads")
+    return {names.get(k, k): options[k] for k in keep}
+
+
+@train_app.command("synthetic")
+def train_synthetic(
+    dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir whose documents the queries are written for."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write (queries.jsonl, qrels/train.tsv, SOURCE.txt)."),
+    model: str = typer.Option("llama-cpp:qwen", "--model", help="LLM: llama-cpp:qwen, llama-cpp:/m.gguf, "
+                              "openai:http://HOST/v1#MODEL, transformers:DIR."),
+    docs: int = typer.Option(200, "--docs", help="Documents to sample (seeded)."),
+    per_doc: int = typer.Option(1, "--per-doc", help="Queries per document (more than 1 samples at temperature)."),
+    check: str = typer.Option("bm25", "--check", help="Consistency filter: keep a query only if this pipeline "
+                              "finds its document in the top --depth."),
+    depth: int = typer.Option(20, "--depth", help="Depth of the consistency filter."),
+    prompt: Optional[Path] = typer.Option(None, "--prompt", help="Prompt template with {document}."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the document sample and of sampling."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the persistent LLM call cache."),
+) -> None:
+    """Write synthetic training queries for a collection's documents (InPars / Promptagator style)."""
+    from cascade.train.examples import collection_index
+    from cascade.train.synthetic import synthesize
+
+    with user_errors():
+        if docs < 1:
+            raise CascadeError("--docs must be at least 1")
+        with progress(f"reading {dataset.name}") as bar:
+            index = collection_index(dataset, progress=bar.update)
+        from cascade.llm import open_backend
+
+        backend = open_backend(model, cache=not no_cache)
+        with progress(f"writing queries with {model}", docs, "docs") as bar:
+            report = synthesize(index, backend, out_dir, n_docs=docs, per_doc=per_doc, pipeline=check, depth=depth,
+                                seed=seed, template=prompt, progress=lambda done, total: bar.update(done))
+        dropped = ", ".join(f"{reason} {n:,}" for reason, n in sorted(report.dropped.items())) or "none"
+        out.print(f"wrote {out_dir}: {report.kept:,} queries kept of {report.generated:,} generated for "
+                  f"{report.documents:,} documents in {report.seconds:.0f} s (dropped: {dropped})", soft_wrap=True)
+        out.print(f"train on them: cascade train cross-encoder {shlex.quote(str(dataset))} --training "
+                  f"{shlex.quote(str(out_dir))} --out MODEL_DIR", soft_wrap=True)
+
+
 @app.command()
 def demo(
     query: list[str] = typer.Option([], "--query", "-q", help="Query to run (repeatable); a few defaults otherwise."),

@@ -15,7 +15,7 @@ LAYERS = {
     "text": 1, "data": 1, "filters": 1, "kernels": 1,
     "index": 2,
     "models": 3, "retrieve": 3, "rerank": 3, "fuse": 3, "llm": 3, "context": 3,
-    "pipeline": 4, "evaluation": 4, "rag": 4,
+    "pipeline": 4, "evaluation": 4, "rag": 4, "train": 4,
     "server": 5, "cli": 5, "scale": 5, "adapters": 5,
 }
 
