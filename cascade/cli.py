@@ -147,6 +147,8 @@ CjkOpt = typer.Option("none", "--cjk", help="Chinese, Japanese and Korean text: 
                       "pairs, for text written without spaces) or none.")
 SymbolSuffixesOpt = typer.Option(False, "--symbol-suffixes/--no-symbol-suffixes",
                                  help="Keep + and # after a word of letters: C++, C#, F# are terms.")
+LlmModelOpt = typer.Option("llama-cpp:qwen", "--model", help="LLM: llama-cpp:qwen, llama-cpp:/m.gguf, "
+                           "openai:http://HOST/v1#MODEL, transformers:DIR.")
 SkipBadOpt = typer.Option(False, "--skip-bad", help="Skip bad records (counted in the summary) instead of stopping.")
 SOURCE_HELP = ("BEIR dataset dir, JSONL file (.jsonl or .jsonl.gz), TSV file (id<TAB>text or id<TAB>title<TAB>text; "
                ".tsv or .tsv.gz), folder of .txt/.md/.html/.pdf files, or - for JSONL on standard input.")
@@ -617,8 +619,7 @@ def print_eval(result: Any) -> None:
 def judge(
     dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir (corpus.jsonl, queries.jsonl, qrels/)."),
     run: str = typer.Option(..., "--run", help="TREC run whose top pairs are judged (may be relative to DATASET)."),
-    model: str = typer.Option("llama-cpp:qwen", "--model", help="LLM: llama-cpp:qwen, llama-cpp:/m.gguf, "
-                              "openai:http://HOST/v1#MODEL, transformers:DIR."),
+    model: str = LlmModelOpt,
     depth: int = typer.Option(20, "--depth", help="Judge each query's top DEPTH documents of the run."),
     all_pairs: bool = typer.Option(False, "--all", help="Judge every pair, also those the human qrels label."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Qrels file to write (default: "
@@ -1102,8 +1103,7 @@ def train_settings(options: dict[str, Any]) -> dict[str, Any]:
 def train_synthetic(
     dataset: Path = typer.Argument(..., help="BEIR-layout dataset dir whose documents the queries are written for."),
     out_dir: Path = typer.Option(..., "--out", help="Folder to write (queries.jsonl, qrels/train.tsv, SOURCE.txt)."),
-    model: str = typer.Option("llama-cpp:qwen", "--model", help="LLM: llama-cpp:qwen, llama-cpp:/m.gguf, "
-                              "openai:http://HOST/v1#MODEL, transformers:DIR."),
+    model: str = LlmModelOpt,
     docs: int = typer.Option(200, "--docs", help="Documents to sample (seeded)."),
     per_doc: int = typer.Option(1, "--per-doc", help="Queries per document (more than 1 samples at temperature)."),
     check: str = typer.Option("bm25", "--check", help="Consistency filter: keep a query only if this pipeline "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,24 @@ def datasets_dir() -> Path:
 
 TINY_WORDS = ("the a cats dogs purr bark at in garden loudly fish swim water birds fly sky sun moon night day "
               "cheese mice eat").split()
+
+
+def random_docs(n: int, seed: int = 0) -> list:
+    """``n`` documents d0.. of 1-12 random TINY_WORDS (seeded)."""
+    import cascade
+
+    rng = random.Random(seed)
+    return [cascade.Doc(f"d{i}", " ".join(rng.choice(TINY_WORDS) for _ in range(rng.randint(1, 12))))
+            for i in range(n)]
+
+
+def random_queries(n: int, seed: int = 1, min_words: int = 1) -> list:
+    """``n`` queries q0.. of ``min_words``-5 random TINY_WORDS (seeded)."""
+    import cascade
+
+    rng = random.Random(seed)
+    return [cascade.Query(f"q{i}", " ".join(rng.choice(TINY_WORDS) for _ in range(rng.randint(min_words, 5))))
+            for i in range(n)]
 
 
 @pytest.fixture(scope="session")

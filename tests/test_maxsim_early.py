@@ -3,14 +3,12 @@ on the tiny random sentence-transformers model of conftest (no network)."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
 pytest.importorskip("sentence_transformers")
 
-from conftest import TINY_WORDS as WORDS  # noqa: E402
+from conftest import random_docs, random_queries  # noqa: E402
 
 import cascade  # noqa: E402
 from cascade.core.candidates import Candidates  # noqa: E402
@@ -30,13 +28,11 @@ from cascade.retrieve.bm25 import BM25  # noqa: E402
 
 
 def _docs(n: int, seed: int = 0) -> list[cascade.Doc]:
-    rng = random.Random(seed)
-    return [cascade.Doc(f"d{i}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))) for i in range(n)]
+    return random_docs(n, seed)
 
 
 def _queries(n: int, seed: int = 1) -> list[cascade.Query]:
-    rng = random.Random(seed)
-    return [cascade.Query(f"q{i}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5)))) for i in range(n)]
+    return random_queries(n, seed, min_words=2)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ by path, which is the same loading code a hub id or a real checkpoint goes throu
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 pytest.importorskip("sentence_transformers")
 
 from conftest import TINY_WORDS as WORDS  # noqa: E402
+from conftest import random_docs, random_queries  # noqa: E402
 
 import cascade
 from cascade.core.errors import CascadeError
@@ -29,13 +29,11 @@ def tiny_model(tiny_bi_encoder: str) -> str:
 
 
 def _docs(n: int, seed: int = 0) -> list[cascade.Doc]:
-    rng = random.Random(seed)
-    return [cascade.Doc(f"d{i}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12)))) for i in range(n)]
+    return random_docs(n, seed)
 
 
 def _queries(n: int, seed: int = 1) -> list[cascade.Query]:
-    rng = random.Random(seed)
-    return [cascade.Query(f"q{i}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5)))) for i in range(n)]
+    return random_queries(n, seed, min_words=1)
 
 
 @pytest.fixture(scope="session")
