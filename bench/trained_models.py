@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cascade.data.beir import BeirDataset
 from cascade.evaluation.experiment import EvalOptions, run_experiment
-from cascade.train.examples import check_disjoint, collection_index, test_queries_of
+from cascade.train.examples import check_disjoint, collection_index, judged_test_queries
 from cascade.train.run import read_record
 
 HERE = Path(__file__).resolve().parent
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     today = datetime.date.today().isoformat()
     out = args.out or HERE / "results" / f"trained-{BeirDataset(args.dataset).name}-{today}.md"
-    test_ids = test_queries_of(args.dataset)
+    test_ids = judged_test_queries(args.dataset)
     models = model_lines(args.model, test_ids)
     start = time.perf_counter()
     index = collection_index(args.dataset)

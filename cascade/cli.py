@@ -1020,14 +1020,14 @@ def run_training(kind: str, dataset: Path, training: Path, out_dir: Path, settin
                  teacher: Optional[str], dim: Optional[int] = None) -> None:
     """Train one kind of model and print what it became (the `cascade train` commands' body)."""
     from cascade.train import cross_encoder, dense, late_interaction
-    from cascade.train.examples import check_disjoint, collection_index, split_dev, test_queries_of
+    from cascade.train.examples import check_disjoint, collection_index, judged_test_queries, split_dev
     from cascade.train.run import TrainConfig, target_dir
 
     with user_errors():
         config = TrainConfig(**settings)
         target_dir(out_dir)  # before minutes of work, not after
         split = split_dev(training, dev_fraction=config.dev_fraction, seed=config.seed)
-        check_disjoint([*split.train.queries, *split.dev.queries], test_queries_of(dataset),
+        check_disjoint([*split.train.queries, *split.dev.queries], judged_test_queries(dataset),
                        f"test queries of {dataset.name}")
         with progress(f"reading {dataset.name}") as bar:
             index = collection_index(dataset, progress=bar.update)

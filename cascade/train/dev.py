@@ -12,8 +12,9 @@ import numpy as np
 from cascade.core.types import Query
 from cascade.evaluation.metrics import evaluate
 from cascade.index.index import Index
+from cascade.index.segment import doc_text
 from cascade.pipeline.parse import parse
-from cascade.train.examples import TrainingSet, text_of
+from cascade.train.examples import TrainingSet
 
 DEV_METRIC = "nDCG@10"
 Scorer = Callable[[str, Sequence[str]], np.ndarray]  # (query, document texts) -> one score each
@@ -51,11 +52,11 @@ def dev_set(index: Index, data: TrainingSet, *, pipeline: str, depth: int) -> De
     if not queries:
         return DevSet((), data)
     run = parse(f"({pipeline}) % {depth}", index=index)(queries).to_run()
+    ranked = {q.id: [d for d, _ in sorted(run.get(q.id, {}).items(), key=lambda kv: -kv[1])] for q in queries}
+    wanted = sorted({d for ids in ranked.values() for d in ids})
+    texts = {d: doc_text(doc, index.fields) for d, doc in zip(wanted, index.docs_by_id(wanted)) if doc is not None}
     out = []
     for q in queries:
-        ranked = sorted(run.get(q.id, {}).items(), key=lambda kv: -kv[1])
-        ids = [d for d, _ in ranked]
-        docs = index.docs_by_id(ids)
-        kept = [(d, text_of(doc)) for d, doc in zip(ids, docs) if doc is not None]
-        out.append(DevQuery(q.id, q.text, tuple(d for d, _ in kept), tuple(t for _, t in kept)))
+        kept = [d for d in ranked[q.id] if d in texts]
+        out.append(DevQuery(q.id, q.text, tuple(kept), tuple(texts[d] for d in kept)))
     return DevSet(tuple(out), data)

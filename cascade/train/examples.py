@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from cascade.core.errors import CascadeError
-from cascade.core.types import Doc, Qrels, Query
+from cascade.core.types import Qrels, Query
 from cascade.data.beir import BeirDataset
 from cascade.data.readers import read_jsonl_queries, read_qrels
 from cascade.index.cache import cached_index
 from cascade.index.index import Index
+from cascade.index.segment import doc_text
 from cascade.pipeline.parse import parse
 from cascade.text.analyzer import Analyzer
 
@@ -126,11 +127,6 @@ def check_disjoint(training_ids: Sequence[str], test: Qrels | Sequence[str], wha
                            "a model must be evaluated on queries it never saw")
 
 
-def text_of(doc: Doc) -> str:
-    """What a model reads of a document: its title and text (as the neural stages do)."""
-    return " ".join(part for part in (doc.title, doc.text) if part)
-
-
 def mine_negatives(index: Index, data: TrainingSet, *, pipeline: str = DEFAULT_MINER) -> dict[str, list[str]]:
     """Per query, the ids ``pipeline`` ranks that are not judged relevant, best first."""
     ranker = parse(pipeline, index=index)
@@ -185,7 +181,8 @@ def mine_examples(index: Index, data: TrainingSet, *, negatives: int = DEFAULT_N
     mined = mine_negatives(index, data, pipeline=pipeline)
     easy = random_documents(index, data, mined, random_negatives, rng) if random_negatives else {}
     wanted = {d for j in data.qrels.values() for d in j} | {d for ds in (*mined.values(), *easy.values()) for d in ds}
-    texts = {d: text_of(doc) for d, doc in zip(sorted(wanted), index.docs_by_id(sorted(wanted))) if doc is not None}
+    texts = {d: doc_text(doc, index.fields) for d, doc in zip(sorted(wanted), index.docs_by_id(sorted(wanted)))
+             if doc is not None}
     examples = []
     for qid, query in data.queries.items():
         pool = [d for d in mined.get(qid, []) if d in texts]
@@ -261,7 +258,7 @@ def collection_index(dataset: str | Path, progress: Callable[[int], None] | None
     return index
 
 
-def test_queries_of(dataset: str | Path) -> list[str]:
+def judged_test_queries(dataset: str | Path) -> list[str]:
     """Ids of the queries a dataset's ``qrels/test.tsv`` judges (none without that file)."""
     path = Path(dataset) / "qrels" / "test.tsv"
     return sorted(read_qrels(path)) if path.is_file() else []

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -121,8 +122,6 @@ def training_arguments(cls: Any, config: TrainConfig, work: Path, **extra: Any) 
 
 
 def _interactive() -> bool:
-    import sys
-
     return sys.stderr.isatty()
 
 
@@ -203,14 +202,6 @@ def publish(save: Callable[[Path], None], out: Path, result: TrainResult) -> Pat
     return out
 
 
-class Stopwatch:
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-
 @dataclass(frozen=True)
 class Recipe:
     """What one kind of model does differently; :func:`fit` does the rest.
@@ -233,7 +224,7 @@ def fit(recipe: Recipe, index: Index, split: Split, out: str | Path, config: Tra
     margins of the ``teacher`` pipeline when one is given) with the dev check before and after
     each epoch, and publish it at ``out``."""
     target = target_dir(out)
-    clock = Stopwatch()
+    start = time.perf_counter()
     prepare_torch(config)
     require("datasets", "cascade train", extra="train")
     from datasets import Dataset
@@ -260,7 +251,7 @@ def fit(recipe: Recipe, index: Index, split: Split, out: str | Path, config: Tra
                               callbacks=[progress_callback(result, dev, recipe.scorer, report)])
         trainer.train()
         result.steps = int(trainer.state.global_step)
-    result.seconds = clock.seconds()
+    result.seconds = time.perf_counter() - start
     publish(lambda tmp: model.save_pretrained(str(tmp)), target, result)
     return result
 
