@@ -256,6 +256,20 @@ def orphans(path: Path) -> list[Path]:
     return find_debris(path)
 
 
+def identities(paths: list[Path]) -> set[tuple[str, int, int]]:
+    """(path, inode, mtime) of each path still there: a later writer may write a file of the same
+    name again (a tombstone ``del-<generation>.npy`` of a generation whose first try was killed,
+    superseded and left unlisted by the next kill), which is a new orphan, not a survivor."""
+    found = set()
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        found.add((str(p), st.st_ino, st.st_mtime_ns))
+    return found
+
+
 def cli_check(path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -305,7 +319,7 @@ def kill_loop(workdir: Path, kills: int, seed: int = 0, max_delay: float = 0.4,
     debris = {"after a kill": 0, "kills leaving some": 0, "left after the next commit": 0,
               "left after check --repair": 0, "repairs": 0}
     reps_seen: Counter[str] = Counter()
-    previous: list[Path] = []
+    previous: set[tuple[str, int, int]] = set()
     last_generation = -1
     done = 0
     start = time.perf_counter()
@@ -338,9 +352,9 @@ def kill_loop(workdir: Path, kills: int, seed: int = 0, max_delay: float = 0.4,
         # a commit ran since the last kill (an operation reported done may commit nothing, e.g. a
         # merge with nothing to merge): it removed what that kill left
         if generation > last_generation and previous:
-            still = {p for p in left} & set(previous)
+            still = identities(left) & previous
             debris["left after the next commit"] += len(still)
-            assert not still, f"kill {done}: orphans survived a commit: {sorted(map(str, still))}"
+            assert not still, f"kill {done}: orphans survived a commit: {sorted(still)}"
         debris["after a kill"] += len(left)
         debris["kills leaving some"] += bool(left)
         actual = observed(path)
@@ -361,7 +375,7 @@ def kill_loop(workdir: Path, kills: int, seed: int = 0, max_delay: float = 0.4,
             reps_seen["segments checked"] += found["segments"]
             reps_seen["kills leaving an encoding partial"] += found["partial"]
         done += 1
-        previous, last_generation = left, generation
+        previous, last_generation = identities(left), generation
         if left and done % 10 == 0:
             from cascade.index.index import repair_index
 
@@ -369,7 +383,7 @@ def kill_loop(workdir: Path, kills: int, seed: int = 0, max_delay: float = 0.4,
             debris["repairs"] += 1
             debris["left after check --repair"] += len(orphans(path))
             assert orphans(path) == []
-            previous = []
+            previous = set()
         if score_check_every and done % score_check_every == 0:
             scores_match_fresh(path, workdir)
     return {"kills": done, "ops_committed": pos, "seconds": time.perf_counter() - start,
