@@ -9,78 +9,31 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_WORDS as WORDS
 
 from cascade.core.errors import CascadeError, MissingDependency
 from cascade.models.onnx_encoder import OnnxEncoder, is_onnx_model
 
-WORDS = ("the a cats dogs purr bark at in garden loudly fish swim water birds fly sky sun moon night day "
-         "cheese mice eat").split()
 TEXTS = ["cats purr", "the dogs bark loudly at the cats in the garden", "fish", "birds fly in the sky at night",
          "mice eat cheese", "the sun the moon the day the night", "zebra unknown words", ""]
 
 
-def _export(raw: Path, out: Path) -> None:
-    """The BERT in ``raw`` as ``out/model.onnx`` (legacy exporter, opset 17, dynamic batch and sequence)."""
-    import torch
-    import transformers
-
-    class Hidden(torch.nn.Module):  # positional inputs -> last hidden state
-        def __init__(self, bert: torch.nn.Module) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    token_type_ids: torch.Tensor) -> torch.Tensor:
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
-
-    bert = transformers.BertModel.from_pretrained(raw).eval()
-    ids = torch.tensor([[2, 5, 6, 3], [2, 7, 3, 0]])  # padded, so the mask is not traced away
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(Hidden(bert), (ids, (ids > 0).long(), torch.zeros_like(ids)), str(out / "model.onnx"),
-                              input_names=names, output_names=["last_hidden_state"], opset_version=17,
-                              dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
-                              dynamo=False)
-        except (ImportError, torch.onnx.OnnxExporterError) as err:  # the exporter needs the onnx package
-            pytest.skip(f"ONNX export unavailable: {err}")
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+def tiny(tiny_bi_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """(sentence-transformers dir, ONNX dir) holding the same random one-layer BERT."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("tokenizers")
     pytest.importorskip("onnx")
-    transformers = pytest.importorskip("transformers")
-    pytest.importorskip("sentence_transformers")
-    from sentence_transformers import SentenceTransformer, models
+    from cascade.models.encoders import Encoder
+    from cascade.models.onnx_export import write_export
 
-    root = tmp_path_factory.mktemp("tiny-onnx")
-    raw, onnx_dir = root / "raw", root / "onnx-model"
-    raw.mkdir()
-    onnx_dir.mkdir()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (raw / "vocab.txt").write_text("\n".join(vocab))
-    tokenizer = transformers.BertTokenizerFast(str(raw / "vocab.txt"))  # positional: transformers 5 ignores vocab_file=
-    transformers.set_seed(0)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
-    transformers.BertModel(config).save_pretrained(raw)
-    tokenizer.save_pretrained(raw)
-    tokenizer.save_pretrained(onnx_dir)  # writes tokenizer.json
-    model = SentenceTransformer(modules=[models.Transformer(str(raw), max_seq_length=32),
-                                         models.Pooling(32, "mean"), models.Normalize()])
-    model.save(str(root / "st"))
-    _export(raw, onnx_dir)
-    return str(root / "st"), str(onnx_dir)
+    onnx_dir = tmp_path_factory.mktemp("tiny-onnx") / "onnx-model"
+    write_export(Encoder(tiny_bi_encoder).model, onnx_dir)
+    return tiny_bi_encoder, str(onnx_dir)
 
 
 def test_tiny_onnx_matches_sentence_transformers(tiny: tuple[str, str]) -> None:

@@ -11,11 +11,13 @@ prompts that share an instruction and a query cost only their differing tail.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import math
 import os
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,18 @@ def _import_llama() -> Any:
     return llama_cpp
 
 
+_LOADED: "weakref.WeakSet[LlamaCppBackend]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_loaded() -> None:
+    """Free the models still loaded at interpreter exit, while llama-cpp-python's library is
+    still there: left to the garbage collector, its destructors run after the library's globals
+    are gone and print a TypeError traceback."""
+    for backend in list(_LOADED):
+        backend.close()
+
+
 class LlamaCppBackend(BaseBackend):
     """A GGUF model run in-process; ``n_ctx`` tokens of context, ``n_threads`` CPU threads."""
 
@@ -82,6 +96,13 @@ class LlamaCppBackend(BaseBackend):
                              seed=seed, logits_all=False, verbose=False)
         self._format = self._formatter()
         self._warned_labels = False
+        _LOADED.add(self)
+
+    def close(self) -> None:
+        """Free the model now (the backend cannot be used after)."""
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            llm.close()
 
     # -- prompts -------------------------------------------------------------------------------
 

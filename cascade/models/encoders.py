@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cascade.core.errors import CascadeError
+from cascade.models import onnx_export
 from cascade.models.encoded import Encoded
 from cascade.models.onnx_encoder import OnnxEncoder, is_onnx_model
 from cascade.models.resolve import default_device, load_sentence_transformer, require, resolve_model
@@ -126,13 +127,17 @@ class QueryEncodings:
     MaxSim, then dense rescoring) encode each query once. The oldest are dropped beyond
     ``limit`` texts."""
 
-    def __init__(self, encoder: Any, limit: int = 50_000) -> None:
+    def __init__(self, encoder: Any, limit: int = 50_000, *, export: bool = False) -> None:
         self.encoder, self.limit = encoder, limit
+        self._export = export  # export the torch encoder for later processes once it is loaded
         self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def load(self) -> None:
         """Load the model now (what a stage's ``prepare`` does)."""
         self.encoder.load()
+        if self._export:
+            self._export = False
+            onnx_export.export_for_queries(self.encoder)
 
     def dense(self, texts: Sequence[str]) -> np.ndarray:
         """float32 [n, dim]: each text's unit-length vector."""
@@ -148,6 +153,7 @@ class QueryEncodings:
         missing = list(dict.fromkeys(t for t in texts if t not in self._seen))
         if not missing:
             return
+        self.load()
         out = self.encoder.encode(missing, tokens=True)
         for i, text in enumerate(missing):
             self._seen[text] = (out.dense[i], out.tokens_of(i).astype(np.float32))
@@ -159,7 +165,15 @@ _QUERIES: dict[str, QueryEncodings] = {}
 
 
 def query_encodings(model: str) -> QueryEncodings:
-    """The process's query encodings for ``model`` (on the shared encoder)."""
+    """The process's query encodings for ``model``: by the ONNX export of a sentence-transformers
+    model when one is cached (no torch import, :mod:`cascade.models.onnx_export`), else by the
+    shared encoder, which then makes that export for later processes."""
     if model not in _QUERIES:
-        _QUERIES[model] = QueryEncodings(shared_encoder(model))
+        found = None if is_onnx_model(model) else onnx_export.exported(resolve_model(model))
+        if found is not None:
+            directory, max_length = found
+            _QUERIES[model] = QueryEncodings(OnnxEncoder(str(directory), max_length=max_length))
+        else:
+            encoder = shared_encoder(model)
+            _QUERIES[model] = QueryEncodings(encoder, export=isinstance(encoder, Encoder))
     return _QUERIES[model]
