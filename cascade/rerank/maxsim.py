@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Sequence
 
 import numpy as np
+from numba import njit
 
 from cascade.core.candidates import Candidates
 from cascade.core.errors import CascadeError
@@ -89,18 +89,44 @@ def _bucket(n: int, size: int) -> int:
     return max(size, -(-n // size) * size)
 
 
-def maxsim(q: np.ndarray, tokens: np.ndarray) -> np.float32:
-    """MaxSim of query token vectors ``q`` [m, d] (float32) with one document's ``tokens`` [t, d],
-    in numpy, with the shapes :func:`exact_scores` uses (so the two agree)."""
-    if len(tokens) == 0:
-        return np.float32(0.0)
-    m, t = len(q), len(tokens)
-    qp = np.zeros((_bucket(m, QUERY_BUCKET), q.shape[1]), np.float32)
-    qp[:m] = q
-    x = np.empty((_bucket(t, TOKEN_BUCKET), tokens.shape[1]), np.float32)
-    x[:t] = tokens
+_F16_TO_F32 = np.float32(2.0 ** 112)  # rebiases a float16 exponent (15) to float32's (127)
+
+
+@njit(cache=True, nogil=True)
+def half_to_float32(src: np.ndarray, dst: np.ndarray) -> None:
+    """Write the float16 values whose bits are ``src`` (uint16 [n]) into ``dst`` (float32 [n]),
+    exactly as numpy's conversion (zeros, subnormals, infinities and NaNs included). Three
+    branch-free passes that the compiler vectorises: shift the exponent and mantissa into
+    place, multiply by 2**112 (which also normalises subnormals), then set the all-ones
+    exponent of infinities and NaNs and the sign. numpy's own conversion is scalar here."""
+    bits = dst.view(np.uint32)
+    for i in range(src.shape[0]):
+        bits[i] = (np.uint32(src[i]) & np.uint32(0x7FFF)) << np.uint32(13)
+    for i in range(src.shape[0]):
+        dst[i] = dst[i] * _F16_TO_F32
+    for i in range(src.shape[0]):
+        h = np.uint32(src[i])
+        b = bits[i]
+        if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
+            b = b | np.uint32(0x7F800000)
+        bits[i] = b | ((h & np.uint32(0x8000)) << np.uint32(16))
+
+
+def _rows_into(tokens: np.ndarray, x: np.ndarray) -> None:
+    """Copy one document's token rows into the first rows of the float32 buffer ``x`` and fill the
+    rest of the buffer with its first row (a repeated row leaves every maximum unchanged)."""
+    t = len(tokens)
+    if tokens.dtype == np.float16 and tokens.flags.c_contiguous:
+        half_to_float32(tokens.view(np.uint16).reshape(-1), x[:t].reshape(-1))
+    else:
+        x[:t] = tokens
     x[t:] = x[0]
-    return (qp @ x.T)[:m].max(axis=1).sum(dtype=np.float32)
+
+
+def maxsim(q: np.ndarray, tokens: np.ndarray) -> np.float32:
+    """MaxSim of query token vectors ``q`` [m, d] (float32) with one document's ``tokens`` [t, d]
+    (float16 or float32), with the shapes :func:`exact_scores` uses (so the two agree)."""
+    return exact_scores(q, [tokens])[0]
 
 
 def exact_scores(q: np.ndarray, documents: Iterable[np.ndarray]) -> np.ndarray:
@@ -111,36 +137,26 @@ def exact_scores(q: np.ndarray, documents: Iterable[np.ndarray]) -> np.ndarray:
     rounded up to a few buckets (documents to multiples of TOKEN_BUCKET rows by repeating a
     row, queries to multiples of QUERY_BUCKET rows whose maxima are dropped): BLAS libraries
     prepare work per matrix shape, and with a shape per (query length, document length) that
-    preparation cost more than the products (about 2 ms per new shape). Through torch when it
-    is installed (its float16-to-float32 conversion is vectorised), else numpy."""
-    try:
-        import torch
-    except ImportError:
-        return np.array([maxsim(q, tokens) for tokens in documents], dtype=np.float32)
+    preparation cost more than the products (about 2 ms per new shape). The stored float16
+    rows are widened by :func:`half_to_float32` into a buffer per shape; numpy does the
+    products (torch is not needed: importing it took longer than scoring a collection's
+    queries)."""
     m = len(q)
-    qp = torch.zeros((_bucket(m, QUERY_BUCKET), q.shape[1]), dtype=torch.float32)
-    qp[:m] = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
-    buffers: dict[int, Any] = {}
+    qp = np.zeros((_bucket(m, QUERY_BUCKET), q.shape[1]), np.float32)
+    qp[:m] = q
+    buffers: dict[int, np.ndarray] = {}
     out = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small products: a second thread only adds contention
-    try:
-        with warnings.catch_warnings():  # memory-mapped rows are read-only; torch only reads them
-            warnings.simplefilter("ignore", UserWarning)
-            for tokens in documents:
-                t = len(tokens)
-                if t == 0:
-                    out.append(0.0)
-                    continue
-                rows = _bucket(t, TOKEN_BUCKET)
-                x = buffers.get(rows)
-                if x is None:
-                    x = buffers[rows] = torch.empty((rows, q.shape[1]), dtype=torch.float32)
-                x[:t] = torch.from_numpy(tokens)
-                x[t:] = x[0]
-                out.append((qp @ x.T)[:m].amax(dim=1).sum().item())
-    finally:
-        torch.set_num_threads(threads)
+    for tokens in documents:
+        t = len(tokens)
+        if t == 0:
+            out.append(np.float32(0.0))
+            continue
+        rows = _bucket(t, TOKEN_BUCKET)
+        x = buffers.get(rows)
+        if x is None:
+            x = buffers[rows] = np.empty((rows, q.shape[1]), np.float32)
+        _rows_into(tokens, x)
+        out.append((qp @ x.T)[:m].max(axis=1).sum(dtype=np.float32))
     return np.array(out, dtype=np.float32)
 
 
