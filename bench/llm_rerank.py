@@ -107,8 +107,10 @@ def _row(name: str, r: dict[str, Any], qids: list[str], qrels: dict, base_pq: di
     parse = f"{cost['parse_ok']:.0f}/{cost['parse_repaired']:.0f}/{cost['parse_failed']:.0f}" \
         if "parse_ok" in cost else ""
     mean, base = np.mean(list(pq.values())), np.mean(list(b.values()))
+    fresh = [q for q in qids if not r["cost"][q].get("cached_calls")] or qids  # a cached call costs no time
+    seconds = sum(r["cost"][q]["seconds"] for q in fresh) / len(fresh)
     row = (f"| {name} | {n} | {mean:.4f} | {base:.4f} | {mean - base:+.4f} "
-           f"| {t:.3g} | {rnd:.3g} | {cost['seconds'] / n:.1f} | "
+           f"| {t:.3g} | {rnd:.3g} | {seconds:.1f} ({len(fresh)}) | "
            f"{(cost['prompt_tokens'] + cost['completion_tokens']) / n:.0f} ({cost['prompt_tokens'] / n:.0f}+"
            f"{cost['completion_tokens'] / n:.0f}) | {cost['calls'] / n:.1f} | {cost['cached_calls']:.0f} | {parse} |")
     return row, pq
@@ -121,12 +123,14 @@ def report(results: dict[str, Any], queries: list[tuple[str, str]], qrels: dict,
     common = [q for q in order if all(q in d for d in done.values())]
     lines = [f"# LLM rerankers on TREC DL19 (BM25 top {DEPTH}), {datetime.date.today()}", "",
              f"Command: `python bench/llm_rerank.py {' '.join(sys.argv[1:])}`", "",
-             f"Machine: {platform.machine()}, 2 CPU cores shared with other jobs; model `{args.model}`; passages cut "
+             f"Machine: {platform.machine()}, 2 CPU cores shared with other jobs; model `{args.model}` "
+             f"(ICR: `{args.icr_model}`); passages cut "
              f"to {args.max_words} words. Queries: the first of queries.jsonl in file order; each row gives how many "
              f"a stage finished (BM25's figures are on the same queries); {len(common)} are common to all stages.", ""]
     all_pq = {q: v.get("nDCG@10", 0.0) for q, v in evaluate({q: rank_preserving(run[q]) for q in order}, qrels,
                                                              ["nDCG@10"], queries=order).per_query.items()}
-    lines += ["| stage | queries | nDCG@10 | BM25 on them | Δ | t-test p | randomisation p | s/query | tokens/query "
+    lines += ["| stage | queries | nDCG@10 | BM25 on them | Δ | t-test p | randomisation p | s/query (over n queries "
+              "with no cached call) | tokens/query "
               "(prompt+completion) | calls/query | cached calls | parse ok/repaired/failed |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     per_query = {}

@@ -64,9 +64,32 @@ def test_label_logprobs_are_a_distribution_over_the_vocabulary(backend) -> None:
 
 def test_attention_per_span(backend) -> None:  # type: ignore[no-untyped-def]
     prompt, spans, q = layout("Passages:\n{passages}\nQuery: {query}", "cat food", ["the cat sat", "dogs chase"])
-    scores = backend.attention(prompt, spans, q)
-    assert scores.shape == (2,) and np.all(scores > 0)
+    tokens = backend.attention(prompt, spans, q)
+    assert len(tokens) == 2 and all(len(t) > 0 and np.all(t > 0) for t in tokens)
     assert backend.usage.calls >= 1
+
+
+def test_kept_passages_give_the_attention_of_a_full_pass(backend) -> None:  # type: ignore[no-untyped-def]
+    """The second prompt reuses the first one's keys and values for the shared passages; its
+    token attention must equal one forward pass over the whole prompt."""
+    template = "Passages:\n{passages}\nFind what is relevant.\nQuery: {query}"
+    passages = ["the cat sat on the mat", "dogs chase cats", "a recipe for cat food"]
+    backend.attention(*layout(template, "cat food", passages))
+    before = backend.usage.prompt_tokens
+    prompt, spans, q = layout(template, "N/A", passages)
+    kept = backend.attention(prompt, spans, q)
+    text = backend.chat_text(prompt)
+    enc = backend.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
+    offsets = enc.pop("offset_mapping")[0].numpy()
+    base = text.find(prompt)
+    scoring = np.flatnonzero(offsets[:, 1] > q[0] + base)
+    assert backend.usage.prompt_tokens - before == len(scoring) < len(offsets) / 2  # only the scoring tokens ran
+    with torch.inference_mode():
+        out = backend.lm(enc["input_ids"], output_attentions=True)
+    row = sum(a[0][:, scoring, :].float().sum(dim=0).mean(dim=0) for a in out.attentions).numpy()
+    for (s, e), got in zip(spans, kept):
+        want = row[np.flatnonzero((offsets[:, 0] < e + base) & (offsets[:, 1] > s + base))]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_icr_stage_two_passes_per_window(model_dir: Path, tmp_path: Path) -> None:

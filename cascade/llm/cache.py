@@ -109,17 +109,17 @@ class CachedBackend:
         return out  # type: ignore[return-value]
 
     def attention(self, prompt: str, spans: Any, query: Any) -> Any:
-        """The wrapped backend's attention scores per span (transformers), cached and counted."""
+        """The wrapped backend's token attention per span (transformers), cached and counted."""
         import numpy as np
 
-        key = self._key("attention", prompt, {"spans": [list(s) for s in spans], "query": list(query)})
+        key = self._key("attention-tokens", prompt, {"spans": [list(s) for s in spans], "query": list(query)})
         found = self.cache.get(key)
         if found is not None:
             gen = Generation(**{**found["gen"], "cached": True})
-            scores = np.array(found["scores"], dtype=np.float64)
+            scores = [np.array(t, dtype=np.float64) for t in found["tokens"]]
         else:
             scores, gen = self.inner.attention_counted(prompt, spans, query)  # type: ignore[attr-defined]
-            self.cache.put(key, {"scores": [float(x) for x in scores], "gen": _gen_dict(gen)})
+            self.cache.put(key, {"tokens": [[float(x) for x in t] for t in scores], "gen": _gen_dict(gen)})
         self.usage.add(gen)
         return scores
 

@@ -132,15 +132,20 @@ class TransformersBackend(BaseBackend):
             out.append((scores, Generation("", n, 1, time.perf_counter() - start)))
         return out
 
-    def attention(self, prompt: str, spans: Sequence[Span], query: Span) -> np.ndarray:
-        """Per span of the user message ``prompt``, the attention its tokens receive from the
-        tokens of the ``query`` span, summed over layers, heads and tokens (counted in ``usage``)."""
+    def attention(self, prompt: str, spans: Sequence[Span], query: Span) -> list[np.ndarray]:
+        """Per span of the user message ``prompt``, the attention each of its tokens receives from
+        the scoring tokens: those of the ``query`` span and every token after it (the rest of
+        the message and the chat template's closing tokens), averaged over the scoring tokens
+        and summed over heads and layers, as in ICR (counted in ``usage``)."""
         scores, gen = self.attention_counted(prompt, spans, query)
         self.usage.add(gen)
         return scores
 
-    def attention_counted(self, prompt: str, spans: Sequence[Span], query: Span) -> tuple[np.ndarray, Generation]:
-        """:meth:`attention` and what the forward pass cost."""
+    def attention_counted(self, prompt: str, spans: Sequence[Span], query: Span) -> tuple[list[np.ndarray], Generation]:
+        """:meth:`attention` and what the forward passes cost. The tokens before the scoring
+        tokens run once and their keys and values are kept: a next call whose prompt starts with
+        the same tokens (ICR's calibration prompt, the same passages with the query ``N/A``) only
+        runs its own scoring tokens."""
         start = time.perf_counter()
         text = self.chat_text(prompt)
         base = text.find(prompt)
@@ -148,14 +153,46 @@ class TransformersBackend(BaseBackend):
             raise CascadeError("the chat template changed the prompt's text; attention spans cannot be placed")
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
         offsets = enc.pop("offset_mapping")[0].numpy()
-        q = _tokens_in(offsets, query[0] + base, query[1] + base)
+        ids = enc["input_ids"]
+        scoring = _tokens_in(offsets, query[0] + base, len(text))
+        if len(scoring) == 0:
+            raise CascadeError("the query span holds no token")
+        split = int(scoring[0])
+        cache, computed = self._prefix_cache(ids[:, :split])
         with self.torch.inference_mode():
-            out = self.lm(enc["input_ids"], output_attentions=True)
-        # (layers, heads, query tokens, all tokens) summed to one row over the whole input
-        row = sum(a[0][:, q, :].float().sum(dim=(0, 1)) for a in out.attentions).numpy()
-        scores = np.array([row[_tokens_in(offsets, s + base, e + base)].sum() for s, e in spans], dtype=np.float64)
-        gen = Generation("", int(enc["input_ids"].shape[1]), 0, time.perf_counter() - start)
-        return scores, gen
+            try:
+                out = self.lm(ids[:, split:], **{self._cache_keyword: cache}, use_cache=True, output_attentions=True)
+            finally:
+                cache.crop(-(ids.shape[1] - split))  # back to the shared prefix for the next call
+        # per layer (heads, scoring tokens, all tokens): summed over heads and layers, averaged over scoring tokens
+        row = sum(a[0].float().sum(dim=0).mean(dim=0) for a in out.attentions).numpy().astype(np.float64)
+        tokens = [row[_tokens_in(offsets, s + base, e + base)] for s, e in spans]
+        gen = Generation("", computed + len(ids[0]) - split, 0, time.perf_counter() - start)
+        return tokens, gen
+
+    def _prefix_cache(self, prefix: Any) -> tuple[Any, int]:
+        """(keys and values of the tokens ``prefix`` [1, n], how many tokens had to run): kept from
+        the last call when it had the same prefix."""
+        key = tuple(prefix[0].tolist())
+        kept = getattr(self, "_kept_prefix", None)
+        if kept is not None and kept[0] == key:
+            return kept[1], 0
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        if len(key):
+            with self.torch.inference_mode():
+                self.lm(prefix, **{self._cache_keyword: cache}, use_cache=True)
+        self._kept_prefix = (key, cache)
+        return cache, len(key)
+
+    @property
+    def _cache_keyword(self) -> str:
+        """How the model's forward() takes a key-value cache (``past_key_values`` is being renamed
+        ``cache`` in transformers 5)."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self.lm.forward).parameters else "past_key_values"
 
 
 def _tokens_in(offsets: np.ndarray, start: int, end: int) -> np.ndarray:
