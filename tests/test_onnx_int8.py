@@ -14,17 +14,22 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from cascade.models.onnx_int8 import drop_nan_guards, prepared_int8, weight_matmuls  # noqa: E402
 
+WIDTH = 64  # inputs per product: with 4, each output channel's few weights sit at the int8 extremes,
+# and x86 CPUs without VNNI (AVX2 only) saturate such 8-bit products (16-bit intermediate sums);
+# an encoder's products are hundreds wide, like this one
+
 
 def _graph(path: Path) -> None:
-    """x [2, 4] @ W [4, 3], then softmax, then the exporter's NaN guard, as an ONNX file."""
+    """x [2, WIDTH] @ W [WIDTH, 3] / 8, then softmax, then the exporter's NaN guard, as an ONNX file."""
     rng = np.random.default_rng(0)
-    weight = helper.make_tensor("W", TensorProto.FLOAT, [4, 3], rng.standard_normal(12).astype(np.float32).tolist())
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [WIDTH, 3],
+                                (rng.standard_normal(WIDTH * 3) / 8).astype(np.float32).tolist())
     zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
     nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
              helper.make_node("Softmax", ["h"], ["p"], axis=-1),
              helper.make_node("IsNaN", ["p"], ["nan"]),
              helper.make_node("Where", ["nan", "zero", "p"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, WIDTH])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [weight, zero])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
@@ -55,6 +60,6 @@ def test_prepared_graph_is_cached_and_close(tmp_path: Path, monkeypatch: pytest.
     assert first.is_file() and prepared_int8(source) == first  # made once
     ops = [n.op_type for n in onnx.load(str(first)).graph.node]
     assert "IsNaN" not in ops and "Where" not in ops and "MatMul" not in ops  # the product is integer now
-    x = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((2, WIDTH)).astype(np.float32)
     run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
     np.testing.assert_allclose(run(first), run(source), atol=0.05)

@@ -36,7 +36,11 @@ def test_first_process_exports_and_the_next_uses_the_export(tiny_bi_encoder: str
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     first = encoders.query_encodings(tiny_bi_encoder)
     assert isinstance(first.encoder, encoders.Encoder)
-    want_dense, want_tokens = first.dense(TEXTS), first.tokens(TEXTS)  # loads torch, then exports
+    torch_encoded = first.encoder.encode(TEXTS, tokens=True)
+    want_dense = torch_encoded.dense
+    want_tokens = [torch_encoded.tokens_of(i).astype(np.float32) for i in range(len(TEXTS))]
+    first_dense = first.dense(TEXTS)  # loads torch, exports, then encodes by the export
+    assert isinstance(first.encoder, OnnxEncoder)
     where = onnx_export.export_dir(tiny_bi_encoder)
     info = json.loads((where / "export.json").read_text())
     assert info["ok"] and info["max_length"] == 32 and info["max_dense_difference"] <= onnx_export.TOLERANCE
@@ -44,6 +48,7 @@ def test_first_process_exports_and_the_next_uses_the_export(tiny_bi_encoder: str
     monkeypatch.setattr(encoders, "_QUERIES", {})  # as a new process would start
     second = encoders.query_encodings(tiny_bi_encoder)
     assert isinstance(second.encoder, OnnxEncoder)
+    assert np.array_equal(second.dense(TEXTS), first_dense)  # the same bits in every process
     np.testing.assert_allclose(second.dense(TEXTS), want_dense, atol=1e-5)
     for got, want in zip(second.tokens(TEXTS), want_tokens):
         assert got.shape == want.shape

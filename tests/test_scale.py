@@ -40,6 +40,20 @@ def assert_same(ref: cascade.Candidates, got: cascade.Candidates) -> None:
     assert np.array_equal(ref.score.view(np.uint32), got.score.view(np.uint32))
 
 
+def assert_same_up_to_rounding(ref: cascade.Candidates, got: cascade.Candidates, rtol: float = 1e-6) -> None:
+    """Per query: scores a float32 rounding apart at most and the same documents above every
+    score gap wider than that (only near-ties may swap): dense products over shards have other
+    BLAS shapes than over one index, and some CPUs' BLAS kernels round differently per shape."""
+    assert ref.query_ids == got.query_ids
+    assert np.array_equal(ref.offsets, got.offsets)
+    np.testing.assert_allclose(got.score, ref.score, rtol=rtol, atol=0)
+    ref_ids, got_ids = ref.space.doc_ids(ref.doc), got.space.doc_ids(got.doc)
+    for start, end in zip(ref.offsets[:-1], ref.offsets[1:]):
+        scores = ref.score[start:end]
+        for cut in np.flatnonzero(scores[:-1] - scores[1:] > 2 * rtol * np.abs(scores[:-1])) + 1:
+            assert set(ref_ids[start:start + cut]) == set(got_ids[start:start + cut])
+
+
 @pytest.fixture
 def pair(tmp_path: Path) -> tuple[cascade.Index, ShardedIndex, list[str], list[cascade.Doc]]:
     docs, queries = synthetic(3000)
@@ -120,14 +134,14 @@ def test_dense_over_shards_equals_one_index(tmp_path: Path, tiny_bi_encoder: str
     sharded = ShardedIndex.build(docs, tmp_path / "s.sidx", shards=3)
     from cascade.retrieve.dense import Dense
 
-    assert_same(Dense(one, model=tiny_bi_encoder, k=20).search_batch(queries),
-                ShardedDense(sharded, model=tiny_bi_encoder, k=20).search_batch(queries))
+    assert_same_up_to_rounding(Dense(one, model=tiny_bi_encoder, k=20).search_batch(queries),
+                               ShardedDense(sharded, model=tiny_bi_encoder, k=20).search_batch(queries))
     more = [cascade.Doc(f"n{i}", " ".join(rng.choice(TINY_WORDS, size=6))) for i in range(30)]
     for target in (one, sharded):
         target.add(more, merge=False)
         target.delete(["d1", "d2", "d3"])
-    assert_same(Dense(one.refresh(), model=tiny_bi_encoder, k=20).search_batch(queries),
-                ShardedDense(sharded, model=tiny_bi_encoder, k=20).search_batch(queries))
+    assert_same_up_to_rounding(Dense(one.refresh(), model=tiny_bi_encoder, k=20).search_batch(queries),
+                               ShardedDense(sharded, model=tiny_bi_encoder, k=20).search_batch(queries))
     one = one.refresh()
     spec = f"dense_rerank(model={tiny_bi_encoder})"  # rerankers run per shard on the merged candidates
     ref = cascade.parse(f"bm25 % 30 >> {spec}", index=one)(queries)

@@ -138,6 +138,11 @@ class QueryEncodings:
         if self._export:
             self._export = False
             onnx_export.export_for_queries(self.encoder)
+            found = onnx_export.exported(str(self.encoder.location))
+            if found is not None:  # this process too, so every process encodes queries alike
+                self.encoder = OnnxEncoder(str(found[0]), max_length=found[1])
+                self._seen.clear()
+                self.encoder.load()
 
     def dense(self, texts: Sequence[str]) -> np.ndarray:
         """float32 [n, dim]: each text's unit-length vector."""
@@ -166,8 +171,9 @@ _QUERIES: dict[str, QueryEncodings] = {}
 
 def query_encodings(model: str) -> QueryEncodings:
     """The process's query encodings for ``model``: by the ONNX export of a sentence-transformers
-    model when one is cached (no torch import, :mod:`cascade.models.onnx_export`), else by the
-    shared encoder, which then makes that export for later processes."""
+    model when one is cached (no torch import, :mod:`cascade.models.onnx_export`), else the
+    shared encoder loads, makes that export and hands over to it (torch stays only when the
+    model cannot be exported), so every process encodes a query to the same bits."""
     if model not in _QUERIES:
         found = None if is_onnx_model(model) else onnx_export.exported(resolve_model(model))
         if found is not None:
