@@ -360,19 +360,20 @@ def test_onnx_model_in_pipeline_stages(tmp_path: Path) -> None:
 
 def test_an_add_encodes_only_its_new_documents_in_its_own_commit(tiny_model: str, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from cascade.models import encoders
+    from cascade.models import encoders, onnx_export
+    from cascade.models.onnx_encoder import OnnxEncoder
     from cascade.retrieve.dense import Dense
 
     docs = _docs(30, 9)
     idx = encode_biencoder(cascade.Index.build(docs[:20], tmp_path / "a.idx"), tiny_model)
     seen: list[int] = []
-    original = encoders.Encoder.encode
+    for kind in (encoders.Encoder, OnnxEncoder):  # queries go to the ONNX export once it is made
+        def counting(self, texts, _original=kind.encode, **kwargs):  # type: ignore[no-untyped-def]
+            if list(texts) != onnx_export.SAMPLES:  # not the export's own check
+                seen.append(len(texts))
+            return _original(self, texts, **kwargs)
 
-    def counting(self, texts, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(len(texts))
-        return original(self, texts, **kwargs)
-
-    monkeypatch.setattr(encoders.Encoder, "encode", counting)
+        monkeypatch.setattr(kind, "encode", counting)
     idx.add(docs[20:], merge=False)
     latest = idx.refresh()
     assert seen == [10] and latest.generation == idx.generation + 1  # encoded in the add's one commit
@@ -399,17 +400,18 @@ def test_encoders_run_on_the_default_device_which_the_environment_overrides(monk
 
 def test_a_pipeline_encodes_each_query_once(tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cascade.models import encoders
+    from cascade.models.onnx_encoder import OnnxEncoder
 
     idx = encode_biencoder(cascade.Index.build(_docs(30, 5), tmp_path / "q.idx"), tiny_model)
-    calls: list[tuple[int, bool]] = []
-    original = encoders.Encoder.encode
-
-    def counting(self, texts, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append((len(texts), kwargs.get("tokens", False)))
-        return original(self, texts, **kwargs)
-
-    monkeypatch.setattr(encoders.Encoder, "encode", counting)
     queries = [cascade.Query(str(i), f"one pass per query, text {i}") for i in range(4)]
+    calls: list[tuple[int, bool]] = []
+    for kind in (encoders.Encoder, OnnxEncoder):  # queries go to the ONNX export once it is made
+        def counting(self, texts, _original=kind.encode, **kwargs):  # type: ignore[no-untyped-def]
+            if any(t in texts for t in (q.text for q in queries)):
+                calls.append((len(texts), kwargs.get("tokens", False)))
+            return _original(self, texts, **kwargs)
+
+        monkeypatch.setattr(kind, "encode", counting)
     text = f"rrf(bm25, dense(model={tiny_model})) % 10 >> maxsim(model={tiny_model}) >> dense_rerank(model={tiny_model})"
     cascade.parse(text, index=idx)(queries)
     assert calls == [(4, True)]  # dense, MaxSim and dense_rerank share one forward pass per query
