@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -80,6 +81,7 @@ class TransformersBackend(BaseBackend):
             hint = " (a .gguf needs: pip install gguf accelerate)" if "gguf_file" in extra else ""
             raise CascadeError(f"transformers cannot load {target}: {err}{hint}") from None
         self.lm.to(device).eval()
+        self._kept_prefix: tuple[tuple[int, ...], Any] | None = None  # (prefix ids, their key-value cache)
         if not getattr(self.tokenizer, "chat_template", None):
             raise CascadeError(f"{target}'s tokenizer has no chat template; use an instruct model")
 
@@ -174,7 +176,7 @@ class TransformersBackend(BaseBackend):
         """(keys and values of the tokens ``prefix`` [1, n], how many tokens had to run): kept from
         the last call when it had the same prefix."""
         key = tuple(prefix[0].tolist())
-        kept = getattr(self, "_kept_prefix", None)
+        kept = self._kept_prefix
         if kept is not None and kept[0] == key:
             return kept[1], 0
         from transformers import DynamicCache
@@ -186,7 +188,7 @@ class TransformersBackend(BaseBackend):
         self._kept_prefix = (key, cache)
         return cache, len(key)
 
-    @property
+    @cached_property
     def _cache_keyword(self) -> str:
         """How the model's forward() takes a key-value cache (``past_key_values`` is being renamed
         ``cache`` in transformers 5)."""

@@ -137,8 +137,7 @@ class QueryEncodings:
         self.encoder.load()
         if self._export:
             self._export = False
-            onnx_export.export_for_queries(self.encoder)
-            found = onnx_export.exported(str(self.encoder.location))
+            found = onnx_export.export_for_queries(self.encoder)
             if found is not None:  # this process too, so every process encodes queries alike
                 self.encoder = OnnxEncoder(str(found[0]), max_length=found[1])
                 self._seen.clear()

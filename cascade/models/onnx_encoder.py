@@ -115,15 +115,26 @@ def is_onnx_model(spec: str) -> bool:
     return path.is_dir() and any(path.glob("*.onnx"))
 
 
+def mean_pooling(config: dict[str, Any]) -> bool:
+    """Whether a sentence-transformers Pooling config pools by the mean only (version 6 writes
+    ``pooling_mode``; earlier versions one ``pooling_mode_*`` flag per mode)."""
+    if "pooling_mode" in config:
+        return config["pooling_mode"] in ("mean", ["mean"])
+    used = {k for k, v in config.items() if k.startswith("pooling_mode_") and v}
+    return used <= {"pooling_mode_mean_tokens"}
+
+
 def _check_pooling(directory: Path) -> None:
     """Refuse a sentence-transformers pooling config other than mean pooling (this encoder mean-pools)."""
     config = directory / "1_Pooling" / "config.json"
     if not config.is_file():
         return
     modes = json.loads(config.read_text())
-    if not modes.get("pooling_mode_mean_tokens", True):
-        used = [k.removeprefix("pooling_mode_") for k, v in modes.items() if k.startswith("pooling_mode_") and v]
-        raise CascadeError(f"{directory} pools by {', '.join(used) or 'an unknown mode'}; the ONNX encoder "
+    if not mean_pooling(modes):
+        used = modes.get("pooling_mode") or [k.removeprefix("pooling_mode_") for k, v in modes.items()
+                                             if k.startswith("pooling_mode_") and v]
+        named = used if isinstance(used, str) else ", ".join(used)
+        raise CascadeError(f"{directory} pools by {named or 'an unknown mode'}; the ONNX encoder "
                            "supports mean pooling only")
 
 

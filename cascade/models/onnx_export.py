@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cascade.core.paths import models_root
+from cascade.models.onnx_encoder import OnnxEncoder, mean_pooling
 
 VERSION = 1  # of the export recipe: part of the cache key
 TOLERANCE = 1e-4  # largest |difference| allowed between torch's and the export's dense vectors
@@ -55,16 +56,6 @@ def _module_types(location: Path) -> list[str]:
     return [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
 
 
-def _mean_pooling(config: dict[str, Any]) -> bool:
-    """Whether a Pooling config pools by the mean only (sentence-transformers 6 writes
-    ``pooling_mode``; earlier versions one ``pooling_mode_*`` flag per mode)."""
-    if "pooling_mode" in config:
-        mode = config["pooling_mode"]
-        return mode == "mean" or mode == ["mean"]
-    used = {k for k, v in config.items() if k.startswith("pooling_mode_") and v}
-    return used <= {"pooling_mode_mean_tokens"}
-
-
 def exportable(location: Path) -> bool:
     """Whether the sentence-transformers directory ``location`` has the plain bi-encoder layout."""
     try:
@@ -74,7 +65,7 @@ def exportable(location: Path) -> bool:
         if config.is_file() and json.loads(config.read_text()).get("do_lower_case"):
             return False
         pooling = location / "1_Pooling" / "config.json"
-        return _mean_pooling(json.loads(pooling.read_text()) if pooling.is_file() else {})
+        return mean_pooling(json.loads(pooling.read_text()) if pooling.is_file() else {})
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -83,7 +74,7 @@ def export_dir(location: str) -> Path | None:
     """Where the export of the model directory ``location`` lives (made or not), keyed by the
     names, sizes and modification times of its files; None when it cannot be exported."""
     path = Path(location)
-    if not path.is_dir() or not (path / "modules.json").is_file() or not exportable(path):
+    if not path.is_dir() or not exportable(path):
         return None
     key = hashlib.blake2b(f"v{VERSION}|{path.resolve()}".encode(), digest_size=12)
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -94,7 +85,10 @@ def export_dir(location: str) -> Path | None:
 
 def exported(location: str) -> tuple[Path, int] | None:
     """(directory, max length) of a finished, checked export of ``location``, if there is one."""
-    where = export_dir(location) if enabled() else None
+    return _finished(export_dir(location) if enabled() else None)
+
+
+def _finished(where: Path | None) -> tuple[Path, int] | None:
     if where is None or not (where / "export.json").is_file():
         return None
     info = json.loads((where / "export.json").read_text())
@@ -141,14 +135,14 @@ def write_export(st_model: Any, directory: Path) -> None:
     module.tokenizer.backend_tokenizer.save(str(directory / "tokenizer.json"))
 
 
-def export_for_queries(encoder: Any) -> Path | None:
+def export_for_queries(encoder: Any) -> tuple[Path, int] | None:
     """Export the loaded sentence-transformers :class:`~cascade.models.encoders.Encoder`
-    ``encoder`` (see the module docstring); returns the export's directory, or None when the
-    model cannot be exported or the export does not match torch. Never raises: a failed export
-    only means queries keep using torch."""
+    ``encoder`` unless it is exported already (see the module docstring); returns what
+    :func:`exported` returns: None when the model cannot be exported or the export does not
+    match torch. Never raises: a failed export only means queries keep using torch."""
     where = export_dir(str(encoder.location)) if enabled() else None
     if where is None or (where / "export.json").is_file():
-        return where
+        return _finished(where)
     work = where.parent / f".{where.name}.{uuid.uuid4().hex[:8]}"
     try:
         write_export(encoder.model, work)
@@ -165,7 +159,7 @@ def export_for_queries(encoder: Any) -> Path | None:
             os.rename(work, where)
         except OSError:
             pass  # another process published it first: theirs is as good
-        return where if ok else None
+        return _finished(where)
     except Exception as err:  # noqa: BLE001  (the exporter raises many kinds; torch keeps working)
         log.warning("could not export %s to ONNX for query encoding (%s: %s): queries keep using torch",
                     encoder.location, err.__class__.__name__, str(err)[:200])
@@ -176,8 +170,6 @@ def export_for_queries(encoder: Any) -> Path | None:
 
 def _difference(encoder: Any, directory: Path, max_length: int) -> float:
     """Largest |difference| between the dense vectors of torch and of the export on :data:`SAMPLES`."""
-    from cascade.models.onnx_encoder import OnnxEncoder
-
     torch_dense = encoder.encode(SAMPLES).dense
     onnx_dense = OnnxEncoder(str(directory), max_length=max_length).encode(SAMPLES).dense
     return float(np.abs(torch_dense - onnx_dense).max())
