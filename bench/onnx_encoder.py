@@ -9,7 +9,7 @@ The load average before and after is recorded: other processes share the machine
 
 ``--profile`` adds where each encoder spends its time, by operator (ONNX Runtime's profiler for
 the int8 graph, torch.profiler for sentence-transformers), over one encoding of the same texts:
-the share of the weight products (int8 in the graph, float32 ``aten::addmm``/``linear`` in
+the share of the weight products (int8 in the graph, float32 ``aten::addmm``/``aten::mm`` in
 torch) bounds what integer arithmetic can gain (Amdahl).
 
 Writes bench/results/onnx-encoder-<date>.md with the command line and machine.
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from cascade.models.encoders import Encoder
-from cascade.models.onnx_encoder import OnnxEncoder
+from cascade.models.onnx_encoder import OnnxEncoder, cpu_session
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -74,18 +74,9 @@ TORCH_PRODUCTS = {"aten::addmm", "aten::mm"}
 
 def onnx_profile(texts: list[str]) -> dict[str, float]:
     """Share of kernel time per operator type of the int8 graph, over one encoding of ``texts``."""
-    import onnxruntime as ort
-
-    from cascade.models.onnx_int8 import prepared_int8
-
     encoder = OnnxEncoder("minilm-onnx")
-    options = ort.SessionOptions()
-    options.enable_profiling = True
-    options.intra_op_num_threads = max(1, os.cpu_count() or 1)
-    options.profile_file_prefix = str(RESULTS / ".ort-profile")
-    session = ort.InferenceSession(str(prepared_int8(encoder.files.model)), options,
-                                   providers=["CPUExecutionProvider"])
-    encoder.__dict__["session"] = session  # the encoder's own batching and pooling, a profiling session
+    session = cpu_session(encoder.graph, profile_prefix=str(RESULTS / ".ort-profile"))
+    encoder.__dict__["session"] = session  # the encoder's own graph, batching and pooling; a profiling session
     encoder.encode(texts, tokens=True)
     trace = Path(session.end_profiling())
     times: dict[str, float] = {}

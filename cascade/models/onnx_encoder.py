@@ -138,7 +138,9 @@ def _check_pooling(directory: Path) -> None:
                            "supports mean pooling only")
 
 
-def _session(graph: Path) -> Any:
+def cpu_session(graph: Path, *, profile_prefix: str | None = None) -> Any:
+    """An ONNX Runtime CPU session on ``graph``; with ``profile_prefix``, one that records a
+    per-operator trace (``session.end_profiling()`` writes it and returns its path)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -147,6 +149,9 @@ def _session(graph: Path) -> Any:
     options.intra_op_num_threads = max(1, os.cpu_count() or 1)
     # idle threads sleep instead of spinning: ~8% faster on a CPU shared with other work
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     try:
         return ort.InferenceSession(str(graph), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own (non-exported) exception classes
@@ -200,9 +205,13 @@ class OnnxEncoder:
         self.tokenizer  # noqa: B018
 
     @cached_property
+    def graph(self) -> Path:
+        """The graph the encoder runs: the packaged model's integer-product version, else the file."""
+        return prepared_int8(self.files.model) if self.name in ALIASES else self.files.model
+
+    @cached_property
     def session(self) -> Any:
-        graph = prepared_int8(self.files.model) if self.name in ALIASES else self.files.model
-        return _session(graph)
+        return cpu_session(self.graph)
 
     @cached_property
     def tokenizer(self) -> Any:
