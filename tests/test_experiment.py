@@ -11,6 +11,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from cascade.cli import app
+from cascade.evaluation import experiment
 from cascade.evaluation.experiment import EvalOptions, oracle_run, run_experiment
 from cascade.evaluation.render import markdown
 from cascade.evaluation.results import ExperimentResult, PipelineResult, StageResult
@@ -194,3 +195,26 @@ def test_judged_documents_missing_from_the_index_are_reported(tmp_path: Path) ->
     (dataset / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
     clean = run_experiment(dataset, ["bm25"], opts=EvalOptions(metrics="R@10", use_cache=False))
     assert clean.qrels_missing_docs == 0 and "not in the index" not in markdown(clean)
+
+
+def test_an_index_built_for_one_run_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the index cache the index is built in a temporary folder, which the run removes
+    (a neural eval stores its encodings there: a gigabyte per run on SciFact), even when it fails."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    dataset = _toy_dataset(tmp_path / "toy")
+    result = run_experiment(dataset, ["bm25"], opts=EvalOptions(metrics="R@10", use_cache=False))
+    assert result.queries == 2 and list(scratch.iterdir()) == []
+    measure = experiment._measure
+
+    def measure_then_fail(*args: object, **kwargs: object) -> object:
+        measure(*args, **kwargs)  # the index is built by now
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(experiment, "_measure", measure_then_fail)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_experiment(dataset, ["bm25"], opts=EvalOptions(metrics="R@10", use_cache=False))
+    assert list(scratch.iterdir()) == []

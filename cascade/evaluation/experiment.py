@@ -11,7 +11,9 @@ so the per-query vectors of two pipelines align exactly, the rule
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +109,7 @@ class _Setting:
     index: Index | None = None  # the index the pipelines searched, once opened or built
     sessions: Sessions | None = None  # with opts.sessions: the sessions, their queries checked
     splits: dict[str, str] | None = None  # with opts.split_by_training: query id -> split
+    scratch: Path | None = None  # without the index cache: the folder of the index built for this run
 
     @functools.cached_property
     def qrels(self) -> Qrels:
@@ -142,10 +145,8 @@ def _build_index(s: _Setting) -> Index:
         index, _, _ = cached_index(s.dataset.name, s.dataset.content_hash(), corpus, analyzer=analyzer,
                                    skip_bad=s.opts.skip_bad, progress=s.progress.indexing)
         return index
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix="cascade-eval-")) / "index"
-    return Index.build(corpus(), tmp, analyzer=analyzer, progress=s.progress.indexing)
+    s.scratch = Path(tempfile.mkdtemp(prefix="cascade-eval-"))
+    return Index.build(corpus(), s.scratch / "index", analyzer=analyzer, progress=s.progress.indexing)
 
 
 def bm25_defaults(opts: EvalOptions) -> dict[str, dict[str, Any]]:
@@ -184,6 +185,16 @@ def run_experiment(dataset_dir: str | Path, pipelines: Sequence[str | Pipeline] 
     """
     opts = opts or EvalOptions()
     s = _Setting(BeirDataset(dataset_dir), opts, progress or Progress())
+    try:
+        return _experiment(s, pipelines, runs, index_dir)
+    finally:
+        if s.scratch is not None:  # an index built for this run only (--no-cache) is not left behind
+            shutil.rmtree(s.scratch, ignore_errors=True)
+
+
+def _experiment(s: _Setting, pipelines: Sequence[str | Pipeline], runs: Sequence[str | Path],
+                index_dir: Path | None) -> ExperimentResult:
+    opts = s.opts
     training = _read_protocol_files(s)  # before anything is built: a bad file fails fast
     metric_names = [name for name, _ in parse_metrics(opts.metrics)]
     ctx = Context(index_provider=_index_provider(s, index_dir), root=s.dataset.root,
