@@ -3,6 +3,8 @@ on the tiny random sentence-transformers model of conftest (no network)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,7 @@ from cascade.rerank.maxsim import (  # noqa: E402
     MaxSim,
     exact_scores,
     follow_in_order,
+    in_threads,
     ratio_keep,
     score_in_order,
 )
@@ -266,3 +269,34 @@ def test_bad_parameters_in_python(setup: tuple[cascade.Index, str]) -> None:
         with pytest.raises(CascadeError):
             MaxSim(idx, model=model, **kwargs)
     assert MaxSim(idx, model=model, min_ratio=1, patience=1, chunk=1).min_ratio == 1.0
+
+
+# -- queries on several threads ------------------------------------------------------------------
+
+@pytest.mark.parametrize("options", [{"prune": False}, {"prune": True, "k": 3}, {"k": 3},
+                                     {"min_ratio": 0.3, "patience": 1, "chunk": 4}])
+def test_threads_never_change_a_result(setup: tuple[cascade.Index, str], options: dict) -> None:
+    """Queries scored on one thread or several give the same documents, scores (to the bit) and
+    counts; ``threads`` is not part of the stage's cache key."""
+    idx, model = setup
+    queries, first = _first(idx, n=20)
+    one, four = MaxSim(idx, model=model, threads=1, **options), MaxSim(idx, model=model, threads=4, **options)
+    assert _rows(one.rerank(queries, first)) == _rows(four.rerank(queries, first))
+    assert (one.counts, one.pruned_share) == (four.counts, four.pruned_share)
+    assert one.key() == four.key() and "threads=4" in str(four)
+
+
+def test_in_threads_keeps_the_order_and_runs_on_several_threads() -> None:
+    import threading
+
+    seen: set[str] = set()
+
+    def work(i: int) -> int:
+        seen.add(threading.current_thread().name)
+        time.sleep(0.01)
+        return i * i
+
+    assert in_threads(work, range(8), 3) == [i * i for i in range(8)]
+    assert len(seen) > 1
+    seen.clear()
+    assert in_threads(work, [5], 3) == [25] and seen == {threading.current_thread().name}

@@ -19,6 +19,10 @@ trained for late interaction, the bounds are loose and skip almost nothing (``be
 search never spends time (or writes to the index) building them unasked. ``prune=False``
 never prunes.
 
+A batch's queries are scored on ``threads`` threads at once (default: the cores available):
+the widening of stored float16 rows and the matrix products release the GIL, and a score
+depends only on its query and document, so threads never change a result.
+
 Two further options, both off by default, prune low-quality candidates early as Martinico et
 al. (2025) propose; unlike the bounds they are heuristics, so they may change the top k, and
 ``bench/maxsim_early.py`` measures what they cost in nDCG@10 against what they save:
@@ -51,11 +55,13 @@ scored exactly, across the stage's copies.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Sequence, TypeVar
 
 import numpy as np
 from numba import njit
@@ -239,6 +245,40 @@ class ScoringCounts:
         return self.scored / self.candidates if self.candidates else 1.0
 
 
+@dataclass
+class _QueryScores:
+    """One query's scoring: its (positions, scores), candidates seen and scored exactly, how many
+    went through bound pruning and how many of those were scored, and its seconds."""
+
+    result: tuple[np.ndarray, np.ndarray]
+    seen: int
+    exact: int
+    tried: int
+    pruned_scored: int
+    seconds: float
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+T = TypeVar("T")
+
+
+def in_threads(work: Callable[[int], T], items: Sequence[int], threads: int | None) -> list[T]:
+    """``[work(i) for i in items]``, on ``threads`` threads (default: the available cores) when
+    there is more than one item; results in ``items``' order."""
+    threads = min(threads or available_cores(), len(items))
+    if threads <= 1:
+        return [work(i) for i in items]
+    with ThreadPoolExecutor(threads, thread_name_prefix="maxsim") as pool:
+        return list(pool.map(work, items))
+
+
 # the candidates being reranked, for score_timed to read their first-stage scores (set by MaxSim.rerank)
 _RERANKING: ContextVar[Candidates | None] = ContextVar("maxsim_reranking", default=None)
 
@@ -259,6 +299,8 @@ PARAMS = (
               min=1),
     ParamInfo("watch", int, None, "early termination: the top a chunk must enter (default: the stage's k "
               f"when a cutoff follows, else {WATCH}; needs patience)", min=1, optional=True),
+    ParamInfo("threads", int, None, "queries scored at once (default: the CPU cores available); never "
+              "changes a score", min=1, optional=True),
 )
 
 
@@ -290,14 +332,15 @@ class MaxSim(Reranker):
 
     def __init__(self, index: Index, model: str = "minilm", k: int | None = None, prune: bool | str = "auto",
                  rank: int = 32, progress: Callable[[int], None] | None = None, *, min_ratio: float | None = None,
-                 patience: int | None = None, chunk: int = CHUNK, watch: int | None = None) -> None:
+                 patience: int | None = None, chunk: int = CHUNK, watch: int | None = None,
+                 threads: int | None = None) -> None:
         values = check_params(self.name, PARAMS, {"model": model, "k": k, "prune": prune, "rank": rank,
                                                   "min_ratio": min_ratio, "patience": patience, "chunk": chunk,
-                                                  "watch": watch})
+                                                  "watch": watch, "threads": threads})
         super().__init__(index, values["k"])
         self.model, self.prune, self.rank = values["model"], values["prune"], values["rank"]
         self.min_ratio, self.patience = values["min_ratio"], values["patience"]
-        self.chunk, self.watch = values["chunk"], values["watch"]
+        self.chunk, self.watch, self.threads = values["chunk"], values["watch"], values["threads"]
         if self.min_ratio is not None and not 0 < self.min_ratio <= 1:
             raise CascadeError(f"{self.name}: min_ratio must be in (0, 1] (got {self.min_ratio!r})")
         if self.patience is None and (self.chunk != CHUNK or self.watch is not None):
@@ -329,6 +372,8 @@ class MaxSim(Reranker):
         out: dict[str, Any] = {"model": self.model} if self.model != "minilm" else {}
         if self.prune != "auto":
             out["prune"] = self.prune
+        if self.threads is not None:
+            out["threads"] = self.threads
         return {**out, **self._early_settings()}
 
     def key(self) -> tuple[Any, ...]:
@@ -384,34 +429,39 @@ class MaxSim(Reranker):
         seconds = np.full(len(queries), (time.perf_counter() - start) / max(len(queries), 1))
         pruning = self.patience is None and self.prune is not False and k < ALL and self.bounds is not None
         watch = self.watch if self.watch is not None else (k if k < ALL else WATCH)
-        results = []
-        tried = scored = 0
-        seen = exact = 0
-        # one small matrix product per document: BLAS threads only add contention here
+
+        def one(i: int) -> _QueryScores:
+            begin = time.perf_counter()
+            keep = None if first is None else np.flatnonzero(ratio_keep(first[i], self.min_ratio))
+            nums = docs[i]
+            cands = nums if keep is None else nums[keep]
+            tried = 0
+            if self.patience is not None:
+                out = self.score_in_order(qtoks[i], cands, watch)
+            elif pruning and len(cands) > k:
+                out, tried = self.score_pruned(qtoks[i], cands, k), len(cands)
+            else:
+                out = self.score_all(qtoks[i], cands)
+            exact = len(out[0])
+            if self.early:
+                out = follow_in_order(len(nums), out[0] if keep is None else keep[out[0]], out[1])
+            return _QueryScores(out, len(nums), exact, tried, exact if tried else 0, time.perf_counter() - begin)
+
+        # one small matrix product per document: BLAS threads only add contention here; the
+        # queries share the cores instead (the products and the widening release the GIL)
         with one_blas_thread():
-            for i, (q, nums) in enumerate(zip(qtoks, docs)):
-                start = time.perf_counter()
-                keep = None if first is None else np.flatnonzero(ratio_keep(first[i], self.min_ratio))
-                cands = nums if keep is None else nums[keep]
-                if self.patience is not None:
-                    out = self.score_in_order(q, cands, watch)
-                elif pruning and len(cands) > k:
-                    out = self.score_pruned(q, cands, k)
-                    tried, scored = tried + len(cands), scored + self.last_scored
-                    if self.prune == "auto" and i + 1 == AUTO_TRIAL and scored > AUTO_KEEP * tried:
-                        pruning = False  # the bounds cost more than they save on these vectors
-                else:
-                    out = self.score_all(q, cands)
-                seen, exact = seen + len(nums), exact + len(out[0])
-                if self.early:
-                    positions = out[0] if keep is None else keep[out[0]]
-                    out = follow_in_order(len(nums), positions, out[1])
-                results.append(out)
-                seconds[i] += time.perf_counter() - start
+            trial = min(AUTO_TRIAL if pruning and self.prune == "auto" else 0, len(docs))
+            done = [one(i) for i in range(trial)]
+            tried, scored = sum(d.tried for d in done), sum(d.pruned_scored for d in done)
+            if trial and scored > AUTO_KEEP * tried:
+                pruning = False  # the bounds cost more than they save on these vectors
+            done += in_threads(one, range(trial, len(docs)), self.threads)
+        tried, scored = sum(d.tried for d in done), sum(d.pruned_scored for d in done)
         self.pruned_share = 1 - scored / tried if tried else 0.0
-        self.counts.candidates += seen
-        self.counts.scored += exact
-        return results, seconds
+        self.counts.candidates += sum(d.seen for d in done)
+        self.counts.scored += sum(d.exact for d in done)
+        seconds += np.array([d.seconds for d in done])
+        return [d.result for d in done], seconds
 
     def _first_stage_scores(self, docs: list[np.ndarray]) -> list[np.ndarray] | None:
         """Each query's first-stage scores, for candidate pruning (None when it is off)."""
@@ -439,7 +489,8 @@ class MaxSim(Reranker):
 
     def score_pruned(self, q: np.ndarray, nums: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores for candidates taken in descending upper-bound order, stopping once no
-        remaining candidate's bound can reach the k-th exact score (ties included)."""
+        remaining candidate's bound can reach the k-th exact score (ties included); the
+        positions returned are those scored."""
         where = self.tokens.slices(nums)
         assert self.bounds is not None
         upper = self.bounds.upper_bounds(q, where)
@@ -458,7 +509,6 @@ class MaxSim(Reranker):
             if scored >= k:
                 all_scores = np.concatenate(done_scores)
                 kth = float(np.partition(all_scores, len(all_scores) - k)[len(all_scores) - k])
-        self.last_scored = scored
         return np.concatenate(done_pos), np.concatenate(done_scores)
 
 
