@@ -2,8 +2,9 @@
 
 `Index.open(verify=None)` re-hashes every file of an index up to 64 MiB when it opens; a bigger
 index is checked file by file on first use (the first search reading postings, the first hit
-read from the docstore, the first neural stage loading a representation), once per process and
-file. This script builds a synthetic index of about 1 GB (Zipfian text from bench/synthetic.py,
+read from the docstore, the first neural stage loading a representation), once per file while
+it is unchanged: a digest found is remembered on disk under the cache root, so only the first
+process pays. This script builds a synthetic index of about 1 GB (Zipfian text from bench/synthetic.py,
 plus random dense and token vectors stored as a bi-encoder representation), then measures, each
 in a fresh process (so nothing is remembered between runs), with the page cache warm (the files
 were just read) and cold (dropped first, when this process may: root on Linux):
@@ -13,8 +14,9 @@ were just read) and cold (dropped first, when this process may: root on Linux):
   stored vectors, MaxSim of BM25's top 100 over the stored token vectors;
 - steady-state query time of each kind (median of 30 more queries);
 
-for three settings: ``verify=False`` (no checks at all), ``None`` (the default: checked on first
-use) and ``True`` (every file re-hashed at open).
+for four settings: ``verify=False`` (no checks at all), ``None`` (the default: checked on first
+use) with an empty cache directory (the first process after a write), the same with the digests
+an earlier process remembered, and ``True`` (every file re-hashed at open).
 
     python bench/verify_cost.py --work /tmp/verify-bench     # writes bench/results/verify-cost-<date>.md
 """
@@ -26,9 +28,11 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,8 +42,11 @@ sys.path.insert(0, str(HERE))
 
 DIM = 384
 REP = "rand"
-SETTINGS = {"no checks (verify=False)": False, "checked on first use (verify=None, default)": None,
-            "all hashed at open (verify=True)": True}
+# label -> (verify, whether an earlier process already checked the files with the same cache directory)
+SETTINGS = {"no checks (verify=False)": (False, False),
+            "checked on first use (verify=None, default), first process": (None, False),
+            "checked on first use, digests remembered by an earlier process": (None, True),
+            "all hashed at open (verify=True)": (True, False)}
 STEADY = 30
 
 
@@ -159,7 +166,12 @@ def main() -> None:
     states = ["warm", "cold"] if cold_possible else ["warm"]
     for _ in range(args.rounds):
         for state in states:
-            for label, verify in SETTINGS.items():
+            for label, (verify, remembered) in SETTINGS.items():
+                cache = Path(tempfile.mkdtemp(prefix="verify-cost-cache-"))
+                env = {**os.environ, "CASCADE_CACHE_DIR": str(cache)}
+                if remembered:  # an earlier process checks the files and remembers their digests
+                    subprocess.run([sys.executable, __file__, "measure", str(path), json.dumps(verify),
+                                    str(args.seed)], capture_output=True, text=True, check=True, env=env)
                 if state == "cold":
                     drop_page_cache()
                 else:  # read every file once, so it is in the page cache
@@ -167,7 +179,8 @@ def main() -> None:
                         if p.is_file():
                             p.read_bytes()
                 got = subprocess.run([sys.executable, __file__, "measure", str(path), json.dumps(verify),
-                                      str(args.seed)], capture_output=True, text=True, check=True)
+                                      str(args.seed)], capture_output=True, text=True, check=True, env=env)
+                shutil.rmtree(cache, ignore_errors=True)
                 rows.setdefault((state, label), []).append(json.loads(got.stdout.strip().splitlines()[-1]))
     keys = ["open", "first bm25", "steady bm25", "first dense", "steady dense", "first maxsim", "steady maxsim"]
     lines = [f"# Checksums on first use: what they cost on a {size / 1e9:.2f} GB index, {dt.date.today()}", "",

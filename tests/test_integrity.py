@@ -264,6 +264,42 @@ def test_each_file_is_hashed_once_per_process(tmp_path: Path, big: None, monkeyp
     assert "del-000002.npy" in hashed[count:] and len(hashed) == len(set(hashed))  # each file once
 
 
+
+def test_a_later_process_trusts_remembered_digests_until_the_file_changes(tmp_path: Path, big: None,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Digests found on first use are remembered in the cache directory: a new process (here: one
+    that forgot what it hashed in memory) does not hash the unchanged files again, but a file
+    written since is hashed and its damage caught; ``verify`` re-hashes whatever is remembered."""
+    from cascade.index import fsutil
+    from cascade.retrieve.bm25 import BM25
+
+    path = tmp_path / "r.idx"
+    Index.build(_docs(40), path)
+    monkeypatch.setattr(fsutil, "RACY_SECONDS", 0.0)
+    hashed: list[str] = []
+    original = fsutil.file_digest
+    monkeypatch.setattr(fsutil, "file_digest", lambda p, *a: hashed.append(Path(p).name) or original(p, *a))
+    BM25(Index.open(path)).search("cats purr", k=3)
+    assert "imp_values.npy" in hashed and list((fsutil.cache_root() / "digests").rglob("*"))
+    fsutil._DIGESTS.clear()  # what a new process starts with
+    hashed.clear()
+    BM25(Index.open(path)).search("cats purr", k=3)
+    assert hashed == []
+    fsutil._DIGESTS.clear()
+    values = path / "seg-000001" / "imp_values.npy"
+    _rewrite_npy(values, lambda a: a * 0)
+    with pytest.raises(cascade.core.errors.BadIndexError, match="imp_values.npy: checksum mismatch"):
+        BM25(Index.open(path)).search("cats purr", k=3)
+    assert hashed == ["imp_values.npy"]
+    # bytes changed with the times unchanged (bit rot): only a re-hash finds it, which cascade check does
+    fsutil._DIGESTS.clear()
+    listed = Index.open(path).segments[0].entry.files["imp_values.npy"].blake2b
+    fsutil._write_memo(fsutil._identity(values.stat()), listed)
+    BM25(Index.open(path)).search("cats purr", k=3)
+    assert any("imp_values.npy: checksum mismatch" in line for line in Index.open(path).verify())
+    fsutil.forget_digests()
+    assert not (fsutil.cache_root() / "digests").exists()
+
 def test_check_reports_unlisted_files_and_repair_or_the_next_commit_removes_them(tmp_path: Path) -> None:
     path = tmp_path / "o.idx"
     Index.build(_docs(20), path)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from cascade.core.errors import CascadeError
+from cascade.core.paths import cache_root
 
 
 def fsync_file(path: Path) -> None:
@@ -74,7 +75,7 @@ def buffer_digest(data: object, chunk: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-# -- checksums already found in this process ---------------------------------------------------
+# -- checksums already found ------------------------------------------------------------------
 #
 # A file's digest is remembered under its identity and change times (device, inode, size, mtime
 # and ctime in ns): writing to the file, even in place through a memory map, changes its ctime,
@@ -82,7 +83,12 @@ def buffer_digest(data: object, chunk: int = 1 << 24) -> str:
 # ticks (up to a second or two), so a file changed less than RACY_SECONDS ago could change again
 # within the same tick: its digest is not remembered (git's "racily clean" rule). Segment files
 # never change once published, so a process hashes each one at most once however many
-# snapshots open it.
+# snapshots open it. With ``across_processes`` a digest is also remembered on disk, under
+# ``digests/`` in :func:`~cascade.core.paths.cache_root` (the same rule as git's index keeps
+# for its stat data), so the next process that opens the index does not hash its files again:
+# hashing a gigabyte of stored token vectors took longer than a neural eval's queries. What
+# that trusts is that no byte changes without the file's times changing (bit rot on the disk
+# does not change them); ``cascade check`` (:meth:`Index.verify`) re-hashes every file.
 
 _DIGESTS: dict[tuple[int, int, int, int, int], str] = {}
 _DIGESTS_LOCK = threading.Lock()
@@ -93,11 +99,39 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def remembered_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """:func:`file_digest` of ``path``, hashed once per process while the file is unchanged."""
+def _memo_file(key: tuple[int, int, int, int, int]) -> Path:
+    name = hashlib.blake2b(":".join(map(str, key)).encode(), digest_size=16).hexdigest()
+    return cache_root() / "digests" / name[:2] / name
+
+
+def _read_memo(key: tuple[int, int, int, int, int]) -> str | None:
+    try:
+        text = _memo_file(key).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if len(text) == 32 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def _write_memo(key: tuple[int, int, int, int, int], digest: str) -> None:
+    """Remember ``digest`` on disk (best effort: a read-only or full cache only costs a re-hash)."""
+    path = _memo_file(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp.write_text(digest, encoding="ascii")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def remembered_digest(path: Path, chunk: int = 1 << 20, *, across_processes: bool = False) -> str:
+    """:func:`file_digest` of ``path``, hashed once per process while the file is unchanged
+    (with ``across_processes``, once per cache directory: see above)."""
     key = _identity(os.stat(path))
     with _DIGESTS_LOCK:
         found = _DIGESTS.get(key)
+    if found is None and across_processes:
+        found = _read_memo(key)
     if found is not None:
         return found
     digest = file_digest(path, chunk)
@@ -105,13 +139,17 @@ def remembered_digest(path: Path, chunk: int = 1 << 20) -> str:
     if _identity(after) == key and time.time() - after.st_ctime >= RACY_SECONDS:  # settled, unchanged
         with _DIGESTS_LOCK:
             _DIGESTS[key] = digest
+        if across_processes:
+            _write_memo(key, digest)
     return digest
 
 
 def forget_digests() -> None:
-    """Drop every remembered digest (the next check of each file re-hashes it)."""
+    """Drop every digest this process remembers and those remembered on disk (the next check of
+    each file re-hashes it)."""
     with _DIGESTS_LOCK:
         _DIGESTS.clear()
+    shutil.rmtree(cache_root() / "digests", ignore_errors=True)
 
 
 # -- errors of a full or read-only disk ---------------------------------------------------------

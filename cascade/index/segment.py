@@ -212,17 +212,20 @@ class _SegmentData:
         with self._verify_lock:
             if name in self.verified:
                 return
-            problem = self.problem(name, meta)
+            problem = self.problem(name, meta, across_processes=True)
             if problem is not None:
                 raise BadIndexError(f"{problem}; the index is damaged (cascade check lists every problem)")
             self.verified.add(name)
 
-    def problem(self, name: str, meta: FileEntry) -> str | None:
+    def problem(self, name: str, meta: FileEntry, *, across_processes: bool = False) -> str | None:
         """What is wrong with file ``name`` (None when its checksum matches). A file removed
-        since the segment was opened is hashed from the map or handle this segment holds."""
+        since the segment was opened is hashed from the map or handle this segment holds.
+        ``across_processes``: a digest an earlier process found for the unchanged file counts
+        (see :func:`~cascade.index.fsutil.remembered_digest`); checks on first use take it,
+        :meth:`Index.verify` does not."""
         path = self.dir / name
         try:
-            found = remembered_digest(path)
+            found = remembered_digest(path, across_processes=across_processes)
         except FileNotFoundError:
             held = self.held_bytes(name, meta.size)
             if held is None:
