@@ -64,7 +64,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Sequence, TypeVar
 
 import numpy as np
-from numba import njit
 
 from cascade.core.candidates import Candidates
 from cascade.core.errors import CascadeError
@@ -76,6 +75,7 @@ from cascade.index.index import Index
 from cascade.models.encoders import query_encodings
 from cascade.models.stored import ensure_biencoder, token_vectors
 from cascade.rerank.base import ALL, K, Reranker, Scored
+from cascade.rerank.half import half_to_float32
 from cascade.rerank.maxsim_bounds import TokenBounds
 
 if TYPE_CHECKING:
@@ -93,29 +93,6 @@ QUERY_BUCKET = 8  # query token rows are padded to a multiple of this (the padde
 
 def _bucket(n: int, size: int) -> int:
     return max(size, -(-n // size) * size)
-
-
-_F16_TO_F32 = np.float32(2.0 ** 112)  # rebiases a float16 exponent (15) to float32's (127)
-
-
-@njit(cache=True, nogil=True)
-def half_to_float32(src: np.ndarray, dst: np.ndarray) -> None:
-    """Write the float16 values whose bits are ``src`` (uint16 [n]) into ``dst`` (float32 [n]),
-    exactly as numpy's conversion (zeros, subnormals, infinities and NaNs included). Three
-    branch-free passes that the compiler vectorises: shift the exponent and mantissa into
-    place, multiply by 2**112 (which also normalises subnormals), then set the all-ones
-    exponent of infinities and NaNs and the sign. numpy's own conversion is scalar here."""
-    bits = dst.view(np.uint32)
-    for i in range(src.shape[0]):
-        bits[i] = (np.uint32(src[i]) & np.uint32(0x7FFF)) << np.uint32(13)
-    for i in range(src.shape[0]):
-        dst[i] = dst[i] * _F16_TO_F32
-    for i in range(src.shape[0]):
-        h = np.uint32(src[i])
-        b = bits[i]
-        if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
-            b = b | np.uint32(0x7F800000)
-        bits[i] = b | ((h & np.uint32(0x8000)) << np.uint32(16))
 
 
 def _rows_into(tokens: np.ndarray, x: np.ndarray) -> None:
@@ -144,7 +121,7 @@ def exact_scores(q: np.ndarray, documents: Iterable[np.ndarray]) -> np.ndarray:
     row, queries to multiples of QUERY_BUCKET rows whose maxima are dropped): BLAS libraries
     prepare work per matrix shape, and with a shape per (query length, document length) that
     preparation cost more than the products (about 2 ms per new shape). The stored float16
-    rows are widened by :func:`half_to_float32` into a buffer per shape; numpy does the
+    rows are widened by :func:`~cascade.rerank.half.half_to_float32` into a buffer per shape; numpy does the
     products (torch is not needed: importing it took longer than scoring a collection's
     queries)."""
     m = len(q)
