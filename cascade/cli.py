@@ -119,14 +119,14 @@ def analyzer_from(stopwords: str, stemmer: str, lowercase: bool,  # type: ignore
 
 
 def prepare_kernels() -> None:
-    """Load the search kernels, saying so when they must be compiled (first run only)."""
+    """Compile the search kernels now when numba's cache lacks them, saying so (first run only).
+    Cached kernels load in the stage that uses them (``BM25.prepare``), where the load overlaps
+    the queries' encoding a dense stage started in the background."""
     from cascade.retrieve import impact_search
 
-    if impact_search.kernels_cached():
+    if not impact_search.kernels_cached():
+        err.print("compiling Cascade's search kernels (first run only, about 20 s)", highlight=False)
         impact_search.warm_up()
-        return
-    err.print("compiling Cascade's search kernels (first run only, about 20 s)", highlight=False)
-    impact_search.warm_up()
 
 
 def source_name(source: Path) -> str:

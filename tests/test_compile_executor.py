@@ -435,3 +435,53 @@ def test_compile_fuses_adjacent_stages_that_declare_it(index: cascade.Index) -> 
     plain = Executor().run(p, QUERIES)  # uncompiled: each Scale runs
     assert np.allclose(fused.score, plain.score) and fused.doc.tolist() == plain.doc.tolist()
     assert sum(1 for _, key in ex.calls if key[0] == "scale") == 1  # one Scale ran, not three
+
+
+# -- prefetching: first stages start their background work before the pipeline runs ------------
+
+
+class Prefetching(Pipeline):
+    """A first stage that records which query sets it was asked to prefetch for."""
+
+    cacheable = True
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.label, self.log, self.space = name, log, SPACE
+
+    def key(self) -> tuple:
+        return ("prefetching", self.label)
+
+    def prefetch(self, queries) -> None:  # type: ignore[no-untyped-def]
+        self.log.append(self.label)
+
+    def execute(self, executor, queries, candidates):  # type: ignore[no-untyped-def]
+        return _retrieve(queries, None, seed=len(self.label))
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def test_first_stages_prefetch_once_and_later_steps_never(tmp_path: Path) -> None:
+    log: list[str] = []
+    a, b, c = (Prefetching(n, log) for n in ("a", "bb", "ccc"))
+    pipeline = (Fuse(FUSIONS["rrf"], [a, b]) % 20 >> c).compile()
+    ex = Executor()
+    ex.run(pipeline, FQ)
+    assert sorted(log) == ["a", "bb"]  # the first stages; c reranks their output
+    ex.run(pipeline, FQ)
+    assert sorted(log) == ["a", "bb"]  # memoised: nothing to prefetch for
+    ex.run(pipeline, FQ[:2])
+    assert sorted(log) == ["a", "a", "bb", "bb"]  # another query set
+    log.clear()
+    ex.run(c, FQ, ex.run(a, FQ[:3]))
+    assert log == ["a"]  # candidates given: the reranker is not prefetched
+
+
+def test_a_stage_whose_output_is_stored_is_not_prefetched(tmp_path: Path) -> None:
+    log: list[str] = []
+    a, b = Prefetching("a", log), Prefetching("bb", log)
+    cache = StageCache(tmp_path / "stages")
+    Executor(cache).run(a, FQ)
+    log.clear()
+    Executor(cache).run(Fuse(FUSIONS["rrf"], [a, b]).compile(), FQ)
+    assert log == ["bb"]

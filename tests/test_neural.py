@@ -6,6 +6,8 @@ by path, which is the same loading code a hub id or a real checkpoint goes throu
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -408,13 +410,15 @@ def test_a_pipeline_encodes_each_query_once(tiny_model: str, tmp_path: Path, mon
     for kind in (encoders.Encoder, OnnxEncoder):  # queries go to the ONNX export once it is made
         def counting(self, texts, _original=kind.encode, **kwargs):  # type: ignore[no-untyped-def]
             if any(t in texts for t in (q.text for q in queries)):
-                calls.append((len(texts), kwargs.get("tokens", False)))
+                calls.append((len(texts), kwargs.get("tokens", False), threading.current_thread().name))
             return _original(self, texts, **kwargs)
 
         monkeypatch.setattr(kind, "encode", counting)
     text = f"rrf(bm25, dense(model={tiny_model})) % 10 >> maxsim(model={tiny_model}) >> dense_rerank(model={tiny_model})"
     cascade.parse(text, index=idx)(queries)
-    assert calls == [(4, True)]  # dense, MaxSim and dense_rerank share one forward pass per query
+    # dense, MaxSim and dense_rerank share one forward pass per query, which the dense first
+    # stage started in the background before the pipeline ran (Executor.prefetch)
+    assert calls == [(4, True, "cascade-query-encoding")]
 
 
 def test_auto_pruning_never_builds_bounds_during_a_search(tiny_model: str, tmp_path: Path) -> None:
@@ -429,3 +433,25 @@ def test_auto_pruning_never_builds_bounds_during_a_search(tiny_model: str, tmp_p
     assert idx.refresh().generation == generation  # nothing was written
     MaxSim(idx, model=tiny_model, k=3, prune=True).rerank(queries, first)
     assert any("bounds" in n for n in idx.refresh().manifest.representations)  # asked for: built and stored
+
+
+def test_a_prefetched_query_encoding_still_counts_in_the_dense_stage_time(tiny_model: str, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from cascade.core.executor import Executor
+    from cascade.models import encoders
+    from cascade.models.onnx_encoder import OnnxEncoder
+
+    idx = encode_biencoder(cascade.Index.build(_docs(30, 6), tmp_path / "t.idx"), tiny_model)
+    queries = [cascade.Query(str(i), f"timed while prefetched, text {i}") for i in range(3)]
+    for kind in (encoders.Encoder, OnnxEncoder):
+        def slow(self, texts, _original=kind.encode, **kwargs):  # type: ignore[no-untyped-def]
+            if any(t in texts for t in (q.text for q in queries)):
+                time.sleep(0.3)
+            return _original(self, texts, **kwargs)
+
+        monkeypatch.setattr(kind, "encode", slow)
+    executor = Executor()
+    executor.run(cascade.parse(f"rrf(bm25, dense(model={tiny_model}))", index=idx).compile(), queries)
+    dense = next(r for r in executor.records.values() if r.label.startswith("dense"))
+    assert dense.seconds >= 0.3  # the wait happened in prepare(), the cost is still the stage's
+    assert dense.query_seconds.sum() >= 0.3

@@ -60,6 +60,9 @@ class Candidates:
     latency_sample: np.ndarray | None = None  # per-query latencies for percentiles (None: no sample)
     usage: dict[str, float] = field(default_factory=dict)  # model calls and tokens (LLM stages), else empty
     origin: Any = field(default=None, compare=False, repr=False)  # executor's key of what produced these
+    # work the stage used that ran on another thread while other stages ran (a prefetch, see
+    # Executor.prefetch): the executor adds it to the stage's clock and its callers', then zeroes it
+    background_seconds: float = field(default=0.0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.offsets = np.asarray(self.offsets, dtype=np.int64)

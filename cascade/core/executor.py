@@ -29,6 +29,8 @@ class OutputCache(Protocol):
 
     def put(self, key: Any, queries_hash: str, cands: Candidates, seconds: float) -> None: ...
 
+    def has(self, key: Any, queries_hash: str) -> bool: ...
+
 
 @dataclass
 class StageRecord:
@@ -62,6 +64,8 @@ class Executor:
         if self._queries is not queries:
             self._queries, self._queries_hash = queries, query_set_hash(queries)
             self.memo.clear()
+            if candidates is None:
+                self.prefetch(node, queries)
         memo_key = (getattr(candidates, "origin", None), node.key())
         hit = self.memo.get(memo_key)
         if hit is not None:
@@ -74,6 +78,18 @@ class Executor:
         out.origin = memo_key
         self.memo[memo_key] = out
         return out
+
+    def prefetch(self, node: "Pipeline", queries: Sequence[Query]) -> None:
+        """Let each first stage under ``node`` that will run (output neither memoised nor in the
+        stage cache) start its background work for ``queries``: encoding them then overlaps the
+        stages that run before it (BM25 loading its kernels and searching, say)."""
+        key = (None, node.key())
+        if key in self.memo or (self.cache is not None and node.cacheable
+                                and self.cache.has(key, self._queries_hash or query_set_hash(queries))):
+            return
+        node.prefetch(queries)
+        for child in node.input_children():
+            self.prefetch(child, queries)
 
     def _compute(self, node: "Pipeline", memo_key: Any, queries: Sequence[Query],
                  candidates: Candidates | None) -> Candidates:
@@ -99,10 +115,13 @@ class Executor:
             excluded = self._excluded.pop()
         if self._excluded:  # the node that ran this one: its clock saw this preparation too
             self._excluded[-1] += prepared + excluded
+        background, out.background_seconds = out.background_seconds, 0.0
+        for i in range(len(self._borrowed)):  # no running caller's clock saw the background work either
+            self._borrowed[i] += background
         self.calls[memo_key] = self.calls.get(memo_key, 0) + 1
         if out.query_ids != [q.id for q in queries]:
             raise RuntimeError(f"stage {node} returned results for other queries than it was given")
-        seconds = wall + borrowed - excluded
+        seconds = wall + borrowed - excluded + background
         self._record(memo_key, node, out, seconds, cached=False)
         self.records[memo_key].prepare_seconds = prepared + excluded
         if cache is not None:

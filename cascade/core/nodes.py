@@ -24,6 +24,11 @@ The stage contract (:class:`Stage`) is what the executor and the compiler rely o
 - ``compile()``: an equivalent, cheaper node. ``limit(k)``: this node keeping at most ``k``
   results per query, as cheaply as it can (a retriever asks itself for k results; the
   default wraps it in a cutoff). ``Cutoff.compile`` is ``inner.compile().limit(k)``.
+- ``prefetch(queries)``: start query-side work that runs without the GIL (encoding the
+  queries) on a background thread, so it overlaps what the executor does first; the executor
+  calls it, before running a pipeline, on each first stage whose output is neither memoised
+  nor stored (``input_children`` are the children that receive the node's own input). The
+  stage that uses the work waits for it and still reports its cost (default: nothing).
 - Optional, declared on the class: ``input_depth`` (a stage that reads only its top-n input
   candidates: ``a >> b`` compiles to ``a.limit(n) >> b``), ``fuse_next(b)`` (one stage doing
   ``self >> b``, which ``compile`` then uses instead), ``cacheable`` (outputs may be stored on
@@ -101,6 +106,10 @@ class Pipeline:
     def children(self) -> Sequence["Pipeline"]:
         return ()
 
+    def input_children(self) -> Sequence["Pipeline"]:
+        """The children that run on this node's own input candidates (all, but for ``a >> b``)."""
+        return self.children()
+
     # -- running --------------------------------------------------------------------------
 
     def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
@@ -110,6 +119,9 @@ class Pipeline:
     def prepare(self) -> None:
         """One-off work a first search would do (see the module docstring). Nodes that run other
         nodes do nothing here: the executor prepares each node it runs."""
+
+    def prefetch(self, queries: Sequence[Query]) -> None:
+        """Start work for ``queries`` in the background (see the module docstring); by default none."""
 
     def __call__(self, queries: "Sequence[Query | str] | Query | str",
                  candidates: Candidates | None = None) -> Candidates:
@@ -233,6 +245,9 @@ class Then(Pipeline):
 
     def children(self) -> Sequence[Pipeline]:
         return self.steps
+
+    def input_children(self) -> Sequence[Pipeline]:
+        return self.steps[:1]
 
     def execute(self, runner: Runner, queries: Sequence[Query], candidates: Candidates | None) -> Candidates:
         out = runner.run(self.steps[0], queries, candidates)

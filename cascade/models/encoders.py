@@ -15,6 +15,9 @@ Retrievers" (2025).
 from __future__ import annotations
 
 import os
+import threading
+import time
+from concurrent.futures import Future
 from functools import cached_property
 from typing import Any, Callable, Sequence
 
@@ -125,44 +128,105 @@ class QueryEncodings:
     """Query encodings of one model, kept per query text: one forward pass gives a query's
     dense vector and its token vectors, so the stages of a pipeline (dense retrieval, then
     MaxSim, then dense rescoring) encode each query once. The oldest are dropped beyond
-    ``limit`` texts."""
+    ``limit`` texts.
+
+    :meth:`prefetch` encodes on a background thread (the encoders release the GIL), so the
+    work before the first stage that needs the vectors overlaps it; that stage waits for it and
+    reports its cost through :meth:`claim_seconds`, measured where the encoding ran. Thread-safe."""
 
     def __init__(self, encoder: Any, limit: int = 50_000, *, export: bool = False) -> None:
         self.encoder, self.limit = encoder, limit
         self._export = export  # export the torch encoder for later processes once it is loaded
         self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._cost: dict[str, float] = {}  # seconds each text's encoding took, until a stage claims them
+        self._lock = threading.RLock()
+        self._pending: Future[None] | None = None
 
     def load(self) -> None:
-        """Load the model now (what a stage's ``prepare`` does)."""
-        self.encoder.load()
-        if self._export:
-            self._export = False
-            found = onnx_export.export_for_queries(self.encoder)
-            if found is not None:  # this process too, so every process encodes queries alike
-                self.encoder = OnnxEncoder(str(found[0]), max_length=found[1])
-                self._seen.clear()
-                self.encoder.load()
+        """Load the model now (what a stage's ``prepare`` does; with a prefetch running, that
+        loads it, and the first use of the vectors waits for both)."""
+        if self._pending is None:
+            self._load()
+
+    def _load(self) -> None:
+        with self._lock:
+            self.encoder.load()
+            if self._export:
+                self._export = False
+                found = onnx_export.export_for_queries(self.encoder)
+                if found is not None:  # this process too, so every process encodes queries alike
+                    self.encoder = OnnxEncoder(str(found[0]), max_length=found[1])
+                    self._seen.clear()
+                    self._cost.clear()
+                    self.encoder.load()
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Start loading the model and encoding ``texts`` on a background thread (nothing when
+        they are all encoded or a prefetch is running); an error surfaces where they are used."""
+        with self._lock:
+            missing = self._missing(texts)
+            if not missing or self._pending is not None:
+                return
+            pending: Future[None] = Future()
+            self._pending = pending
+
+        def work() -> None:
+            try:
+                self._encode(missing)
+            except BaseException as exc:  # handed to the stage that waits for the vectors
+                pending.set_exception(exc)
+            else:
+                pending.set_result(None)
+
+        threading.Thread(target=work, name="cascade-query-encoding", daemon=True).start()
 
     def dense(self, texts: Sequence[str]) -> np.ndarray:
         """float32 [n, dim]: each text's unit-length vector."""
         self._encode_missing(texts)
-        return np.stack([self._seen[t][0] for t in texts]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+        with self._lock:
+            return np.stack([self._seen[t][0] for t in texts]) if texts else \
+                np.zeros((0, self.encoder.dim), np.float32)
 
     def tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Each text's contextual token vectors, float32 [tokens, dim]."""
         self._encode_missing(texts)
-        return [self._seen[t][1] for t in texts]
+        with self._lock:
+            return [self._seen[t][1] for t in texts]
+
+    def claim_seconds(self, texts: Sequence[str]) -> float:
+        """Seconds that encoding ``texts`` took and no stage has claimed yet (the stage that
+        first uses a query's encoding reports its cost; later ones find it free)."""
+        with self._lock:
+            return sum(self._cost.pop(t, 0.0) for t in dict.fromkeys(texts))
+
+    def _missing(self, texts: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(t for t in texts if t not in self._seen))
 
     def _encode_missing(self, texts: Sequence[str]) -> None:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._seen))
-        if not missing:
-            return
-        self.load()
-        out = self.encoder.encode(missing, tokens=True)
-        for i, text in enumerate(missing):
-            self._seen[text] = (out.dense[i], out.tokens_of(i).astype(np.float32))
-        while len(self._seen) > self.limit:
-            del self._seen[next(iter(self._seen))]
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # the background encoding's error, if it failed
+        with self._lock:
+            missing = self._missing(texts)
+            if missing:
+                self._encode(missing)
+
+    def _encode(self, texts: list[str]) -> None:
+        with self._lock:
+            missing = self._missing(texts)  # another thread may have encoded some meanwhile
+            if not missing:
+                return
+            self._load()
+            start = time.perf_counter()
+            out = self.encoder.encode(missing, tokens=True)
+            share = (time.perf_counter() - start) / len(missing)
+            for i, text in enumerate(missing):
+                self._seen[text] = (out.dense[i], out.tokens_of(i).astype(np.float32))
+                self._cost[text] = self._cost.get(text, 0.0) + share
+            while len(self._seen) > self.limit:
+                self._cost.pop(dropped := next(iter(self._seen)), None)
+                del self._seen[dropped]
 
 
 _QUERIES: dict[str, QueryEncodings] = {}

@@ -44,6 +44,10 @@ class StageCache:
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None  # absent, damaged, or written by an incompatible version: recompute
 
+    def has(self, key: Any, queries_hash: str) -> bool:
+        """Whether an output is stored (it may still prove unreadable: :meth:`get` decides)."""
+        return self._path(key, queries_hash).is_file()
+
     def put(self, key: Any, queries_hash: str, cands: Candidates, seconds: float) -> None:
         """Store a stage's output. The cache is an optimisation: when it cannot be written (a
         full disk, a read-only directory), one warning says so, the partial entry is removed,

@@ -54,7 +54,9 @@ class DenseRerank(Reranker):
     def score(self, queries: Sequence[Query], docs: list[np.ndarray], k: int) -> Scored:
         parts = self._vectors
         bases = self.index.bases
-        qvecs = query_encodings(self.model).dense([q.text for q in queries])
+        texts = [q.text for q in queries]
+        qvecs = query_encodings(self.model).dense(texts)
+        query_encodings(self.model).claim_seconds(texts)  # its cost is in this stage's own clock
         out = []
         for q, nums in zip(qvecs, docs):
             segs = np.searchsorted(bases, nums, side="right") - 1

@@ -401,9 +401,9 @@ class MaxSim(Reranker):
         batch's queries."""
         self.tokens  # encode the collection first if needed (not query time)
         first = self._first_stage_scores(docs)
-        start = time.perf_counter()
         qtoks = self.query_tokens(queries)
-        seconds = np.full(len(queries), (time.perf_counter() - start) / max(len(queries), 1))
+        encoding = query_encodings(self.model).claim_seconds([q.text for q in queries])
+        seconds = np.full(len(queries), encoding / max(len(queries), 1))
         pruning = self.patience is None and self.prune is not False and k < ALL and self.bounds is not None
         watch = self.watch if self.watch is not None else (k if k < ALL else WATCH)
 

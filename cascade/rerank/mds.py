@@ -193,10 +193,9 @@ class MDSRerank(Reranker):
         bounds = candidates.offsets
         heads = [min(self.depth, int(bounds[i + 1] - bounds[i])) for i in range(len(ordered))]
         self.tokens  # noqa: B018  (encode the collection first if needed: not query time)
-        start = time.perf_counter()
         texts = [q.text for q, h in zip(ordered, heads) if h > 1]
         qtoks = iter(query_encodings(self.model).tokens(texts))
-        seconds = np.full(len(ordered), (time.perf_counter() - start) / max(len(ordered), 1))
+        seconds = np.full(len(ordered), query_encodings(self.model).claim_seconds(texts) / max(len(ordered), 1))
         sims: list[np.ndarray | None] = []
         with one_blas_thread():
             for i, h in enumerate(heads):
