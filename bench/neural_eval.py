@@ -11,8 +11,9 @@ with the torch fp32 and the int8 ONNX encoder, measured side by side in one run.
    :mod:`cascade.models.onnx_export`) and ``--rounds`` times timed, also with
    ``CASCADE_QUERY_ONNX=0`` (queries by torch); with ``--baseline-rev REV`` the same runs use that
    commit's code (a ``git worktree`` first on PYTHONPATH: the same installed libraries), on an
-   index that code built and encoded (its own format). Reported: the median wall time of the
-   process and nDCG@10.
+   index that code built and encoded (its own format). The timed runs go in rounds, each code
+   once per round in turn, so all see the same machine state. Reported: the median wall time of
+   the process, the ratio per round, and nDCG@10.
 2. **Clean cache** (skipped with ``--skip-clean``): ``cascade eval DATASET -p PIPELINE`` with an
    empty ``CASCADE_CACHE_DIR``, so the index is built and the collection encoded inside the run,
    once with ``model=minilm`` (sentence-transformers on torch, fp32) and once with
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -60,17 +62,31 @@ def run_eval(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, di
     return wall, json.loads(done.stdout)["results"][0]
 
 
-def stored_encodings(dataset: Path, pipeline: str, index: Path, rounds: int, env: dict[str, str],
-                     cwd: Path) -> tuple[list[float], float]:
-    """Wall seconds of ``rounds`` timed evals after an untimed one, and nDCG@10."""
-    args = [str(dataset), "--index", str(index), "-p", pipeline, "--no-cache", "--metrics", "nDCG@10"]
-    run_eval(args, env, cwd)
-    walls, ndcg = [], 0.0
+@dataclass
+class Setting:
+    """One way of running the stored-encodings eval: which code, on which index, with what environment."""
+
+    name: str
+    index: Path
+    env: dict[str, str]
+    cwd: Path
+    walls: list[float] = field(default_factory=list)
+    ndcg: float = 0.0
+
+
+def stored_encodings(dataset: Path, pipeline: str, settings: list[Setting], rounds: int) -> None:
+    """One untimed eval per setting, then ``rounds`` rounds that time each setting once, in turn:
+    every setting sees the same state of the machine (page cache, other load) in each round."""
+    def args(setting: Setting) -> list[str]:
+        return [str(dataset), "--index", str(setting.index), "-p", pipeline, "--no-cache", "--metrics", "nDCG@10"]
+
+    for setting in settings:
+        run_eval(args(setting), setting.env, setting.cwd)
     for _ in range(rounds):
-        wall, result = run_eval(args, env, cwd)
-        walls.append(wall)
-        ndcg = float(result["metrics"]["nDCG@10"])
-    return walls, ndcg
+        for setting in settings:
+            wall, result = run_eval(args(setting), setting.env, setting.cwd)
+            setting.walls.append(wall)
+            setting.ndcg = float(result["metrics"]["nDCG@10"])
 
 
 def main() -> None:
@@ -96,27 +112,30 @@ def main() -> None:
     subprocess.run(cascade_cmd("index", str(dataset), "-o", str(index)), check=True, env=env, capture_output=True)
     subprocess.run(cascade_cmd("encode", str(index), "--model", "minilm"), check=True, env=env, capture_output=True)
     encode_seconds = time.perf_counter() - start
-    rows = [("this code", *stored_encodings(dataset, torch_pipeline, index, args.rounds, env, REPO)),
-            ("this code, `CASCADE_QUERY_ONNX=0` (queries by torch)",
-             *stored_encodings(dataset, torch_pipeline, index, args.rounds, {**env, "CASCADE_QUERY_ONNX": "0"}, REPO))]
-    if args.baseline_rev:
-        old = work / "baseline"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old), args.baseline_rev],
-                       check=True, capture_output=True)
-        old_index = work / "encoded-baseline.idx"  # that code's own index format, encoded by that code
-        old_env = {**env, "PYTHONPATH": str(old) + os.pathsep + env.get("PYTHONPATH", "")}
-        subprocess.run(cascade_cmd("index", str(dataset), "-o", str(old_index)), check=True, env=old_env, cwd=old,
-                       capture_output=True)
-        subprocess.run(cascade_cmd("encode", str(old_index), "--model", "minilm"), check=True, env=old_env, cwd=old,
-                       capture_output=True)
-        try:
-            rows.append((f"code at {args.baseline_rev}",
-                         *stored_encodings(dataset, torch_pipeline, old_index, args.rounds, old_env, old)))
-        finally:
+    settings = [Setting("this code", index, env, REPO),
+                Setting("this code, `CASCADE_QUERY_ONNX=0` (queries by torch)", index,
+                        {**env, "CASCADE_QUERY_ONNX": "0"}, REPO)]
+    old = work / "baseline"
+    try:
+        if args.baseline_rev:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old), args.baseline_rev],
+                           check=True, capture_output=True)
+            old_index = work / "encoded-baseline.idx"  # that code's own index format, encoded by that code
+            old_env = {**env, "PYTHONPATH": str(old) + os.pathsep + env.get("PYTHONPATH", "")}
+            subprocess.run(cascade_cmd("index", str(dataset), "-o", str(old_index)), check=True, env=old_env,
+                           cwd=old, capture_output=True)
+            subprocess.run(cascade_cmd("encode", str(old_index), "--model", "minilm"), check=True, env=old_env,
+                           cwd=old, capture_output=True)
+            settings.append(Setting(f"code at {args.baseline_rev}", old_index, old_env, old))
+        stored_encodings(dataset, torch_pipeline, settings, args.rounds)
+    finally:
+        if args.baseline_rev:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], check=False)
+    rows = [(st.name, st.walls, st.ndcg) for st in settings]
     lines += [f"## Encodings stored (`{torch_pipeline}`)", "",
               f"Indexing and encoding the collection once (MiniLM, torch): {encode_seconds:.0f} s. Each eval: "
-              f"one untimed run, then {args.rounds} timed; a whole `cascade eval` process each.", "",
+              f"one untimed run each, then {args.rounds} rounds timing each code in turn; a whole `cascade eval` "
+              "process each.", "",
               "| code | wall s (median) | runs | nDCG@10 |", "|---|--:|---|--:|"]
     for name, walls, ndcg in rows:
         lines.append(f"| {name} | {statistics.median(walls):.1f} | {', '.join(f'{w:.1f}' for w in walls)} | "
@@ -124,8 +143,10 @@ def main() -> None:
     lines += ["", "This code encodes the queries with the ONNX export of MiniLM that the untimed run made "
               "(`cascade.models.onnx_export`: no torch import); the second row keeps torch for queries."]
     if len(rows) > 2:
+        ratios = [b / a for a, b in zip(rows[0][1], rows[2][1])]
         lines += ["", f"Speed-up over {rows[2][0]}: {statistics.median(rows[2][1]) / statistics.median(rows[0][1]):.2f}x "
-                      f"(queries by torch: {statistics.median(rows[2][1]) / statistics.median(rows[1][1]):.2f}x)."]
+                      f"(queries by torch: {statistics.median(rows[2][1]) / statistics.median(rows[1][1]):.2f}x); "
+                      f"per round: {', '.join(f'{r:.2f}x' for r in ratios)}."]
 
     if not args.skip_clean:
         lines += ["", "## From a clean cache (index, encode and evaluate in one `cascade eval`)", "",
