@@ -1014,6 +1014,7 @@ TeacherOpt = typer.Option(None, "--teacher", help="Distil this pipeline's scores
 SeedOpt = typer.Option(0, "--seed", help="Seed of the dev split, the negatives' sampling, the data order and the "
                        "new weights.")
 ThreadsOpt = typer.Option(None, "--threads", help="torch threads (default: every CPU).")
+KeepOpt = typer.Option("best", "--keep", help="Which epoch's weights to save: best (the dev check's best) or last.")
 
 
 def run_training(kind: str, dataset: Path, training: Path, out_dir: Path, settings: dict[str, Any],
@@ -1041,10 +1042,10 @@ def run_training(kind: str, dataset: Path, training: Path, out_dir: Path, settin
         else:
             result = late_interaction.train_late_interaction(index, split, out_dir, config, teacher=teacher,
                                                              dim=dim or late_interaction.DEFAULT_DIM, report=say)
-        before, after = result.dev[0][1], result.dev[-1][1]
+        before, after = result.dev[0][1], dict(result.dev)[result.kept_epoch]
         out.print(f"trained {out_dir} ({kind}, {result.examples:,} examples, {result.steps:,} steps, "
-                  f"{result.seconds:.0f} s on {result.device}); dev nDCG@10 {before:.4f} -> {after:.4f}",
-                  soft_wrap=True)
+                  f"{result.seconds:.0f} s on {result.device}); dev nDCG@10 {before:.4f} -> {after:.4f} "
+                  f"(epoch {result.kept_epoch} of {config.epochs})", soft_wrap=True)
         stage = {"cross-encoder": "cross_encoder", "dense": "dense_rerank", "late-interaction": "maxsim"}[kind]
         out.print(f"use it: cascade eval {shlex.quote(str(dataset))} -p "
                   f"{shlex.quote(f'bm25 % 100 >> {stage}(model={out_dir})')}", soft_wrap=True)
@@ -1057,7 +1058,7 @@ def train_cross_encoder(dataset: Path = TrainDatasetArg, training: Path = Traini
                         random_negatives: int = RandomNegativesOpt,
                         miner: str = MinerOpt, dev_fraction: float = DevFractionOpt, dev_queries: int = DevQueriesOpt,
                         max_examples: Optional[int] = MaxExamplesOpt, teacher: Optional[str] = TeacherOpt,
-                        seed: int = SeedOpt, threads: Optional[int] = ThreadsOpt) -> None:
+                        seed: int = SeedOpt, threads: Optional[int] = ThreadsOpt, keep: str = KeepOpt) -> None:
     """Train a cross-encoder reranker (for the cross_encoder stage)."""
     run_training("cross-encoder", dataset, training, out_dir, train_settings(locals()), teacher)
 
@@ -1071,7 +1072,7 @@ def train_late_interaction(dataset: Path = TrainDatasetArg, training: Path = Tra
                            dev_fraction: float = DevFractionOpt, dev_queries: int = DevQueriesOpt,
                            max_examples: Optional[int] = MaxExamplesOpt,
                            teacher: Optional[str] = TeacherOpt, seed: int = SeedOpt,
-                           threads: Optional[int] = ThreadsOpt,
+                           threads: Optional[int] = ThreadsOpt, keep: str = KeepOpt,
                            dim: int = typer.Option(128, "--dim", help="Token vector size after the projection.")
                            ) -> None:
     """Train a ColBERT-style head on a bi-encoder's token vectors (for the maxsim stage)."""
@@ -1086,7 +1087,7 @@ def train_dense(dataset: Path = TrainDatasetArg, training: Path = TrainingOpt, o
                 dev_fraction: float = DevFractionOpt, dev_queries: int = DevQueriesOpt,
                 max_examples: Optional[int] = MaxExamplesOpt,
                 teacher: Optional[str] = TeacherOpt, seed: int = SeedOpt,
-                threads: Optional[int] = ThreadsOpt) -> None:
+                threads: Optional[int] = ThreadsOpt, keep: str = KeepOpt) -> None:
     """Fine-tune a bi-encoder (for the dense, dense_rerank and maxsim stages)."""
     run_training("dense", dataset, training, out_dir, train_settings(locals()), teacher)
 
@@ -1095,7 +1096,7 @@ def train_settings(options: dict[str, Any]) -> dict[str, Any]:
     """TrainConfig's fields from a train command's options."""
     names = {"lr": "learning_rate"}
     keep = ("base", "epochs", "batch_size", "lr", "max_length", "negatives", "random_negatives", "miner",
-            "dev_fraction", "dev_queries", "max_examples", "seed", "threads")
+            "dev_fraction", "dev_queries", "max_examples", "seed", "threads", "keep")
     return {names.get(k, k): options[k] for k in keep}
 
 

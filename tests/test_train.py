@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import cascade
@@ -203,6 +204,29 @@ def test_training_is_reproducible_from_its_seed(index: cascade.Index, training: 
     a = train_dense(index, split, tmp_path / "a", config)
     b = train_dense(index, split, tmp_path / "b", config)
     assert a.losses == b.losses and a.dev == b.dev
+
+
+def test_the_dev_checks_best_epoch_is_kept_unless_told_last(index: cascade.Index, training: Path,
+                                                           tiny_bi_encoder: str, tmp_path: Path) -> None:
+    pytest.importorskip("datasets")
+    from safetensors.numpy import load_file
+
+    from cascade.train.dense import train_dense
+
+    split = split_dev(training, dev_fraction=0.25, seed=0)
+    runs = {keep: train_dense(index, split, tmp_path / keep, TrainConfig(base=tiny_bi_encoder, **TINY, keep=keep))
+            for keep in ("best", "last")}
+    best, last = runs["best"], runs["last"]
+    assert best.dev == last.dev  # the same training, only the saved weights may differ
+    trained = best.dev[1:]
+    top = max(v for _, v in trained)
+    assert best.kept_epoch == next(e for e, v in trained if v == top)  # the first epoch reaching the best
+    assert last.kept_epoch == TINY["epochs"] and read_record(tmp_path / "best")["kept_epoch"] == best.kept_epoch
+    weights = [load_file(str(tmp_path / keep / "model.safetensors")) for keep in ("best", "last")]
+    same = all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert same == (best.kept_epoch == TINY["epochs"])
+    with pytest.raises(CascadeError, match="keep must be one of"):
+        TrainConfig(keep="first")
 
 
 def test_distilling_a_teacher_trains_on_its_margins(index: cascade.Index, training: Path, tiny_bi_encoder: str,

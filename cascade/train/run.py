@@ -38,6 +38,9 @@ RECORD = "cascade-training.json"
 ReportFn = Callable[[str], None]  # one line of progress: "step 40/290 loss 0.41", "epoch 1 dev nDCG@10 0.61"
 
 
+KEEP = ("best", "last")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings shared by the trainers (each documents its own default ``base``)."""
@@ -58,8 +61,11 @@ class TrainConfig:
     log_every: int = 10  # steps between loss reports
     seed: int = 0
     threads: int | None = None
+    keep: str = "best"  # which epoch's weights are saved: the dev check's best, or the last
 
     def __post_init__(self) -> None:
+        if self.keep not in KEEP:
+            raise CascadeError(f"keep must be one of {', '.join(KEEP)} (got {self.keep!r})")
         for name in ("epochs", "batch_size", "max_length", "negatives", "dev_depth", "log_every"):
             if getattr(self, name) < 1:
                 raise CascadeError(f"{name} must be at least 1 (got {getattr(self, name)})")
@@ -90,6 +96,7 @@ class TrainResult:
     device: str = "cpu"
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
     dev: list[tuple[int, float]] = field(default_factory=list)  # (epoch, dev nDCG@10); epoch 0 = before
+    kept_epoch: int = 0  # the epoch whose weights were saved
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -125,10 +132,27 @@ def _interactive() -> bool:
     return sys.stderr.isatty()
 
 
+class BestEpoch:
+    """The weights of the epoch with the best dev check so far (a copy in memory, on the CPU)."""
+
+    def __init__(self) -> None:
+        self.epoch, self.value, self.state = 0, float("-inf"), None
+
+    def offer(self, epoch: int, value: float, model: Any) -> None:
+        if value > self.value:
+            self.epoch, self.value = epoch, value
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def restore(self, model: Any) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
 def progress_callback(result: TrainResult, dev: DevSet, scorer_of: Callable[[Any], Scorer],
-                      report: ReportFn | None) -> Any:
+                      report: ReportFn | None, best: BestEpoch | None = None) -> Any:
     """A transformers ``TrainerCallback`` recording the loss, running the dev check after each
-    epoch, and reporting both (to ``report`` and the ``cascade.train`` log)."""
+    epoch, and reporting both (to ``report`` and the ``cascade.train`` log); ``best`` keeps the
+    weights of the best epoch."""
     from transformers import TrainerCallback
 
     say = _sayer(report)
@@ -147,6 +171,8 @@ def progress_callback(result: TrainResult, dev: DevSet, scorer_of: Callable[[Any
             value = dev.score(scorer_of(model))
             model.train(was_training)
             result.dev.append((epoch, value))
+            if best is not None:
+                best.offer(epoch, value, model)
             say(f"epoch {epoch} dev {DEV_METRIC} {value:.4f} ({len(dev.queries)} dev queries)")
 
     return Progress()
@@ -244,13 +270,19 @@ def fit(recipe: Recipe, index: Index, split: Split, out: str | Path, config: Tra
                          dev_checked=len(dev.queries),
                          device=str(model.device))
     check_before(dev, recipe.scorer(model), result, report)
+    best = BestEpoch() if config.keep == "best" else None
     trainer_cls, args_cls = _trainer_classes(recipe.cross_encoder)
     with tempfile.TemporaryDirectory(prefix="cascade-train-") as work:
         trainer = trainer_cls(model=model, args=training_arguments(args_cls, config, Path(work)),
                               train_dataset=Dataset.from_dict(columns), loss=loss,
-                              callbacks=[progress_callback(result, dev, recipe.scorer, report)])
+                              callbacks=[progress_callback(result, dev, recipe.scorer, report, best)])
         trainer.train()
         result.steps = int(trainer.state.global_step)
+    result.kept_epoch = result.dev[-1][0]
+    if best is not None and best.epoch and best.epoch != result.kept_epoch:
+        best.restore(model)
+        result.kept_epoch = best.epoch
+        _sayer(report)(f"kept epoch {best.epoch} (dev {DEV_METRIC} {best.value:.4f}), the dev check's best")
     result.seconds = time.perf_counter() - start
     publish(lambda tmp: model.save_pretrained(str(tmp)), target, result)
     return result
