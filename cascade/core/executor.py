@@ -84,8 +84,8 @@ class Executor:
         stage cache) start its background work for ``queries``: encoding them then overlaps the
         stages that run before it (BM25 loading its kernels and searching, say)."""
         key = (None, node.key())
-        if key in self.memo or (self.cache is not None and node.cacheable
-                                and self.cache.has(key, self._queries_hash or query_set_hash(queries))):
+        assert self._queries_hash is not None  # set by run() for this query set
+        if key in self.memo or (self.cache is not None and node.cacheable and self.cache.has(key, self._queries_hash)):
             return
         node.prefetch(queries)
         for child in node.input_children():

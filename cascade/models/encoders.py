@@ -207,14 +207,13 @@ class QueryEncodings:
             pending, self._pending = self._pending, None
         if pending is not None:
             pending.result()  # the background encoding's error, if it failed
-        with self._lock:
-            missing = self._missing(texts)
-            if missing:
-                self._encode(missing)
+        self._encode(list(texts))
 
     def _encode(self, texts: list[str]) -> None:
+        """Encode those of ``texts`` not encoded yet (checked under the lock: another thread may
+        have encoded some meanwhile)."""
         with self._lock:
-            missing = self._missing(texts)  # another thread may have encoded some meanwhile
+            missing = self._missing(texts)
             if not missing:
                 return
             self._load()
