@@ -2,7 +2,7 @@
 with the torch fp32 and the int8 ONNX encoder, measured side by side in one run.
 
     python bench/neural_eval.py ../shared/datasets/scifact [--baseline-rev b00846d] [--rounds 2]
-                                [--skip-clean]
+                                [--skip-clean | --skip-stored]
 
 1. **Encodings stored**: the collection is indexed and encoded once with ``cascade encode``
    (MiniLM, torch), then ``cascade eval DATASET --index IDX -p PIPELINE --no-cache --json`` runs
@@ -14,10 +14,11 @@ with the torch fp32 and the int8 ONNX encoder, measured side by side in one run.
    index that code built and encoded (its own format). The timed runs go in rounds, each code
    once per round in turn, so all see the same machine state. Reported: the median wall time of
    the process, the ratio per round, and nDCG@10.
-2. **Clean cache** (skipped with ``--skip-clean``): ``cascade eval DATASET -p PIPELINE`` with an
-   empty ``CASCADE_CACHE_DIR``, so the index is built and the collection encoded inside the run,
-   once with ``model=minilm`` (sentence-transformers on torch, fp32) and once with
-   ``model=minilm-onnx`` (onnxruntime, int8 weights, no torch for encoding).
+2. **Clean cache** (skipped with ``--skip-clean``; ``--skip-stored`` runs only this part):
+   ``cascade eval DATASET -p PIPELINE`` with an empty ``CASCADE_CACHE_DIR``, so the index is
+   built and the collection encoded inside the run, once with ``model=minilm``
+   (sentence-transformers on torch, fp32) and once with ``model=minilm-onnx`` (onnxruntime, int8
+   weights, fused layers, no torch for encoding).
 
 The pipeline is ``rrf(bm25, dense) % 100 >> maxsim % 10`` (``--pipeline`` for another, written
 with ``{model}`` where the model goes). Writes ``bench/results/neural-eval-<dataset>-<date>.md``.
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--baseline-rev", default=None)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-clean", action="store_true")
+    parser.add_argument("--skip-stored", action="store_true", help="time only the clean-cache runs")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     dataset = args.dataset.resolve()
@@ -107,6 +109,22 @@ def main() -> None:
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
              f"load average before the run {os.getloadavg()[0]:.2f}.", ""]
 
+    if not args.skip_stored:
+        lines += stored_section(args, dataset, work, env, torch_pipeline)
+    if not args.skip_clean:
+        lines += clean_section(args, dataset, work, env)
+    shutil.rmtree(work, ignore_errors=True)
+    report = "\n".join(lines) + "\n"
+    print(report)
+    out = args.out or RESULTS / f"neural-eval-{dataset.name}-{datetime.date.today().isoformat()}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report, encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def stored_section(args: argparse.Namespace, dataset: Path, work: Path, env: dict[str, str],
+                   torch_pipeline: str) -> list[str]:
+    """Part 1: evals on an index whose encodings are stored, this code against ``--baseline-rev``."""
     index = work / "encoded.idx"
     start = time.perf_counter()
     subprocess.run(cascade_cmd("index", str(dataset), "-o", str(index)), check=True, env=env, capture_output=True)
@@ -132,7 +150,7 @@ def main() -> None:
         if args.baseline_rev:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], check=False)
     rows = [(st.name, st.walls, st.ndcg) for st in settings]
-    lines += [f"## Encodings stored (`{torch_pipeline}`)", "",
+    lines = [f"## Encodings stored (`{torch_pipeline}`)", "",
               f"Indexing and encoding the collection once (MiniLM, torch): {encode_seconds:.0f} s. Each eval: "
               f"one untimed run each, then {args.rounds} rounds timing each code in turn; a whole `cascade eval` "
               "process each.", "",
@@ -144,30 +162,27 @@ def main() -> None:
               "(`cascade.models.onnx_export`: no torch import); the second row keeps torch for queries."]
     if len(rows) > 2:
         ratios = [b / a for a, b in zip(rows[0][1], rows[2][1])]
-        lines += ["", f"Speed-up over {rows[2][0]}: {statistics.median(rows[2][1]) / statistics.median(rows[0][1]):.2f}x "
+        speedup = statistics.median(rows[2][1]) / statistics.median(rows[0][1])
+        lines += ["", f"Speed-up over {rows[2][0]}: {speedup:.2f}x "
                       f"(queries by torch: {statistics.median(rows[2][1]) / statistics.median(rows[1][1]):.2f}x); "
                       f"per round: {', '.join(f'{r:.2f}x' for r in ratios)}."]
+    return lines
 
-    if not args.skip_clean:
-        lines += ["", "## From a clean cache (index, encode and evaluate in one `cascade eval`)", "",
-                  "| encoder | pipeline | wall s | nDCG@10 |", "|---|---|--:|--:|"]
-        clean = {}
-        for model in ("minilm", "minilm-onnx"):
-            text = args.pipeline.format(model=model)
-            shutil.rmtree(work / "cache", ignore_errors=True)
-            wall, result = run_eval([str(dataset), "-p", text, "--metrics", "nDCG@10"], env, REPO)
-            clean[model] = (wall, float(result["metrics"]["nDCG@10"]))
-            lines.append(f"| {model} | `{text}` | {wall:.0f} | {clean[model][1]:.4f} |")
-        (t_torch, n_torch), (t_onnx, n_onnx) = clean["minilm"], clean["minilm-onnx"]
-        lines += ["", f"int8 ONNX against torch fp32: {t_torch / t_onnx:.2f}x faster, nDCG@10 "
-                      f"{n_onnx - n_torch:+.4f}."]
-    shutil.rmtree(work, ignore_errors=True)
-    report = "\n".join(lines) + "\n"
-    print(report)
-    out = args.out or RESULTS / f"neural-eval-{dataset.name}-{datetime.date.today().isoformat()}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report, encoding="utf-8")
-    print(f"wrote {out}", file=sys.stderr)
+
+def clean_section(args: argparse.Namespace, dataset: Path, work: Path, env: dict[str, str]) -> list[str]:
+    """Part 2: one `cascade eval` per encoder from an empty cache (index, encode, evaluate)."""
+    lines = ["", "## From a clean cache (index, encode and evaluate in one `cascade eval`)", "",
+             "| encoder | pipeline | wall s | nDCG@10 |", "|---|---|--:|--:|"]
+    clean = {}
+    for model in ("minilm", "minilm-onnx"):
+        text = args.pipeline.format(model=model)
+        shutil.rmtree(work / "cache", ignore_errors=True)
+        wall, result = run_eval([str(dataset), "-p", text, "--metrics", "nDCG@10"], env, REPO)
+        clean[model] = (wall, float(result["metrics"]["nDCG@10"]))
+        lines.append(f"| {model} | `{text}` | {wall:.0f} | {clean[model][1]:.4f} |")
+    (t_torch, n_torch), (t_onnx, n_onnx) = clean["minilm"], clean["minilm-onnx"]
+    return lines + ["", f"int8 ONNX against torch fp32: {t_torch / t_onnx:.2f}x faster, nDCG@10 "
+                        f"{n_onnx - n_torch:+.4f}."]
 
 
 if __name__ == "__main__":

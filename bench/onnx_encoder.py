@@ -105,8 +105,10 @@ def torch_profile(texts: list[str]) -> dict[str, float]:
 def profile_lines(name: str, shares: dict[str, float], products: set[str]) -> list[str]:
     top = ", ".join(f"{op} {100 * share:.1f}%" for op, share in list(shares.items())[:8])
     product = sum(share for op, share in shares.items() if op in products)
+    fused = (" QAttention, the fused attention, holds the query/key/value product (int8) and the attention"
+             " itself (float32)." if "QAttention" in shares else "")
     return [f"- {name}: weight products ({', '.join(sorted(products))}) {100 * product:.1f}% of operator time; "
-            f"top operators: {top}."]
+            f"top operators: {top}.{fused}"]
 
 
 def report(args: argparse.Namespace, texts: list[str], out: dict[str, Any], load: tuple[Any, Any]) -> str:

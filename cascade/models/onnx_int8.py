@@ -10,10 +10,14 @@ and caches the result under :func:`~cascade.core.paths.models_root`:
 2. ``Where(IsNaN(x), 0, x)`` after each attention softmax (a guard PyTorch's exporter adds for
    rows with every position masked, which an encoder's inputs never have: every text keeps its
    [CLS] token) is dropped; it took about a fifth of the time;
-3. every MatMul with a weight operand is quantised dynamically (int8 weights per output
-   channel, activations quantised per call: Jacob et al., "Quantization and Training of Neural
-   Networks for Efficient Integer-Arithmetic-Only Inference", CVPR 2018, as ONNX Runtime's
-   ``quantize_dynamic`` implements it); the attention products stay float32.
+3. given the number of attention heads, a BERT encoder is rebuilt from its weights with ONNX
+   Runtime's fused transformer operators (:mod:`cascade.models.onnx_fused_bert`), kept only if
+   its output matches the folded graph's on a sample batch (else step 4 runs on the folded graph);
+4. every MatMul with a weight operand, and the fused ``Attention``'s query/key/value product, is
+   quantised dynamically (int8 weights per output channel, activations quantised per call: Jacob
+   et al., "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
+   Inference", CVPR 2018, as ONNX Runtime's ``quantize_dynamic`` implements it); the products of
+   queries with keys and of attention weights with values stay float32.
 
 Dense vectors keep a cosine of about 0.995 with the torch model's (``bench/onnx_encoder.py``).
 
@@ -32,12 +36,16 @@ from typing import Any
 
 from cascade.core.errors import MissingDependency
 from cascade.core.paths import models_root
+from cascade.models.onnx_fused_bert import fused_bert, hidden_state_difference
 
-VERSION = 1  # of the recipe above: part of the cache key
+VERSION = 2  # of the recipe above: part of the cache key
+FUSED_TOLERANCE = 1e-3  # largest |difference| in hidden states allowed between the fused and the folded graph
+log = logging.getLogger(__name__)
 
 
-def prepared_int8(graph: Path) -> Path:
-    """The integer-product version of ``graph`` (made and cached on first use)."""
+def prepared_int8(graph: Path, *, num_heads: int | None = None) -> Path:
+    """The integer-product version of ``graph`` (made and cached on first use); with
+    ``num_heads``, a BERT encoder's layers are fused first (step 3 above)."""
     try:
         import onnx
         import onnxruntime as ort
@@ -45,7 +53,8 @@ def prepared_int8(graph: Path) -> Path:
     except ImportError:
         raise MissingDependency("onnx", "onnx", "preparing the int8 ONNX encoder") from None
     digest = hashlib.blake2b(graph.read_bytes(), digest_size=12).hexdigest()
-    out = models_root() / "onnx-int8" / f"{digest}-v{VERSION}-ort{ort.__version__}.onnx"
+    heads = f"-h{num_heads}" if num_heads else ""
+    out = models_root() / "onnx-int8" / f"{digest}-v{VERSION}{heads}-ort{ort.__version__}.onnx"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -60,13 +69,19 @@ def prepared_int8(graph: Path) -> Path:
         for i, node in enumerate(model.graph.node):  # quantize_dynamic picks nodes by name
             node.name = node.name or f"node{i}"
         drop_nan_guards(model.graph)
-        onnx.save(model, str(unguarded))
+        fused = _checked_fused(model, folded, num_heads) if num_heads else None
+        onnx.save(fused or model, str(unguarded))
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # quantize_dynamic logs a generic advice on the root logger
         try:
-            quantize_dynamic(str(unguarded), str(final), weight_type=QuantType.QInt8, per_channel=True,
-                             nodes_to_quantize=weight_matmuls(model.graph))
+            if fused is not None:  # contrib operators: shape inference cannot type their outputs
+                quantize_dynamic(str(unguarded), str(final), weight_type=QuantType.QInt8, per_channel=True,
+                                 op_types_to_quantize=["MatMul", "Attention"],
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            else:
+                quantize_dynamic(str(unguarded), str(final), weight_type=QuantType.QInt8, per_channel=True,
+                                 nodes_to_quantize=weight_matmuls(model.graph))
         finally:
             root.setLevel(level)
         os.replace(final, out)  # atomic: a concurrent preparer's file is as good as this one
@@ -74,6 +89,19 @@ def prepared_int8(graph: Path) -> Path:
         for path in (folded, unguarded, final):
             path.unlink(missing_ok=True)
     return out
+
+
+def _checked_fused(model: Any, folded: Path, num_heads: int) -> Any | None:
+    """The fused rebuild of ``model`` if there is one and it computes what ``folded`` computes."""
+    fused = fused_bert(model, num_heads)
+    if fused is None:
+        log.info("%s is not a BERT encoder with known weight names: its layers stay unfused", folded.name)
+        return None
+    difference = hidden_state_difference(folded, fused)
+    if difference > FUSED_TOLERANCE:
+        log.warning("the fused rebuild differs from the exported graph by %.2g: its layers stay unfused", difference)
+        return None
+    return fused
 
 
 def drop_nan_guards(graph: Any) -> int:
