@@ -15,6 +15,10 @@ cache, encoded on first use; no stage output is read from the stage cache, every
 - with ``--variant 'dims=16, alpha=0.9'``: more settings, chosen on training queries only
   (``bench/mds_tune.py``).
 
+With ``--threads-rounds N``: per dataset, the wall time of ``mds_rerank`` re-ranking the same
+``bm25 % 100 >> maxsim`` candidates of the test queries with ``threads=1`` and with the default
+(every core), each N times in turn (the stage's own ``rerank``, what a pipeline calls).
+
 Reported: nDCG@10 (ir_measures), judged@10, the paired t-test and randomisation test against
 the baseline (:mod:`cascade.evaluation.significance`, Holm-corrected over the
 comparisons) and each stage's milliseconds per query (mean; ``mds_rerank`` timed per query,
@@ -29,10 +33,12 @@ import datetime
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
 
+import cascade
 from cascade.data.beir import BeirDataset
 from cascade.evaluation.experiment import EvalOptions, run_experiment
 from cascade.evaluation.results import ExperimentResult
@@ -66,12 +72,39 @@ def rows(result: ExperimentResult) -> list[str]:
     return out
 
 
+def threads_speed(data: Path, index_path: Path, model: str, rounds: int) -> list[str]:
+    """Wall seconds of mds_rerank over the same candidates, one thread against every core."""
+    ds = BeirDataset(data)
+    judged = set(ds.qrels("test"))
+    queries = [q for q in ds.queries() if q.id in judged]
+    index = cascade.Index.open(index_path)
+    m = "" if model == "minilm" else f"model={model}, "
+    candidates = cascade.parse(f"bm25 % 100 >> maxsim{f'({m[:-2]})' if m else ''}", index=index).search(queries)
+    stages = {n: cascade.parse(f"mds_rerank({m}threads={n})", index=index) for n in (1, os.cpu_count() or 1)}
+    for stage in stages.values():
+        stage.prepare()
+        stage.rerank(queries[:8], cascade.parse("bm25 % 100", index=index).search(queries[:8]))  # warm-up
+    walls: dict[int, list[float]] = {n: [] for n in stages}
+    for _ in range(rounds):
+        for n, stage in stages.items():
+            start = time.perf_counter()
+            stage.rerank(queries, candidates)
+            walls[n].append(time.perf_counter() - start)
+    one, every = (statistics.median(walls[n]) for n in stages)
+    runs = "; ".join(f"threads={n}: " + ", ".join(f"{w:.2f}" for w in ws) for n, ws in walls.items())
+    return [f"| {data.name} | {len(queries)} | {one:.2f} | {every:.2f} ({os.cpu_count()} threads) | "
+            f"{one / every:.2f}x | {runs} |"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="*", type=Path)
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--permutations", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads-rounds", type=int, default=0,
+                        help="also time mds_rerank on one thread against every core, this many rounds")
+    parser.add_argument("--skip-quality", action="store_true", help="only the --threads-rounds timing")
     parser.add_argument("--variant", action="append", default=[],
                         help="more mds_rerank settings, e.g. 'dims=16, alpha=0.9' (chosen on training queries only)")
     args = parser.parse_args(argv)
@@ -88,16 +121,25 @@ def main(argv: list[str] | None = None) -> int:
              "",
              "| dataset | pipeline | nDCG@10 | Δ | judged@10 | t-test p | randomisation p | ms/query by stage |",
              "|---|---|---:|---:|---:|---|---|---|"]
+    speed = ["", "## mds_rerank on one thread and on every core (wall seconds, median of "
+             f"{args.threads_rounds} rounds)", "",
+             "| dataset | queries | threads=1 | default | speed-up | runs (s) |", "|---|--:|--:|--:|--:|---|"]
+    if args.skip_quality:
+        lines = lines[:6]
     for data in datasets:
         start = time.perf_counter()
         ds = BeirDataset(data)
         index, _, _ = cached_index(ds.name, ds.content_hash(), ds.corpus, analyzer=Analyzer())
-        # the eval cache's index (token vectors stored there once), but no stage cache: every stage is timed afresh
-        opts = EvalOptions(metrics="nDCG@10", baseline=0, permutations=args.permutations, use_cache=False)
-        result = run_experiment(data, pipelines(args.model, args.variant), index_dir=index.path, opts=opts)
-        lines += rows(result)
+        if not args.skip_quality:
+            # the eval cache's index (token vectors stored there once), but no stage cache: every stage is timed
+            opts = EvalOptions(metrics="nDCG@10", baseline=0, permutations=args.permutations, use_cache=False)
+            result = run_experiment(data, pipelines(args.model, args.variant), index_dir=index.path, opts=opts)
+            lines += rows(result)
+        if args.threads_rounds:
+            speed += threads_speed(data, index.path, args.model, args.threads_rounds)
         print(f"{data.name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-        out.write_text("\n".join(lines) + "\n")  # partial results survive a later failure
+        out.write_text("\n".join(lines + (speed if args.threads_rounds else [])) + "\n")  # partial results survive
+    lines += speed if args.threads_rounds else []
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}", file=sys.stderr)
     return 0

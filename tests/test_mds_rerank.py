@@ -141,6 +141,19 @@ def test_alpha_one_is_the_incoming_order(encoded, tiny_bi_encoder: str) -> None:
             assert list(a) == list(b)
 
 
+def test_threads_change_no_score(encoded, tiny_bi_encoder: str) -> None:  # type: ignore[no-untyped-def]
+    import cascade
+
+    text = f"bm25 % 20 >> maxsim(model={tiny_bi_encoder}) >> mds_rerank(model={tiny_bi_encoder}, k=6, threads={{}})"
+    one, three = (cascade.parse(text.format(n), index=encoded) for n in (1, 3))
+    a, b = one.search(QUERIES), three.search(QUERIES)
+    for (qa, ia, sa), (qb, ib, sb) in zip(a.per_query(), b.per_query()):
+        assert qa == qb and list(ia) == list(ib)
+        np.testing.assert_array_equal(sa, sb)
+    assert "threads=3" in str(three)
+    assert one.key() == three.key()  # the stage cache shares their outputs
+
+
 def test_stage_parameters_and_errors(encoded, tiny_bi_encoder: str) -> None:  # type: ignore[no-untyped-def]
     import cascade
 

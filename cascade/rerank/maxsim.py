@@ -256,6 +256,9 @@ def in_threads(work: Callable[[int], T], items: Sequence[int], threads: int | No
         return list(pool.map(work, items))
 
 
+THREADS = ParamInfo("threads", int, None, "queries scored at once (default: the CPU cores available); never "
+                    "changes a score", min=1, optional=True)
+
 # the candidates being reranked, for score_timed to read their first-stage scores (set by MaxSim.rerank)
 _RERANKING: ContextVar[Candidates | None] = ContextVar("maxsim_reranking", default=None)
 
@@ -276,8 +279,7 @@ PARAMS = (
               min=1),
     ParamInfo("watch", int, None, "early termination: the top a chunk must enter (default: the stage's k "
               f"when a cutoff follows, else {WATCH}; needs patience)", min=1, optional=True),
-    ParamInfo("threads", int, None, "queries scored at once (default: the CPU cores available); never "
-              "changes a score", min=1, optional=True),
+    THREADS,
 )
 
 

@@ -53,7 +53,7 @@ from cascade.index.index import Index
 from cascade.models.encoders import query_encodings
 from cascade.models.stored import ensure_biencoder
 from cascade.rerank.base import ALL, Reranker, index_numbers
-from cascade.rerank.maxsim import DocTokens, one_blas_thread
+from cascade.rerank.maxsim import THREADS, DocTokens, in_threads, one_blas_thread
 
 PARAMS = (
     ParamInfo("model", str, "minilm", "bi-encoder whose contextual token vectors give the local similarities"),
@@ -62,6 +62,7 @@ PARAMS = (
     ParamInfo("dims", int, 8, "dimensions of the MDS embedding", min=1),
     ParamInfo("alpha", float, 0.5, "weight of the incoming score (min-max normalised over the top k); 0: MDS only",
               min=0.0, max=1.0),
+    THREADS,
 )
 
 
@@ -159,18 +160,20 @@ class MDSRerank(Reranker):
     params = PARAMS
 
     def __init__(self, index: Index, model: str = "minilm", k: int = 20, dims: int = 8, alpha: float = 0.5,
-                 progress: Callable[[int], None] | None = None) -> None:
-        self.values = check_params(self.name, PARAMS, {"model": model, "k": k, "dims": dims, "alpha": alpha})
+                 threads: int | None = None, progress: Callable[[int], None] | None = None) -> None:
+        self.values = check_params(self.name, PARAMS, {"model": model, "k": k, "dims": dims, "alpha": alpha,
+                                                       "threads": threads})
         super().__init__(index, None)
         self.model, self.depth = self.values["model"], self.values["k"]
-        self.dims, self.alpha = self.values["dims"], self.values["alpha"]
+        self.dims, self.alpha, self.threads = self.values["dims"], self.values["alpha"], self.values["threads"]
         self._progress = progress
 
     def settings(self) -> dict[str, Any]:
         return non_defaults(PARAMS, self.values)
 
     def key(self) -> tuple[Any, ...]:
-        return (self.name, tuple(sorted(self.values.items())), self.k, self.index.version)
+        scoring = {name: value for name, value in self.values.items() if name != "threads"}  # threads change no score
+        return (self.name, tuple(sorted(scoring.items())), self.k, self.index.version)
 
     def __str__(self) -> str:
         text = format_call(self.name, params=self.settings())
@@ -194,14 +197,20 @@ class MDSRerank(Reranker):
         heads = [min(self.depth, int(bounds[i + 1] - bounds[i])) for i in range(len(ordered))]
         self.tokens  # noqa: B018  (encode the collection first if needed: not query time)
         texts = [q.text for q, h in zip(ordered, heads) if h > 1]
-        qtoks = iter(query_encodings(self.model).tokens(texts))
+        encoded = iter(query_encodings(self.model).tokens(texts))
+        qtoks = [next(encoded) if h > 1 else None for h in heads]
         seconds = np.full(len(ordered), query_encodings(self.model).claim_seconds(texts) / max(len(ordered), 1))
-        sims: list[np.ndarray | None] = []
+
+        def one(i: int) -> tuple[np.ndarray | None, float]:
+            start = time.perf_counter()
+            sim = self.similarity(qtoks[i], nums[bounds[i]:bounds[i] + heads[i]]) if heads[i] > 1 else None
+            return sim, time.perf_counter() - start
+
+        # small products per query: one BLAS thread each, the queries share the cores (as in MaxSim)
         with one_blas_thread():
-            for i, h in enumerate(heads):
-                start = time.perf_counter()
-                sims.append(self.similarity(next(qtoks), nums[bounds[i]:bounds[i] + h]) if h > 1 else None)
-                seconds[i] += time.perf_counter() - start
+            done = in_threads(one, range(len(ordered)), self.threads)
+        sims = [sim for sim, _ in done]
+        seconds += np.array([spent for _, spent in done])
         out = self._assemble(candidates, nums, self._head_scores(sims, candidates, heads, seconds))
         if self.k != ALL:
             out = cut(out, self.k)
