@@ -21,7 +21,7 @@ with the torch fp32 and the int8 ONNX encoder, measured side by side in one run.
    weights, fused layers, no torch for encoding).
 
 The pipeline is ``rrf(bm25, dense) % 100 >> maxsim % 10`` (``--pipeline`` for another, written
-with ``{model}`` where the model goes). Writes ``bench/results/neural-eval-<dataset>-<date>.md``.
+with ``{model}`` where the model goes). Writes ``bench/results/neural-eval-<dataset>-<date>[-clean|-stored].md``.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     report = "\n".join(lines) + "\n"
     print(report)
-    out = args.out or RESULTS / f"neural-eval-{dataset.name}-{datetime.date.today().isoformat()}.md"
+    part = "-clean" if args.skip_stored else "-stored" if args.skip_clean else ""  # a part never overwrites the whole
+    out = args.out or RESULTS / f"neural-eval-{dataset.name}-{datetime.date.today().isoformat()}{part}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report, encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
