@@ -43,6 +43,7 @@ from cascade.data.beir import BeirDataset
 from cascade.evaluation.experiment import EvalOptions, run_experiment
 from cascade.evaluation.results import ExperimentResult
 from cascade.index.cache import cached_index
+from cascade.rerank.maxsim import available_cores
 from cascade.text.analyzer import Analyzer
 
 HERE = Path(__file__).resolve().parent
@@ -50,12 +51,20 @@ DATASETS = HERE.parent.parent / "shared" / "datasets"
 DEFAULT = ("scifact", "nfcorpus-preprocessed", "trec-dl19-passage-pool")
 
 
+def base_pipeline(model: str) -> str:
+    return "bm25 % 100 >> maxsim" + ("" if model == "minilm" else f"(model={model})")
+
+
+def mds(model: str, settings: str = "") -> str:
+    """``mds_rerank`` with ``model`` (unless the default) and ``settings``."""
+    args = ", ".join(([] if model == "minilm" else [f"model={model}"]) + ([settings] if settings else []))
+    return f"mds_rerank({args})" if args else "mds_rerank"
+
+
 def pipelines(model: str, variants: list[str]) -> list[str]:
-    m = "" if model == "minilm" else f"(model={model})"
-    mds = "" if model == "minilm" else f"model={model}, "
-    base = f"bm25 % 100 >> maxsim{m}"
-    return [base, f"{base} >> mds_rerank{m}", f"{base} >> mds_rerank({mds}alpha=0)",
-            *(f"{base} >> mds_rerank({mds}{v})" for v in variants)]
+    base = base_pipeline(model)
+    return [base, f"{base} >> {mds(model)}", f"{base} >> {mds(model, 'alpha=0')}",
+            *(f"{base} >> {mds(model, v)}" for v in variants)]
 
 
 def rows(result: ExperimentResult) -> list[str]:
@@ -78,21 +87,22 @@ def threads_speed(data: Path, index_path: Path, model: str, rounds: int) -> list
     judged = set(ds.qrels("test"))
     queries = [q for q in ds.queries() if q.id in judged]
     index = cascade.Index.open(index_path)
-    m = "" if model == "minilm" else f"model={model}, "
-    candidates = cascade.parse(f"bm25 % 100 >> maxsim{f'({m[:-2]})' if m else ''}", index=index).search(queries)
-    stages = {n: cascade.parse(f"mds_rerank({m}threads={n})", index=index) for n in (1, os.cpu_count() or 1)}
+    candidates = cascade.parse(base_pipeline(model), index=index).search(queries)
+    # the default is what a pipeline gets: every available core
+    stages = {"threads=1": cascade.parse(mds(model, "threads=1"), index=index),
+              "default": cascade.parse(mds(model), index=index)}
     for stage in stages.values():
         stage.prepare()
         stage.rerank(queries[:8], cascade.parse("bm25 % 100", index=index).search(queries[:8]))  # warm-up
-    walls: dict[int, list[float]] = {n: [] for n in stages}
+    walls: dict[str, list[float]] = {n: [] for n in stages}
     for _ in range(rounds):
         for n, stage in stages.items():
             start = time.perf_counter()
             stage.rerank(queries, candidates)
             walls[n].append(time.perf_counter() - start)
     one, every = (statistics.median(walls[n]) for n in stages)
-    runs = "; ".join(f"threads={n}: " + ", ".join(f"{w:.2f}" for w in ws) for n, ws in walls.items())
-    return [f"| {data.name} | {len(queries)} | {one:.2f} | {every:.2f} ({os.cpu_count()} threads) | "
+    runs = "; ".join(f"{n}: " + ", ".join(f"{w:.2f}" for w in ws) for n, ws in walls.items())
+    return [f"| {data.name} | {len(queries)} | {one:.2f} | {every:.2f} ({available_cores()} threads) | "
             f"{one / every:.2f}x | {runs} |"]
 
 
@@ -117,15 +127,14 @@ def main(argv: list[str] | None = None) -> int:
              f"{platform.python_version()}; model `{args.model}` (contextual token vectors of the index). "
              "mds_rerank defaults fixed a priori (k=20, dims=8, alpha=0.5); variants, if any, were chosen on "
              "training queries (bench/mds_tune.py); no setting was tuned on these queries.",
-             "", "p-values: raw (Holm-corrected over the comparisons with the baseline). ms/query: mean per stage.",
-             "",
-             "| dataset | pipeline | nDCG@10 | Δ | judged@10 | t-test p | randomisation p | ms/query by stage |",
-             "|---|---|---:|---:|---:|---|---|---|"]
+             ""]
+    if not args.skip_quality:
+        lines += ["p-values: raw (Holm-corrected over the comparisons with the baseline). ms/query: mean per stage.",
+                  "", "| dataset | pipeline | nDCG@10 | Δ | judged@10 | t-test p | randomisation p | "
+                  "ms/query by stage |", "|---|---|---:|---:|---:|---|---|---|"]
     speed = ["", "## mds_rerank on one thread and on every core (wall seconds, median of "
              f"{args.threads_rounds} rounds)", "",
              "| dataset | queries | threads=1 | default | speed-up | runs (s) |", "|---|--:|--:|--:|--:|---|"]
-    if args.skip_quality:
-        lines = lines[:6]
     for data in datasets:
         start = time.perf_counter()
         ds = BeirDataset(data)

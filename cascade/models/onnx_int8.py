@@ -75,13 +75,11 @@ def prepared_int8(graph: Path, *, num_heads: int | None = None) -> Path:
         level = root.level
         root.setLevel(logging.ERROR)  # quantize_dynamic logs a generic advice on the root logger
         try:
-            if fused is not None:  # contrib operators: shape inference cannot type their outputs
-                quantize_dynamic(str(unguarded), str(final), weight_type=QuantType.QInt8, per_channel=True,
-                                 op_types_to_quantize=["MatMul", "Attention"],
-                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-            else:
-                quantize_dynamic(str(unguarded), str(final), weight_type=QuantType.QInt8, per_channel=True,
-                                 nodes_to_quantize=weight_matmuls(model.graph))
+            # the fused graph's contrib operators: shape inference cannot type their outputs
+            scope = {"op_types_to_quantize": ["MatMul", "Attention"],
+                     "extra_options": {"DefaultTensorType": onnx.TensorProto.FLOAT}} if fused is not None else \
+                {"nodes_to_quantize": weight_matmuls(model.graph)}
+            quantize_dynamic(str(unguarded), str(final), weight_type=QuantType.QInt8, per_channel=True, **scope)
         finally:
             root.setLevel(level)
         os.replace(final, out)  # atomic: a concurrent preparer's file is as good as this one
